@@ -1,0 +1,37 @@
+"""recbole-sigma: selective state-space (Mamba) sequential recommenders for RecBole.
+
+Importing the package first makes RecBole 1.2.1 work on today's stack (see ``compat``)."""
+from recbole_sigma import compat as _compat
+
+_compat.apply()
+
+from recbole_sigma.errors import ConfigError, DatasetNotFoundError, RecBoleSigmaError, UnknownModelError  # noqa: E402
+from recbole_sigma.mamba import Mamba  # noqa: E402
+from recbole_sigma.model import MODELS, SIGMA, EchoMamba4Rec, Mamba4Rec  # noqa: E402
+from recbole_sigma.quick_start import (  # noqa: E402
+    build_config,
+    config_files,
+    load_data_and_model,
+    main,
+    resolve_model,
+    run,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "SIGMA",
+    "Mamba4Rec",
+    "EchoMamba4Rec",
+    "Mamba",
+    "MODELS",
+    "config_files",
+    "build_config",
+    "resolve_model",
+    "run",
+    "load_data_and_model",
+    "main",
+    "RecBoleSigmaError",
+    "ConfigError",
+    "UnknownModelError",
+    "DatasetNotFoundError",
+]

@@ -1,0 +1,86 @@
+"""What the three models share: item embedding, input dropout + LayerNorm, weight init, the
+CE/BPR losses and RecBole's ``predict`` / ``full_sort_predict``. A model builds
+``self.layers``, each called as ``layer(h, item_seq_len)`` on (B, L, D); the last valid position
+predicts."""
+import torch
+import torch.nn as nn
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.loss import BPRLoss
+
+from recbole_sigma.config_checks import check_model_config
+from recbole_sigma.mamba import Mamba
+
+
+class MambaSequentialRecommender(SequentialRecommender):
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        check_model_config(type(self).__name__, config, self.max_seq_length)
+        self.hidden_size = config["hidden_size"]
+        self.num_layers = config["num_layers"]
+        self.dropout_prob = config["dropout_prob"]
+        self.loss_type = config["loss_type"]
+
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
+        self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=1e-12)
+        self.dropout = nn.Dropout(self.dropout_prob)
+        self.loss_fct = BPRLoss() if self.loss_type == "BPR" else nn.CrossEntropyLoss()
+
+    def make_mamba(self, config):
+        """One Mamba block with the model's d_state / d_conv / expand / backend."""
+        return Mamba(
+            d_model=self.hidden_size,
+            d_state=config["d_state"],
+            d_conv=config["d_conv"],
+            expand=config["expand"],
+            backend=config["mamba_backend"] or "auto",
+        )
+
+    def init_weights(self, config):
+        """RecBole's init (normal(0, 0.02) for Linear and Embedding, LayerNorm to identity).
+
+        Mamba blocks keep mamba-ssm's own initialisation unless ``mamba_init: public_code``,
+        where, as in the Mamba4Rec and SIGMA repositories, the blanket init also overwrites
+        in_proj / x_proj / dt_proj / out_proj (which zeroes the dt bias).
+        """
+        reinit_mamba = config["mamba_init"] == "public_code"
+        skip = set()
+        if not reinit_mamba:
+            for module in self.modules():
+                if isinstance(module, Mamba):
+                    skip.update(id(m) for m in module.modules())
+        for module in self.modules():
+            if id(module) in skip:
+                continue
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.weight.data.normal_(mean=0.0, std=0.02)
+            elif isinstance(module, nn.LayerNorm):
+                module.bias.data.zero_()
+                module.weight.data.fill_(1.0)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                module.bias.data.zero_()
+
+    def forward(self, item_seq, item_seq_len):
+        """(B, L) item ids, (B,) lengths -> (B, D) representation at the last valid position."""
+        h = self.LayerNorm(self.dropout(self.item_embedding(item_seq)))
+        for layer in self.layers:
+            h = layer(h, item_seq_len)
+        return self.gather_indexes(h, item_seq_len - 1)
+
+    def calculate_loss(self, interaction):
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        pos_items = interaction[self.POS_ITEM_ID]
+        if self.loss_type == "BPR":
+            neg_items = interaction[self.NEG_ITEM_ID]
+            pos_score = (seq_output * self.item_embedding(pos_items)).sum(-1)  # (B,)
+            neg_score = (seq_output * self.item_embedding(neg_items)).sum(-1)  # (B,)
+            return self.loss_fct(pos_score, neg_score)
+        logits = seq_output @ self.item_embedding.weight.t()  # (B, n_items)
+        return self.loss_fct(logits, pos_items)
+
+    def predict(self, interaction):
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (seq_output * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)  # (B,)
+
+    def full_sort_predict(self, interaction):
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return seq_output @ self.item_embedding.weight.t()  # (B, n_items)

@@ -1,0 +1,90 @@
+r"""EchoMamba4Rec (ECHO)
+################################################
+Reference:
+    Yuda Wang, Xuxin He, Shengxin Zhu. "EchoMamba4Rec: Harmonizing Bidirectional State Space
+    Models with Spectral Filtering for Advanced Sequential Recommendation." arXiv 2406.02638.
+
+Built as its authors' code builds it. Per layer, on (B, L, D):
+    filter:  rfft over time -> * learnable complex weight (L/2+1, D) -> irfft -> dropout,
+             residual, LayerNorm
+    BiMamba: forward Mamba, and a backward Mamba that reads each sequence's valid items reversed
+             (padding stays at the end) and whose output is flipped back; each direction
+             dropout + residual + its own LayerNorm; the two are summed
+    GLU:     Linear D->2D, value * sigmoid(gate), Linear D->D, dropout, residual, LayerNorm
+
+At the last valid position, which predicts, the backward scan has read only that one item, so
+the last layer's backward A_log gets no gradient from the next-item loss.
+"""
+import torch
+import torch.nn as nn
+
+from recbole_sigma.model.base import MambaSequentialRecommender
+from recbole_sigma.model.layers import partial_flip
+
+
+class SpectralFilter(nn.Module):
+    def __init__(self, max_len, d_model, dropout):
+        super().__init__()
+        self.complex_weight = nn.Parameter(torch.randn(max_len // 2 + 1, d_model, 2) * 0.02)
+        self.dropout = nn.Dropout(dropout)
+        self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
+
+    def forward(self, x):  # (B, L, D) -> (B, L, D)
+        spectrum = torch.fft.rfft(x, dim=1, norm="ortho")  # (B, L/2+1, D) complex
+        spectrum = spectrum * torch.view_as_complex(self.complex_weight)
+        h = torch.fft.irfft(spectrum, n=x.shape[1], dim=1, norm="ortho")
+        return self.LayerNorm(self.dropout(h) + x)
+
+
+class BidirectionalMamba(nn.Module):
+    def __init__(self, make_mamba, d_model, dropout):
+        super().__init__()
+        self.mamba_fwd = make_mamba()
+        self.mamba_bwd = make_mamba()
+        self.dropout = nn.Dropout(dropout)
+        self.LayerNorm_fwd = nn.LayerNorm(d_model, eps=1e-12)
+        self.LayerNorm_bwd = nn.LayerNorm(d_model, eps=1e-12)
+
+    def backward_direction(self, x, item_seq_len):
+        """The backward Mamba over each sequence's valid items reversed, flipped back."""
+        return partial_flip(self.mamba_bwd(partial_flip(x, item_seq_len, 0)), item_seq_len, 0)
+
+    def forward(self, x, item_seq_len):  # (B, L, D), (B,) -> (B, L, D)
+        fwd = self.LayerNorm_fwd(self.dropout(self.mamba_fwd(x)) + x)
+        bwd = self.LayerNorm_bwd(self.dropout(self.backward_direction(x, item_seq_len)) + x)
+        return fwd + bwd
+
+
+class GatedLinearUnit(nn.Module):
+    def __init__(self, d_model, dropout):
+        super().__init__()
+        self.w_in = nn.Linear(d_model, 2 * d_model)
+        self.w_out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
+
+    def forward(self, x):  # (B, L, D) -> (B, L, D)
+        value, gate = self.w_in(x).chunk(2, dim=-1)
+        h = self.dropout(self.w_out(value * torch.sigmoid(gate)))
+        return self.LayerNorm(h + x)
+
+
+class EchoLayer(nn.Module):
+    def __init__(self, make_mamba, max_len, d_model, dropout):
+        super().__init__()
+        self.filter = SpectralFilter(max_len, d_model, dropout)
+        self.bimamba = BidirectionalMamba(make_mamba, d_model, dropout)
+        self.glu = GatedLinearUnit(d_model, dropout)
+
+    def forward(self, x, item_seq_len):
+        return self.glu(self.bimamba(self.filter(x), item_seq_len))
+
+
+class EchoMamba4Rec(MambaSequentialRecommender):
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.layers = nn.ModuleList(
+            EchoLayer(lambda: self.make_mamba(config), self.max_seq_length, self.hidden_size, self.dropout_prob)
+            for _ in range(self.num_layers)
+        )
+        self.init_weights(config)

@@ -1,0 +1,285 @@
+"""Selective scan (the S6 recurrence of Mamba) for CPU tensors, channel-last layout.
+
+Semantics are those of ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` with the
+(batch, L, channels) layout that the CPU path of :class:`recbole_sigma.mamba.Mamba` produces:
+
+    delta'  = softplus(delta + delta_bias)            if delta_softplus else delta + delta_bias
+    h_t     = exp(delta'_t * A) * h_{t-1} + delta'_t * B_t * u_t      h: (d_inner, d_state)
+    y_t     = h_t @ C_t + D * u_t
+    y_t     = y_t * silu(z_t)                                          if z is given
+
+Shapes: u, delta, z: (batch, L, d_inner); A: (d_inner, d_state); B, C: (batch, L, d_state);
+D, delta_bias: (d_inner,). Returns y: (batch, L, d_inner).
+
+Implementations, picked per call by :func:`selective_scan`:
+
+* fused numba kernels (:mod:`._scan_numba`), for float32/float64 CPU tensors. numba is imported
+  on the first call, not at package import; each dtype compiles once (~10 s, ~1 s from numba's
+  on-disk cache).
+* a pure-PyTorch autograd Function with a hand-written backward (:mod:`._scan_torch`), for other
+  devices and dtypes, when numba is missing or fails to compile (one warning), or when the
+  environment variable ``RECBOLE_SIGMA_FUSED_SCAN=0`` is set.
+
+Neither keeps anything of size (batch, L, d_inner, d_state).
+"""
+import logging
+import os
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from recbole_sigma.ops._scan_torch import selective_scan_torch
+
+logger = logging.getLogger(__name__)
+
+ENV_SWITCH = "RECBOLE_SIGMA_FUSED_SCAN"
+_FUSED_DTYPES = (torch.float32, torch.float64)
+_CHUNK_BYTES = 1 << 20  # one backward chunk of states + decay factors, per thread
+_BLOCKS_PER_THREAD = 4
+
+_kernels = None        # the imported ._scan_numba module, once loaded
+_failure = None        # why the fused kernels are unavailable ("ImportError: ..."), once known
+_compiled = set()      # (kernel name, dtype) pairs that have run once
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Step-by-step reference, in the dtype of its inputs (tests run it in float64)."""
+    if delta_bias is not None:
+        delta = delta + delta_bias
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, length, d_inner = u.shape
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    ys = []
+    for t in range(length):
+        dt = delta[:, t, :, None]  # (batch, d_inner, 1)
+        h = torch.exp(dt * A) * h + dt * B[:, t, None, :] * u[:, t, :, None]
+        ys.append(torch.einsum("bdn,bn->bd", h, C[:, t]))
+    y = torch.stack(ys, dim=1)  # (batch, L, d_inner)
+    if D is not None:
+        y = y + u * D
+    if z is not None:
+        y = y * F.silu(z)
+    return y
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The CPU selective scan used by the Mamba block's PyTorch path (see the module docstring).
+
+    Differentiable in u, delta, A, B, C, D, z and delta_bias (once; no double backward).
+    """
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if _use_fused(u) and _compile(u.dtype, _needs_grad(args)):
+        return SelectiveScanFused.apply(*args)
+    return selective_scan_torch(*args)
+
+
+def fused_scan_available():
+    """Whether :func:`selective_scan` runs the numba kernels on float32/float64 CPU tensors.
+
+    False when ``RECBOLE_SIGMA_FUSED_SCAN=0``, when numba cannot be imported, or after a kernel
+    failed to compile (known after the first call with that dtype). Imports numba.
+    """
+    return os.environ.get(ENV_SWITCH, "1").strip() != "0" and _load_kernels() is not None
+
+
+def _use_fused(u):
+    return u.device.type == "cpu" and u.dtype in _FUSED_DTYPES and fused_scan_available()
+
+
+def _needs_grad(args):
+    return torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading numba and its cache directory
+# ---------------------------------------------------------------------------------------------
+def _user_cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "recbole_sigma", "numba")
+
+
+def _configure_numba_cache():
+    """numba caches next to the module when it can write there; otherwise (and unless the user
+    chose NUMBA_CACHE_DIR) point it at a per-user cache directory."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    pycache = os.path.join(here, "__pycache__")
+    writable = os.access(pycache if os.path.isdir(pycache) else here, os.W_OK)
+    if writable or os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    os.environ["NUMBA_CACHE_DIR"] = _user_cache_dir()
+    if "numba" in sys.modules:  # numba read its config already
+        sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+
+def _load_kernels():
+    """Import ._scan_numba (and numba) once; None, after one warning, if that fails."""
+    global _kernels
+    if _kernels is None and _failure is None:
+        try:
+            _configure_numba_cache()
+            from recbole_sigma.ops import _scan_numba
+            _kernels = _scan_numba
+        except Exception as exc:  # ImportError, or numba failing to initialise
+            _disable(exc)
+    return _kernels if _failure is None else None
+
+
+def _disable(exc):
+    global _failure
+    _failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    warnings.warn(f"recbole_sigma: fused selective scan unavailable ({_failure}); "
+                  "using the slower PyTorch fallback", RuntimeWarning, stacklevel=3)
+
+
+def _set_threads(numba):
+    """numba uses as many threads as torch, within its own maximum."""
+    wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)
+    return wanted
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiling the kernels (first call per dtype)
+# ---------------------------------------------------------------------------------------------
+def _compile(dtype, backward):
+    """Compile (or load from numba's cache) the kernels for `dtype` by running them once on a
+    tiny input; on failure warn once and use the fallback from then on. True if they run."""
+    names = ("scan_forward", "scan_backward") if backward else ("scan_forward",)
+    for name in names:
+        if (name, dtype) in _compiled:
+            continue
+        start = time.perf_counter()
+        try:
+            _tiny_call(name, dtype)
+        except Exception as exc:  # a numba typing/lowering error, or LLVM failing
+            _disable(exc)
+            return False
+        cached = sum(getattr(_kernels, name).stats.cache_hits.values()) > 0
+        logger.info("compiled fused selective scan in %.1f s (cached: %s; %s, %s)",
+                    time.perf_counter() - start, cached, name, dtype)
+        _compiled.add((name, dtype))
+    return True
+
+
+def _tiny_call(name, dtype):
+    """Run kernel `name` on a (batch 1, L 2, d_inner 1, d_state 1) input with the argument types
+    of a real call, which triggers its compilation."""
+    shapes = ((1, 2, 1), (1, 2, 1), (1, 1), (1, 2, 1), (1, 2, 1), (1,), (1, 2, 1), (1,))
+    inputs = _prepare(*(torch.zeros(shape, dtype=dtype) for shape in shapes))
+    out, checkpoints = _forward(inputs, True, True, save_checkpoints=True)
+    if name == "scan_backward":
+        _backward(inputs, checkpoints, True, True, torch.zeros_like(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused autograd Function
+# ---------------------------------------------------------------------------------------------
+class SelectiveScanFused(torch.autograd.Function):
+    """Numba forward and backward (once differentiable). Call it through :func:`selective_scan`,
+    which compiles the kernels first."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        inputs = _prepare(u, delta, A, B, C, D, z, delta_bias)
+        out, checkpoints = _forward(inputs, delta_softplus, z is not None,
+                                    save_checkpoints=any(ctx.needs_input_grad))
+        ctx.delta_softplus = delta_softplus
+        ctx.has = (D is not None, z is not None, delta_bias is not None)
+        ctx.save_for_backward(*inputs, checkpoints)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout):
+        *inputs, checkpoints = ctx.saved_tensors
+        grads = _backward(inputs, checkpoints, ctx.delta_softplus, ctx.has[1], gout.contiguous())
+        return _select_grads(grads, ctx.has)
+
+
+def _prepare(u, delta, A, B, C, D, z, delta_bias):
+    """Contiguous inputs for the kernels; A transposed to (N, D); missing D, bias zeroed and a
+    missing z replaced by u (then never read)."""
+    u, delta, B, C = (t.contiguous() for t in (u, delta, B, C))
+    d_inner = u.shape[-1]
+    A_T = A.t().contiguous()  # (N, D)
+    D = D.contiguous() if D is not None else u.new_zeros(d_inner)
+    delta_bias = delta_bias.contiguous() if delta_bias is not None else u.new_zeros(d_inner)
+    z = z.contiguous() if z is not None else u
+    _check_shapes(u, delta, A_T, B, C, D, z, delta_bias)
+    return u, delta, A_T, B, C, D, z, delta_bias
+
+
+def _check_shapes(u, delta, A_T, B, C, D, z, delta_bias):
+    batch, length, d_inner = u.shape
+    d_state = A_T.shape[0]
+    expected = [(delta, u.shape), (z, u.shape), (A_T, (d_state, d_inner)),
+                (B, (batch, length, d_state)), (C, (batch, length, d_state)),
+                (D, (d_inner,)), (delta_bias, (d_inner,))]
+    for tensor, shape in expected:
+        if tuple(tensor.shape) != tuple(shape) or tensor.dtype != u.dtype:
+            raise ValueError(f"selective_scan: got {tuple(tensor.shape)} {tensor.dtype}, "
+                             f"expected {tuple(shape)} {u.dtype}")
+
+
+def _numpy(*tensors):
+    return [t.detach().numpy() for t in tensors]
+
+
+def _chunk_steps(length, d_state, d_inner, itemsize):
+    """Time steps per backward chunk: its states and decay factors take ~_CHUNK_BYTES."""
+    return max(1, min(length, _CHUNK_BYTES // (2 * d_state * d_inner * itemsize)))
+
+
+def _n_blocks(batch):
+    """Blocks of the batch to run in parallel: a few per thread, taken one at a time by the
+    threads (so that a core shared with other work delays the others little)."""
+    threads = _set_threads(sys.modules["numba"])
+    return 1 if threads == 1 else min(batch, threads * _BLOCKS_PER_THREAD)
+
+
+def _launch(kernel, n_blocks, *args):
+    with sys.modules["numba"].parallel_chunksize(1):
+        kernel(n_blocks, *args)
+
+
+def _forward(inputs, delta_softplus, has_z, save_checkpoints):
+    """out (batch, L, D) and the checkpoints (batch, n_chunks - 1, N, D) (empty if not saved)."""
+    u, A_T = inputs[0], inputs[2]
+    (batch, length, d_inner), d_state = u.shape, A_T.shape[0]
+    chunk = _chunk_steps(length, d_state, d_inner, u.element_size())
+    n_saved = (length - 1) // chunk if save_checkpoints else 0
+    checkpoints = u.new_empty(batch if n_saved else 0, n_saved, d_state, d_inner)
+    out = torch.empty_like(u)
+    _launch(_kernels.scan_forward, _n_blocks(batch), *_numpy(*inputs), delta_softplus, has_z,
+            out.numpy(), checkpoints.numpy(), chunk)
+    return out, checkpoints
+
+
+def _backward(inputs, checkpoints, delta_softplus, has_z, gout):
+    """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of the fused scan."""
+    u, delta, A_T, B, C = inputs[:5]
+    (batch, length, d_inner), d_state = u.shape, A_T.shape[0]
+    chunk = _chunk_steps(length, d_state, d_inner, u.element_size())
+    du, ddelta, dz = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
+    dB, dC = torch.empty_like(B), torch.empty_like(C)
+    n_blocks = _n_blocks(batch)
+    dA_T = u.new_empty(n_blocks, d_state, d_inner)  # per-block partial sums
+    dD, dbias = u.new_empty(n_blocks, d_inner), u.new_empty(n_blocks, d_inner)
+    _launch(_kernels.scan_backward, n_blocks, *_numpy(*inputs), delta_softplus, has_z,
+            gout.numpy(), checkpoints.numpy(), chunk,
+            *_numpy(du, ddelta, dB, dC, dz, dA_T, dD, dbias))
+    return du, ddelta, dA_T.sum(0).t(), dB, dC, dD.sum(0), dz, dbias.sum(0)
+
+
+def _select_grads(grads, has):
+    """Drop the gradients of the optional inputs that were None; None for delta_softplus."""
+    du, ddelta, dA, dB, dC, dD, dz, dbias = grads
+    has_D, has_z, has_bias = has
+    return (du, ddelta, dA, dB, dC, dD if has_D else None, dz if has_z else None,
+            dbias if has_bias else None, None)

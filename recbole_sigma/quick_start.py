@@ -1,0 +1,260 @@
+"""One door for training and evaluating any model, ours or RecBole's, RecBole-style.
+
+    python run_recbole_sigma.py --model=SIGMA --dataset=amazon-beauty [--config_files="a.yaml b.yaml"]
+                                [--any_recbole_key=value ...]
+
+``run()`` is the same thing as a function. RecBole only knows the models under ``recbole.model``
+and the YAML under its own ``properties/``: ``resolve_model`` and ``config_files`` pass ours.
+"""
+import argparse
+import ast
+import inspect
+import logging
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+import torch.distributed as dist
+import yaml
+
+from recbole_sigma.errors import (
+    ConfigError,
+    DatasetNotFoundError,
+    EmptyDatasetError,
+    RecBoleSigmaError,
+    UnknownModelError,
+)
+from recbole_sigma.model import MODELS
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+RECBOLE_MODEL_GROUPS = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+)
+
+
+def properties_dir():
+    """``properties/``: inside the installed package, or at the root of a source checkout."""
+    for candidate in (_PACKAGE_DIR / "properties", _PACKAGE_DIR.parent / "properties"):
+        if (candidate / "model").is_dir():
+            return candidate
+    raise FileNotFoundError(f"recbole_sigma's properties/ folder is missing next to {_PACKAGE_DIR}")
+
+
+def config_files(model, dataset):
+    """Our YAML defaults for ``model`` (a name or class) on ``dataset``, lowest priority first.
+
+    Another RecBole project passes them with its own files after them:
+
+        Config(model=SIGMA, dataset="amazon-beauty",
+               config_file_list=recbole_sigma.config_files("SIGMA", "amazon-beauty") + ["my.yaml"])
+    """
+    name = model if isinstance(model, str) else model.__name__
+    root = properties_dir()
+    candidates = [
+        root / "model" / f"{name}.yaml",
+        root / "dataset" / f"{dataset}.yaml",
+        root / "model_dataset" / f"{name}-{dataset}.yaml",
+    ]
+    return [str(path) for path in candidates if path.is_file()]
+
+
+def recbole_model_names():
+    """Names of RecBole's built-in models (the classes its ``get_model`` can find)."""
+    import importlib
+
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    names = set()
+    for group in RECBOLE_MODEL_GROUPS:
+        module = importlib.import_module(f"recbole.model.{group}")
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, AbstractRecommender) and obj.__module__.endswith(name.lower()):
+                names.add(name)
+    return sorted(names)
+
+
+def resolve_model(model):
+    """A model class from a class or a name: ours first, then RecBole's built-in ones."""
+    if not isinstance(model, str):
+        return model
+    if model in MODELS:
+        return MODELS[model]
+    from recbole.utils import get_model
+
+    try:
+        return get_model(model)
+    except (ValueError, ImportError):  # ImportError: its search imports exlib (lightgbm, xgboost)
+        pass
+    raise UnknownModelError(
+        f"unknown model {model!r}. recbole-sigma models: {', '.join(MODELS)}. "
+        f"RecBole models: {', '.join(recbole_model_names())}"
+    )
+
+
+def build_config(model, dataset, config_file_list=None, config_dict=None):
+    """RecBole's Config with our YAML defaults under the user's files and keys."""
+    from recbole.config import Config
+
+    for path in config_file_list or []:
+        check_config_file(path)
+    model_class = resolve_model(model)
+    files = config_files(model_class, dataset) + list(config_file_list or [])
+    return Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
+
+
+def check_config_file(path):
+    """A config file that does not exist or is not a YAML mapping is a one-line error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"config file {path!r} cannot be read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping of keys to values, not {type(content).__name__}")
+
+
+def check_dataset_available(config):
+    """Fail with a clear message, before RecBole tries (and fails) to download offline."""
+    path = config["data_path"]
+    if os.path.isdir(path):
+        return
+    name = config["dataset"]
+    with open(Path(inspect.getfile(__import__("recbole"))).parent / "properties/dataset/url.yaml") as f:
+        url = (yaml.safe_load(f) or {}).get(name)
+    hint = (
+        f"dataset {name!r} not found at data_path {path!r}. Put the atomic files "
+        f"({name}.inter, and optionally {name}.item / {name}.user) in that folder, or point "
+        f"--data_path at the folder that contains {name}/"
+    )
+    if url is None:
+        raise DatasetNotFoundError(hint + f"; {name!r} is not a dataset RecBole can download.")
+    try:
+        urllib.request.urlopen(url, timeout=10).close()
+    except OSError as e:
+        raise DatasetNotFoundError(hint + f"; downloading it from RecBole's mirror failed ({e}).") from None
+
+
+def _split_cli_value(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True, queue=None):
+    """Train ``model`` on ``dataset``, evaluate full-sort on the test split; return the results.
+
+    Returns {'best_valid_score', 'valid_score_bigger', 'best_valid_result', 'test_result'}.
+    """
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_trainer, init_logger, init_seed, set_color
+
+    config = build_config(model, dataset, config_file_list, config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = logging.getLogger()
+    logger.info(config)
+
+    check_dataset_available(config)
+    data = create_dataset(config)
+    if data.inter_num == 0:
+        raise EmptyDatasetError(
+            f"dataset {config['dataset']!r} has no interactions left after filtering "
+            f"(user_inter_num_interval={config['user_inter_num_interval']}, "
+            f"item_inter_num_interval={config['item_inter_num_interval']})"
+        )
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = resolve_model(config["model"]) if isinstance(model, str) else model
+    net = model_class(config, train_data._dataset).to(config["device"])
+    logger.info(net)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": dict(best_valid_result),
+        "test_result": dict(test_result),
+        "checkpoint": trainer.saved_model_file if saved else None,
+    }
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if queue is not None and config["local_rank"] == 0:
+        queue.put(result)
+    return result
+
+
+def load_data_and_model(model_file):
+    """RecBole's ``load_data_and_model`` for any model, ours included.
+
+    Returns (config, model, dataset, train_data, valid_data, test_data), the model holding the
+    checkpoint's weights. The checkpoint must be one RecBole wrote (it unpickles its Config).
+    """
+    import torch
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_logger, init_seed
+
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)  # RecBole's own file
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    model = resolve_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, data, train_data, valid_data, test_data
+
+
+def format_result(result):
+    """Two lines: best valid and test metrics."""
+
+    def line(metrics):
+        return "  ".join(f"{k}: {v:.4f}" for k, v in metrics.items())
+
+    return f"best valid: {line(result['best_valid_result'])}\ntest result: {line(result['test_result'])}"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Train and evaluate a sequential recommender (recbole-sigma's or RecBole's).",
+        epilog="Any other --key=value is a RecBole config key (e.g. --epochs=1 --data_path=dataset/).",
+    )
+    parser.add_argument("--model", "-m", default="SIGMA", help="SIGMA, Mamba4Rec, EchoMamba4Rec or any RecBole model")
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (a folder under data_path)")
+    parser.add_argument("--config_files", default=None, help="space-separated YAML files")
+    args, rest = parser.parse_known_args(argv)
+    config_dict = {}
+    for item in rest:
+        key, sep, value = item[2:].partition("=") if item.startswith("--") else ("", "", "")
+        if not key or not sep:
+            parser.error(f"unrecognised argument {item!r}: RecBole keys are given as --key=value")
+        config_dict[key] = _split_cli_value(value)
+    args.config_file_list = args.config_files.split() if args.config_files else None
+    return args, config_dict
+
+
+def main(argv=None):
+    args, config_dict = parse_args(argv)
+    try:
+        result = run(args.model, args.dataset, args.config_file_list, config_dict)
+    except RecBoleSigmaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_result(result))
+    return 0

@@ -1,0 +1,197 @@
+"""SIGMA's parts against hand-written expectations, ablations, ECHO's padding-aware backward
+direction, gradients of every parameter, and config validation."""
+import pytest
+import torch
+
+from recbole_sigma.errors import ConfigError
+from recbole_sigma.model.layers import partial_flip, partial_flip_index
+from recbole_sigma.model.sigma import PartialFlip
+from tests.conftest import padded_batch
+
+L = 10
+# expected gather index per (length, remain), written out by hand; L = 10
+FLIP_CASES = {
+    (1, 0): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    (1, 1): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    (1, 5): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    (1, 10): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    (3, 0): [2, 1, 0, 3, 4, 5, 6, 7, 8, 9],
+    (3, 1): [1, 0, 2, 3, 4, 5, 6, 7, 8, 9],
+    (3, 5): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    (3, 12): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    (8, 0): [7, 6, 5, 4, 3, 2, 1, 0, 8, 9],
+    (8, 1): [6, 5, 4, 3, 2, 1, 0, 7, 8, 9],
+    (8, 5): [2, 1, 0, 3, 4, 5, 6, 7, 8, 9],
+    (8, 10): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    (10, 0): [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    (10, 1): [8, 7, 6, 5, 4, 3, 2, 1, 0, 9],
+    (10, 5): [4, 3, 2, 1, 0, 5, 6, 7, 8, 9],
+    (10, 10): [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+}
+
+
+@pytest.mark.parametrize("remain", [0, 1, 5, 10, 12])
+def test_partial_flip_against_hand_written_indices(remain):
+    lengths = [1, 3, 8, 10]
+    index = partial_flip_index(torch.tensor(lengths), L, remain)
+    for row, length in enumerate(lengths):
+        key = (length, remain) if (length, remain) in FLIP_CASES else (length, max(r for (n, r) in FLIP_CASES if n == length))
+        assert index[row].tolist() == FLIP_CASES[key], (length, remain)
+
+
+def test_partial_flip_moves_values_and_leaves_padding_alone():
+    x = torch.randn(4, L, 3)
+    lengths = torch.tensor([1, 3, 8, 10])
+    out = partial_flip(x, lengths, remain=1)
+    assert torch.equal(out[2, :7], x[2, :7].flip(0)) and torch.equal(out[2, 7:], x[2, 7:])
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.equal(out[row, n:], x[row, n:])  # padding untouched
+
+
+@pytest.mark.parametrize("remain", [0, 1, 5, 10])
+def test_partial_flip_is_its_own_inverse(remain):
+    x = torch.randn(4, L, 3)
+    lengths = torch.tensor([1, 3, 8, 10])
+    assert torch.equal(partial_flip(partial_flip(x, lengths, remain), lengths, remain), x)
+
+
+def test_fixed_flip_mode_reproduces_the_public_code_index():
+    x = torch.arange(L, dtype=torch.float).repeat(2, 1).unsqueeze(-1)  # (2, L, 1) holding positions
+    out = PartialFlip(remain=5, length_aware=False)(x, torch.tensor([2, 7]))
+    expected = [4, 3, 2, 1, 0, 5, 6, 7, 8, 9]  # the first L - r positions, whatever the length
+    assert out[0, :, 0].tolist() == expected and out[1, :, 0].tolist() == expected
+
+
+def test_pf_mamba_without_flip_and_with_shared_mamba_is_twice_the_gated_forward(make_model):
+    model = make_model("SIGMA", use_partial_flip=False, share_mamba=True).eval()
+    block = model.layers[0].mixer
+    h0 = torch.randn(3, 12, 16)
+    m_fwd, m_flip = block.pf_mamba(h0, torch.tensor([12, 5, 1]))
+    expected = 2 * block.gate(h0) * block.mamba(h0)
+    torch.testing.assert_close(m_fwd + m_flip, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_ds_gate_is_silu_plus_sigmoid_of_its_pre_activation(make_model):
+    gate = make_model("SIGMA").layers[0].mixer.gate
+    x = torch.randn(2, 12, 16)
+    d = gate.delta(gate.conv1d(gate.dense(x).transpose(1, 2)).transpose(1, 2))
+    torch.testing.assert_close(gate(x), torch.nn.functional.silu(d) + torch.sigmoid(d))
+
+
+@pytest.mark.parametrize("name", ["Mamba4Rec", "SIGMA", "EchoMamba4Rec"])
+def test_every_parameter_gets_a_gradient_in_the_default_config(make_model, name):
+    model = make_model(name)
+    seq, lengths = padded_batch([12, 5, 1, 8])
+    interaction = {"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4, 5, 6])}
+    model.calculate_loss(interaction).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # ECHO's backward direction starts its scan at the predicting (last valid) position, so there
+    # the state is ΔB·u alone and A cannot matter: a property of the architecture, not a bug.
+    expected = ["layers.0.bimamba.mamba_bwd.A_log"] if name == "EchoMamba4Rec" else []
+    assert missing == expected
+
+
+def _names(model):
+    return {n for n, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "flags, removed_prefixes",
+    [
+        ({"use_partial_flip": False}, []),
+        ({"use_ds_gate": False}, ["layers.0.mixer.gate."]),
+        ({"use_fe_gru": False}, ["layers.0.mixer.fe_gru.", "layers.0.mixer.a2"]),
+        ({"share_mamba": True}, ["layers.0.mixer.mamba_flip."]),
+    ],
+)
+def test_each_ablation_removes_exactly_its_parameters(make_model, flags, removed_prefixes):
+    default, ablated = _names(make_model("SIGMA")), _names(make_model("SIGMA", **flags))
+    assert ablated <= default
+    removed = default - ablated
+    assert all(any(n.startswith(p) for p in removed_prefixes) for n in removed)
+    for prefix in removed_prefixes:
+        assert any(n.startswith(prefix) for n in removed), prefix
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"use_partial_flip": False},
+        {"use_ds_gate": False},
+        {"use_fe_gru": False},
+        {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
+         "gru_bias": False, "mamba_init": "public_code"},
+        {"num_layers": 2, "loss_type": "BPR"},
+    ],
+)
+def test_sigma_variants_train_and_score(make_model, flags):
+    model = make_model("SIGMA", **flags)
+    seq, lengths = padded_batch([12, 3])
+    interaction = {"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4]),
+                   "neg_item_id": torch.tensor([7, 8])}
+    loss = model.calculate_loss(interaction)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.full_sort_predict(interaction).shape == (2, 30)
+    assert model.predict(interaction).shape == (2,)
+
+
+def test_public_code_init_zeroes_the_dt_bias_and_native_keeps_it(make_model):
+    native = make_model("Mamba4Rec").layers[0].mixer.mamba
+    public = make_model("Mamba4Rec", mamba_init="public_code").layers[0].mixer.mamba
+    assert torch.all(torch.nn.functional.softplus(native.dt_proj.bias) <= 0.1 + 1e-6)
+    assert torch.equal(public.dt_proj.bias, torch.zeros_like(public.dt_proj.bias))
+
+
+def test_echo_backward_direction_ignores_padded_inputs(make_model):
+    bimamba = make_model("EchoMamba4Rec").layers[0].bimamba
+    lengths = torch.tensor([12, 7, 1])
+    x = torch.randn(3, 12, 16)
+    noisy = x.clone()
+    for row, n in enumerate(lengths.tolist()):
+        noisy[row, n:] = torch.randn(12 - n, 16) * 10
+    a, b = bimamba.backward_direction(x, lengths), bimamba.backward_direction(noisy, lengths)
+    for row, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(a[row, :n], b[row, :n])
+    assert not torch.allclose(a[1, 7:], b[1, 7:])  # the padded positions did change
+
+
+def test_echo_backward_direction_reads_the_future_of_each_position(make_model):
+    bimamba = make_model("EchoMamba4Rec").layers[0].bimamba
+    lengths = torch.tensor([8])
+    x = torch.randn(1, 12, 16)
+    changed = x.clone()
+    changed[0, 6] += 1.0  # a later valid item
+    a, b = bimamba.backward_direction(x, lengths), bimamba.backward_direction(changed, lengths)
+    assert not torch.allclose(a[0, :6], b[0, :6])  # earlier positions see it
+    torch.testing.assert_close(a[0, 7], b[0, 7])  # the last valid item comes first in reverse
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("dropout_prob", 1.0, r"dropout_prob=1.0 is invalid; expected a number in \[0, 1\)"),
+        ("hidden_size", 0, "hidden_size=0 is invalid; expected an integer >= 1"),
+        ("d_state", 2.5, "d_state=2.5 is invalid"),
+        ("loss_type", "XE", "loss_type='XE' is invalid; expected one of 'CE', 'BPR'"),
+        ("mamba_backend", "gpu", "mamba_backend='gpu' is invalid"),
+        ("flip_remain", -1, "flip_remain=-1 is invalid; expected an integer >= 0"),
+        ("gate_conv_kernel", 0, "gate_conv_kernel=0 is invalid"),
+        ("use_fe_gru", "yes", "use_fe_gru='yes' is invalid; expected True or False"),
+        ("d_state", None, "config key 'd_state' is missing"),
+    ],
+)
+def test_invalid_config_is_a_one_line_error(make_model, key, value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        make_model("SIGMA", **{key: value})
+    assert "\n" not in str(info.value)
+
+
+def test_cuda_backend_with_an_unsupported_conv_kernel_is_rejected(make_model):
+    with pytest.raises(ConfigError, match="d_conv=5 is invalid with mamba_backend='cuda'"):
+        make_model("Mamba4Rec", mamba_backend="cuda", d_conv=5)
+
+
+def test_flip_remain_beyond_the_sequence_length_warns(make_model):
+    with pytest.warns(UserWarning, match="flip_remain=12 >= MAX_ITEM_LIST_LENGTH=12"):
+        make_model("SIGMA", flip_remain=12)

@@ -1,0 +1,123 @@
+"""The entry point: model resolution, YAML defaults, clear errors, and a real 1-epoch run."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import recbole_sigma
+from recbole_sigma.errors import ConfigError, DatasetNotFoundError, UnknownModelError
+from recbole_sigma.quick_start import build_config, config_files, format_result, main, resolve_model
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small enough for CI: ml-100k's ~97k training sequences, cut to length 10.
+TINY = {
+    "epochs": 1,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "hidden_size": 16,
+    "d_state": 8,
+    "show_progress": False,
+    "train_batch_size": 4096,
+}
+
+
+def test_models_resolve_by_name_ours_and_recbole_s():
+    assert resolve_model("SIGMA") is recbole_sigma.SIGMA
+    assert resolve_model("Mamba4Rec") is recbole_sigma.Mamba4Rec
+    assert resolve_model("SASRec").__name__ == "SASRec"
+
+
+def test_unknown_model_lists_the_available_ones():
+    with pytest.raises(UnknownModelError) as info:
+        resolve_model("SIGMO")
+    message = str(info.value)
+    assert "'SIGMO'" in message and "Mamba4Rec, SIGMA, EchoMamba4Rec" in message
+    assert "SASRec" in message and "GRU4Rec" in message
+
+
+def test_config_files_order_model_dataset_and_model_dataset():
+    files = [Path(f).relative_to(ROOT / "properties").as_posix() for f in config_files("Mamba4Rec", "amazon-beauty")]
+    assert files == ["model/Mamba4Rec.yaml", "dataset/amazon-beauty.yaml", "model_dataset/Mamba4Rec-amazon-beauty.yaml"]
+    assert config_files("SASRec", "ml-100k") == []
+
+
+def test_yaml_defaults_reach_recbole_config_and_user_keys_win():
+    config = build_config("Mamba4Rec", "amazon-beauty", config_dict={"learning_rate": 0.005})
+    assert config["dropout_prob"] == 0.4  # Mamba4Rec's Amazon setting
+    assert config["d_state"] == 32 and config["MAX_ITEM_LIST_LENGTH"] == 50
+    assert config["learning_rate"] == 0.005
+    assert config["valid_metric"] == "NDCG@10"
+
+
+def test_missing_dataset_names_data_path(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=f"not found at data_path '{tmp_path}/no-such-set'"):
+        recbole_sigma.run("SIGMA", "no-such-set", config_dict={"data_path": str(tmp_path), **TINY})
+
+
+def test_known_dataset_offline_is_a_clear_error_not_a_urllib_traceback(tmp_path, monkeypatch):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DatasetNotFoundError, match="amazon-beauty.*downloading it from RecBole's mirror failed"):
+        recbole_sigma.run("SIGMA", "amazon-beauty", config_dict={"data_path": str(tmp_path), **TINY})
+
+
+@pytest.mark.parametrize("content, message", [("a: [1,", "is not valid YAML"), ("- 1\n- 2\n", "must hold a mapping")])
+def test_malformed_config_file_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        build_config("SIGMA", "ml-100k", config_file_list=[str(path)])
+    with pytest.raises(ConfigError, match="cannot be read"):
+        build_config("SIGMA", "ml-100k", config_file_list=[str(tmp_path / "absent.yaml")])
+
+
+def test_cli_reports_errors_in_one_line_with_exit_code_2(capsys):
+    assert main(["--model=NoSuchModel", "--dataset=ml-100k"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model 'NoSuchModel'") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("model", ["Mamba4Rec", "SIGMA", "EchoMamba4Rec", "SASRec"])
+def test_one_epoch_on_ml_100k_prints_test_metrics(tmp_path, model, capsys):
+    args = [f"--model={model}", "--dataset=ml-100k", f"--checkpoint_dir={tmp_path}"]
+    args += [f"--{k}={v}" for k, v in TINY.items()]
+    if model == "SASRec":
+        args += ["--n_layers=1", "--n_heads=1", "--inner_size=32", "--train_neg_sample_args=None", "--loss_type=CE"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    test_line = next(line for line in out if line.startswith("test result:"))
+    for metric in ("hit@10", "ndcg@10", "mrr@10"):
+        value = float(test_line.split(f"{metric}: ")[1].split()[0])
+        assert 0.0 <= value <= 1.0
+    assert float(test_line.split("hit@10: ")[1].split()[0]) > 0.0
+
+
+def test_load_data_and_model_round_trip_for_our_model(tmp_path):
+    result = recbole_sigma.run("SIGMA", "ml-100k", config_dict={"checkpoint_dir": str(tmp_path), **TINY})
+    config, model, dataset, train_data, valid_data, test_data = recbole_sigma.load_data_and_model(result["checkpoint"])
+    assert isinstance(model, recbole_sigma.SIGMA)
+    from recbole.utils import get_trainer
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    again = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    assert dict(again) == pytest.approx(result["test_result"], abs=1e-12)
+
+
+def test_format_result():
+    text = format_result({"best_valid_result": {"hit@10": 0.5}, "test_result": {"hit@10": 0.25, "ndcg@10": 0.125}})
+    assert text == "best valid: hit@10: 0.5000\ntest result: hit@10: 0.2500  ndcg@10: 0.1250"
+
+
+def test_script_runs_from_another_directory(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_recbole_sigma.py"), "--model=Nope"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2 and "unknown model 'Nope'" in proc.stderr
