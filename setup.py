@@ -18,12 +18,15 @@ setup(
         "recbole_sigma.model",
         "recbole_sigma.ops",
         "recbole_sigma.properties",
-        "recbole_sigma._shims.pkg_resources",
     ],
     # properties/ sits at the repository root, where RecBole users look for it; it ships inside
     # the package so that an installed copy finds its YAML from any working directory.
     package_dir={"recbole_sigma.properties": "properties"},
-    package_data={"recbole_sigma.properties": ["*.md", "model/*.yaml", "dataset/*.yaml", "model_dataset/*.yaml"]},
+    package_data={
+        "recbole_sigma.properties": ["*.md", "model/*.yaml", "dataset/*.yaml", "model_dataset/*.yaml"],
+        # a sitecustomize for Ray's own processes (see recbole_sigma/tuning.py)
+        "recbole_sigma": ["_ray_boot/sitecustomize.py"],
+    },
     install_requires=[
         # RecBole 1.2.1 is the newest release; recbole_sigma.compat fixes it on numpy 2,
         # pandas 3, torch >= 2.6 and setuptools >= 81 at import time.

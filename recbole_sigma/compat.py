@@ -273,9 +273,9 @@ def fix_pkg_resources():
     Limit: it only exists in processes that import recbole_sigma.  The
     processes ``ray.init()`` spawns (raylet's dashboard agent, workers) are
     fresh interpreters that ``import ray`` first, so Ray Tune still needs a
-    ``pkg_resources`` there: ``pkg_resources_shim_path()`` is a folder with
-    the same shim as a package, for their ``PYTHONPATH`` (recbole_sigma.tuning
-    sets it before it starts Ray).
+    ``pkg_resources`` there: ``recbole_sigma/_ray_boot/sitecustomize.py``
+    applies this fix and the numpy aliases at their start-up
+    (recbole_sigma.tuning puts it on Ray's ``PYTHONPATH``).
 
     Chosen over pinning ``setuptools<81``: a runtime pin on a build tool would
     downgrade users' setuptools and only postpones the problem (setuptools 80
@@ -283,18 +283,6 @@ def fix_pkg_resources():
     """
     if not any(isinstance(f, _PkgResourcesShimFinder) for f in sys.meta_path):
         sys.meta_path.append(_PkgResourcesShimFinder())
-
-
-def pkg_resources_shim_path():
-    """The folder to put on ``PYTHONPATH`` of processes that import ray before recbole_sigma
-    (``ray.init``'s workers, ``ray start``), or None where a real pkg_resources exists."""
-    import importlib.util
-    import os
-
-    spec = importlib.util.find_spec("pkg_resources")
-    if spec is not None and not isinstance(spec.loader, _PkgResourcesShimLoader):
-        return None
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_shims")
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,757 @@
+"""Hyper-parameter tuning for any model, ours or RecBole's, through the same entry point.
+
+    python run_recbole_sigma.py --model=SIGMA --dataset=ml-100k --params_file=hyper.test --tool=hyperopt
+    python run_recbole_sigma.py --model=SIGMA --dataset=ml-100k --params_file=hyper.test --tool=ray \\
+        [--algo=exhaustive|random|bayes] [--num_samples=N] [--ray_address=auto|HOST:PORT] [--output_file=PATH]
+
+The params file is RecBole's (``name choice [...]``, ``uniform a,b``, ``loguniform a,b`` with
+*exponents*: the value is ``exp(uniform(a, b))``, ``quniform a,b,q``). Any other ``--key=value``
+is a fixed RecBole config key for every trial, as in a plain run.
+
+What RecBole 1.2.1's ``run_hyper.py`` does, and what this module does instead:
+
+* its ``objective_function`` finds models with ``recbole.utils.get_model``, which cannot see ours:
+  every trial here is one ``recbole_sigma.run`` (``train_trial``);
+* it asks Ray for one GPU per trial, so on a CPU machine trials stay PENDING forever:
+  ``trial_resources`` splits one machine's CPUs, and its GPUs only where CUDA is available;
+* it reports once, after the test, so ASHA can stop nothing early: every validation epoch is
+  reported (``Trainer.fit(callback_fn=...)``) and ASHA stops weak trials at its rungs;
+* its trials return a dict without the metric, which Ray 2.x rejects: every report carries
+  ``valid_score`` (the config's ``valid_metric``);
+* Ray changes each trial's working directory: config files, ``data_path`` and
+  ``checkpoint_dir`` are made absolute (``log/`` then lands in each trial's folder);
+* Ray 2.6.3's own processes (raylet workers, the ``ray`` command) die on setuptools >= 81 and
+  numpy 2 before any of our code runs: ``ray_env`` gives them ``recbole_sigma.compat``'s two
+  fixes through a ``sitecustomize`` on their ``PYTHONPATH``. Start cluster nodes with
+  ``python -m recbole_sigma.tuning ray start ...`` (Ray's command with that environment).
+
+ray and hyperopt are imported only inside the functions that use them.
+"""
+import ast
+import contextlib
+import inspect
+import logging
+import math
+import os
+import shlex
+import site
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from recbole_sigma.errors import ConfigError
+
+PARAM_TYPES = ("choice", "uniform", "loguniform", "quniform")
+TOOLS = ("hyperopt", "ray")
+ALGOS = ("exhaustive", "random", "bayes")
+DEFAULT_TRIALS = 10
+# A sequential recommender on one batch stream rarely uses more than a few cores well: on a
+# bigger machine more trials run at once instead of one trial getting every core.
+CPUS_PER_TRIAL = 4
+METRIC = "valid_score"  # every Ray report carries it: the config's valid_metric, this epoch
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------------------------
+# The params file
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    """One line of a params file: ``name kind args``."""
+
+    name: str
+    kind: str  # one of PARAM_TYPES
+    args: tuple  # choice: the values; uniform / loguniform: (low, high); quniform: (low, high, q)
+
+    @property
+    def integral(self):
+        """quniform with whole bounds and step (d_state, num_layers): its values are ints."""
+        return self.kind == "quniform" and all(float(a).is_integer() for a in self.args)
+
+    def cast(self, value):
+        """A sampled value as the model expects it: python scalars, ints for integral quniform."""
+        if hasattr(value, "item") and callable(value.item):  # numpy scalar (hyperopt)
+            value = value.item()
+        if self.integral:
+            return int(round(value))
+        return value
+
+
+def read_params_file(path):
+    """Parse a RecBole params file (the rules of ``HyperTuning._build_space_from_file``).
+
+    Lines of fewer than three space-separated fields are skipped, as RecBole does. Errors are
+    one line naming the file, the line and what is wrong.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ConfigError(f"params file {str(path)!r} cannot be read: {e.strerror}") from None
+    params = {}
+    for number, line in enumerate(lines, 1):
+        fields = line.strip().split(" ")
+        if len(fields) < 3:
+            continue
+        name, kind, text = fields[0], fields[1], "".join(fields[2:])
+        where = f"params file {str(path)!r} line {number} ({line.strip()!r})"
+        if kind not in PARAM_TYPES:
+            hint = " (RecBole's format has no comments)" if name.startswith("#") else ""
+            raise ConfigError(f"{where}: unknown type {kind!r}; use one of {', '.join(PARAM_TYPES)}{hint}")
+        if name in params:
+            raise ConfigError(f"{where}: {name!r} is already defined above")
+        if kind == "choice":
+            try:
+                values = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values = None
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"{where}: choice takes a non-empty list, e.g. [0.1,0.2]")
+            args = tuple(values)
+        else:
+            want = 3 if kind == "quniform" else 2
+            try:
+                args = tuple(float(v) for v in text.split(","))
+            except ValueError:
+                args = ()
+            if len(args) != want or not args[0] < args[1] or (kind == "quniform" and args[2] <= 0):
+                form = "low,high,q with low < high and q > 0" if kind == "quniform" else "low,high with low < high"
+                raise ConfigError(f"{where}: {kind} takes {form}")
+        params[name] = Param(name, kind, args)
+    if not params:
+        raise ConfigError(f"params file {str(path)!r} defines no parameter (lines are 'name type values')")
+    return list(params.values())
+
+
+def cast_params(values, params):
+    """Trial values (from hyperopt or Ray) as a config dict the models accept."""
+    by_name = {p.name: p for p in params}
+    return {k: by_name[k].cast(v) if k in by_name else v for k, v in values.items()}
+
+
+def grid_size(params):
+    return math.prod(len(p.args) for p in params)
+
+
+def choose_algo(params, algo=None):
+    """``exhaustive`` where every parameter is a choice, else ``random``, unless one is given."""
+    if algo is None:
+        return "exhaustive" if all(p.kind == "choice" for p in params) else "random"
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown --algo {algo!r}; use one of {', '.join(ALGOS)}")
+    if algo == "exhaustive":
+        continuous = [f"{p.name} ({p.kind})" for p in params if p.kind != "choice"]
+        if continuous:
+            raise ConfigError(
+                "--algo=exhaustive tries every combination, so every parameter must be a choice; "
+                f"not: {', '.join(continuous)}. Use --algo=random or --algo=bayes"
+            )
+    return algo
+
+
+def ray_search_space(params, algo):
+    """Ray Tune's search space for the params (``loguniform`` bounds are exponents, as in RecBole)."""
+    from ray import tune
+
+    space = {}
+    for p in params:
+        if p.kind == "choice":
+            space[p.name] = tune.grid_search(list(p.args)) if algo == "exhaustive" else tune.choice(list(p.args))
+        elif p.kind == "uniform":
+            space[p.name] = tune.uniform(*p.args)
+        elif p.kind == "loguniform":
+            space[p.name] = tune.loguniform(math.exp(p.args[0]), math.exp(p.args[1]))
+        elif p.integral:
+            space[p.name] = tune.qrandint(*(int(a) for a in p.args))
+        else:
+            space[p.name] = tune.quniform(*p.args)
+    return space
+
+
+# --------------------------------------------------------------------------------------------
+# Resources
+# --------------------------------------------------------------------------------------------
+def machine_resources():
+    """(CPUs, CUDA GPUs) of this machine; GPUs are 0 unless torch can use CUDA."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return cpus, gpus
+
+
+def trial_resources(n_trials, num_cpus=None, num_gpus=None):
+    """What one Ray trial asks for, on a machine with ``num_cpus`` CPUs and ``num_gpus`` GPUs.
+
+    Up to ``num_cpus // CPUS_PER_TRIAL`` trials (at least 1, at most ``n_trials``) share the
+    machine: each gets its share of the CPUs and, only where CUDA is available, the same share
+    of the GPUs (a fraction when several trials share one GPU; at most one GPU, which is all a
+    RecBole trial uses). ``None`` means this machine (``machine_resources``).
+    """
+    if num_cpus is None or num_gpus is None:
+        cpus, gpus = machine_resources()
+        num_cpus = cpus if num_cpus is None else num_cpus
+        num_gpus = gpus if num_gpus is None else num_gpus
+    at_once = max(1, min(int(n_trials), int(num_cpus) // CPUS_PER_TRIAL))
+    gpu = 0.0
+    if num_gpus > 0:
+        gpu = min(1.0, math.floor(num_gpus / at_once * 10_000) / 10_000)  # Ray's precision
+    return {"cpu": max(1, int(num_cpus) // at_once), "gpu": gpu}
+
+
+# --------------------------------------------------------------------------------------------
+# Ray's own processes on today's stack
+# --------------------------------------------------------------------------------------------
+def ray_boot_dir():
+    """The folder of ``recbole_sigma/_ray_boot/sitecustomize.py``, for Ray's PYTHONPATH."""
+    return str(Path(__file__).resolve().parent / "_ray_boot")
+
+
+def ray_env(environ=None):
+    """``environ`` (default: ours) with PYTHONPATH set for Ray's processes: the boot folder and,
+    for a source checkout, the folder that holds ``recbole_sigma`` (workers import it by name)."""
+    env = dict(os.environ if environ is None else environ)
+    entries = [ray_boot_dir()]
+    site_dirs = {os.path.realpath(p) for p in site.getsitepackages() + [site.getusersitepackages()]}
+    if os.path.realpath(_PACKAGE_ROOT) not in site_dirs:
+        entries.append(str(_PACKAGE_ROOT))
+    for entry in (env.get("PYTHONPATH") or "").split(os.pathsep):
+        if entry and entry not in entries:
+            entries.append(entry)
+    env["PYTHONPATH"] = os.pathsep.join(entries)
+    return env
+
+
+def ray_command(args, environ=None):
+    """Run Ray's own command (``ray start/stop/status ...``) with ``ray_env``; its exit code."""
+    return subprocess.call([sys.executable, "-m", "ray.scripts.scripts", *args], env=ray_env(environ))
+
+
+@contextlib.contextmanager
+def _ray_pythonpath():
+    """os.environ's PYTHONPATH set for Ray while ``ray.init`` starts a local cluster."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = ray_env()["PYTHONPATH"]
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+# --------------------------------------------------------------------------------------------
+# One trial
+# --------------------------------------------------------------------------------------------
+def _with_validation_callback(trainer_class, on_validation):
+    """A subclass of ``trainer_class`` whose ``fit`` calls ``on_validation(epoch, score, result)``
+    after every validation, through RecBole's own ``callback_fn``."""
+    if "callback_fn" not in inspect.signature(trainer_class.fit).parameters:
+        return trainer_class  # e.g. DecisionTreeTrainer: the trial reports once, at the end
+
+    class ValidationReporting(trainer_class):
+        def _valid_epoch(self, *args, **kwargs):
+            score, result = super()._valid_epoch(*args, **kwargs)
+            self._tuning_valid_result = result
+            return score, result
+
+        def fit(self, *args, **kwargs):
+            user_callback = kwargs.pop("callback_fn", None)
+
+            def callback_fn(epoch_idx, valid_score):
+                on_validation(epoch_idx, valid_score, getattr(self, "_tuning_valid_result", None))
+                if user_callback is not None:
+                    user_callback(epoch_idx, valid_score)
+
+            return super().fit(*args, callback_fn=callback_fn, **kwargs)
+
+    for attr in ("__name__", "__qualname__", "__module__"):
+        setattr(ValidationReporting, attr, getattr(trainer_class, attr))
+    return ValidationReporting
+
+
+@contextlib.contextmanager
+def _trial_hooks(on_validation=None):
+    """Inside ``recbole_sigma.run``: the console shows warnings only (each trial's full log is
+    in its log file) and, with ``on_validation``, the trainer reports every validation.
+
+    ``run`` looks ``get_trainer`` and ``init_logger`` up in ``recbole.utils`` when it is called;
+    both are wrapped for the duration of one trial and restored after it.
+    """
+    import recbole.utils
+
+    get_trainer, init_logger = recbole.utils.get_trainer, recbole.utils.init_logger
+
+    def quiet_init_logger(config):
+        init_logger(config)
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setLevel(logging.WARNING)
+
+    def reporting_get_trainer(model_type, model_name):
+        trainer_class = get_trainer(model_type, model_name)
+        return trainer_class if on_validation is None else _with_validation_callback(trainer_class, on_validation)
+
+    recbole.utils.get_trainer, recbole.utils.init_logger = reporting_get_trainer, quiet_init_logger
+    try:
+        yield
+    finally:
+        recbole.utils.get_trainer, recbole.utils.init_logger = get_trainer, init_logger
+
+
+@contextlib.contextmanager
+def _plain_argv():
+    """RecBole's Config also reads ``--key=value`` from sys.argv, with the highest priority: a
+    trial's config must come from its files and dict alone (not from the tuning command's flags,
+    nor from a Ray worker's own arguments)."""
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+
+
+def _reset_logging():
+    """RecBole's init_logger is logging.basicConfig: a no-op once the root logger has handlers,
+    which would send every later trial's log into the first trial's file."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def train_trial(model, dataset, config_file_list=None, config_dict=None, on_validation=None):
+    """One trial: ``recbole_sigma.run`` with the trial's config; its result, plus ``model``.
+
+    ``on_validation(epoch_idx, valid_score, valid_result)`` is called after every validation.
+    """
+    from recbole_sigma.quick_start import run
+
+    _reset_logging()
+    with _plain_argv(), _trial_hooks(on_validation):
+        result = run(model, dataset, config_file_list, config_dict)
+    result["model"] = model if isinstance(model, str) else model.__name__
+    return result
+
+
+def _plain(metrics):
+    return {str(k): float(v) for k, v in (metrics or {}).items()}
+
+
+def ray_trial(values, *, model, dataset, config_file_list, fixed, params, checkpoint_root, cpus):
+    """The Ray trainable: one trial, reporting every validation epoch, then its test result."""
+    import ray
+    import torch
+    from ray.air import session
+
+    torch.set_num_threads(cpus)
+    config_dict = {**fixed, **cast_params(values, params)}
+    # RecBole sets CUDA_VISIBLE_DEVICES to gpu_id: use exactly the GPU Ray gave this trial ("" = CPU).
+    config_dict["gpu_id"] = ",".join(str(g) for g in ray.get_gpu_ids())
+    # Trials run side by side; RecBole names checkpoints by the second they were written.
+    config_dict["checkpoint_dir"] = os.path.join(checkpoint_root, session.get_trial_id())
+
+    def on_validation(epoch_idx, valid_score, valid_result):
+        session.report({METRIC: float(valid_score), "epoch": int(epoch_idx), "valid_result": _plain(valid_result)})
+
+    result = train_trial(model, dataset, config_file_list, config_dict, on_validation)
+    session.report(
+        {
+            METRIC: float(result["best_valid_score"]),
+            "best_valid_result": _plain(result["best_valid_result"]),
+            "test_result": _plain(result["test_result"]),
+            "checkpoint": result["checkpoint"],
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# A search
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Trial:
+    params: dict
+    status: str  # "completed", "stopped early" (ASHA) or "error"
+    valid_score: Optional[float] = None
+    valid_result: dict = field(default_factory=dict)  # best valid (completed) or last valid (stopped)
+    test_result: dict = field(default_factory=dict)
+    checkpoint: Optional[str] = None
+    error: Optional[str] = None
+
+
+@dataclass
+class TuningResult:
+    best: Optional[Trial]
+    trials: list
+    metric: str
+    mode: str
+    rerun: Optional[str]
+    output_file: Optional[str]
+
+
+@dataclass
+class _Job:
+    model: Any
+    dataset: str
+    params_file: str
+    params: list
+    tool: str
+    algo: str
+    n_trials: int
+    config_file_list: list
+    fixed: dict
+    metric: str
+    mode: str
+    ray_address: Optional[str]
+    output_file: Optional[str]
+    prog: str
+    name: str  # <model>-<dataset>-<time>: Ray's experiment folder and the trials' checkpoint folder
+    config: Any = None  # the driver's Config of the fixed settings
+
+
+def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict, ray_address,
+             output_file, prog):
+    from recbole_sigma.quick_start import build_config, check_dataset_available
+
+    if tool not in TOOLS:
+        raise ConfigError(f"unknown --tool {tool!r}; use one of {', '.join(TOOLS)}")
+    params = read_params_file(params_file)
+    algo = choose_algo(params, algo)
+    fixed = dict(config_dict or {})
+    both = sorted(set(fixed) & {p.name for p in params})
+    if both:
+        raise ConfigError(f"{', '.join(both)} is both fixed (--key=value) and tuned by {params_file!r}; drop one")
+    with _plain_argv():  # fail here, in one line, rather than in every trial
+        config = build_config(model, dataset, config_file_list, fixed)
+    check_dataset_available(config)
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"the number of trials must be >= 1, got {n_trials}")
+    n = grid_size(params) if algo == "exhaustive" else (n_trials or DEFAULT_TRIALS)
+    model_name = model if isinstance(model, str) else model.__name__
+    return _Job(
+        model=model,
+        dataset=dataset,
+        params_file=str(params_file),
+        params=params,
+        tool=tool,
+        algo=algo,
+        n_trials=n,
+        config_file_list=list(config_file_list or []),
+        fixed=fixed,
+        metric=str(config["valid_metric"]).lower(),
+        mode="max" if config["valid_metric_bigger"] else "min",
+        ray_address=ray_address,
+        output_file=output_file,
+        prog=prog,
+        name=f"{model_name}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
+        config=config,
+    )
+
+
+def _better(a, b, mode):
+    return a > b if mode == "max" else a < b
+
+
+def _pick_best(trials, mode):
+    best = None
+    for trial in trials:
+        if trial.status == "completed" and trial.valid_score is not None:
+            if best is None or _better(trial.valid_score, best.valid_score, mode):
+                best = trial
+    return best
+
+
+def _run_hyperopt(job):
+    from recbole.trainer.hyper_tuning import HyperTuning
+
+    trials = []
+    # One folder per trial: run() names checkpoints <model>-<dataset>-best.pth in checkpoint_dir.
+    checkpoint_root = os.path.join(job.config["checkpoint_dir"], job.name)
+
+    def objective(values, config_file_list):
+        params = cast_params(values, job.params)
+        config_dict = {**job.fixed, **params, "checkpoint_dir": os.path.join(checkpoint_root, f"trial_{len(trials)}")}
+        result = train_trial(job.model, job.dataset, config_file_list, config_dict)
+        trials.append(
+            Trial(
+                params=params,
+                status="completed",
+                valid_score=float(result["best_valid_score"]),
+                valid_result=_plain(result["best_valid_result"]),
+                test_result=_plain(result["test_result"]),
+                checkpoint=result["checkpoint"],
+            )
+        )
+        return result
+
+    HyperTuning(
+        objective,
+        params_file=job.params_file,
+        fixed_config_file_list=job.config_file_list or None,
+        algo=job.algo,
+        max_evals=job.n_trials,
+    ).run()
+    return trials
+
+
+def _ray_node_resources():
+    """(CPUs, GPUs) of the node trials are sized for: the biggest GPU node if any has GPUs,
+    else the node with most CPUs (a trial runs on one node)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    gpu_nodes = [n for n in nodes if n.get("GPU", 0) > 0]
+    node = max(gpu_nodes or nodes, key=lambda n: n.get("CPU", 0))
+    return int(node.get("CPU", 1)), float(node.get("GPU", 0))
+
+
+def _connect_ray(address):
+    """Join ``address`` or start a local Ray; True if this call started (and must stop) it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        host, sep, port = address.rpartition(":")
+        if sep and port.isdigit() and "://" not in address:  # HOST:PORT: fail in seconds, not minutes
+            try:
+                socket.create_connection((host, int(port)), timeout=10).close()
+            except OSError as e:
+                raise ConfigError(f"cannot join the Ray cluster at {address!r}: {e}") from None
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as e:
+            raise ConfigError(f"cannot join the Ray cluster at {address!r}: {e}") from None
+        return True
+    cpus, gpus = machine_resources()
+    with _ray_pythonpath():
+        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=True)
+    return True
+
+
+def _absolute_settings(job):
+    """Config files, data_path and checkpoint_dir as absolute paths (Ray moves every trial to
+    its own folder), from what the driver's Config resolved."""
+    config = job.config
+    files = [os.path.abspath(f) for f in job.config_file_list]
+    fixed = dict(job.fixed)
+    # RecBole joins data_path and the dataset name (ml-100k: its own example folder).
+    fixed["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(config["data_path"])))
+    fixed["checkpoint_dir"] = os.path.abspath(config["checkpoint_dir"])
+    return files, fixed
+
+
+def _run_ray(job):
+    import ray
+    from ray import tune
+    from ray.air import RunConfig
+    from ray.tune.schedulers import ASHAScheduler
+
+    started = _connect_ray(job.ray_address)
+    try:
+        node_cpus, node_gpus = _ray_node_resources()
+        resources = trial_resources(job.n_trials, node_cpus, node_gpus)
+        files, fixed = _absolute_settings(job)
+        trainable = tune.with_parameters(
+            ray_trial,
+            model=job.model if isinstance(job.model, str) else job.model.__name__,
+            dataset=job.dataset,
+            config_file_list=files or None,
+            fixed=fixed,
+            params=job.params,
+            checkpoint_root=os.path.join(fixed.pop("checkpoint_dir"), job.name),
+            cpus=resources["cpu"],
+        )
+        trainable = tune.with_resources(trainable, resources)
+        config = job.config
+        eval_step = config["eval_step"] or 0
+        validations = config["epochs"] // eval_step if eval_step > 0 else 0
+        max_t = validations + 1  # every validation, then the final report with the test result
+        grace = max(1, min(config["stopping_step"] or 1, max_t - 1))
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace, reduction_factor=2)
+        search_alg = None
+        if job.algo == "bayes":
+            from ray.tune.search.hyperopt import HyperOptSearch
+
+            search_alg = HyperOptSearch()
+        print(
+            f"ray: {job.n_trials} trial(s) ({job.algo}), each asking for {resources['cpu']} CPU(s) and "
+            f"{resources['gpu']:g} GPU; ASHA may stop a trial from validation {grace} on; results under "
+            f"ray_results/{job.name}"
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=ray_search_space(job.params, job.algo),
+            tune_config=tune.TuneConfig(
+                metric=METRIC,
+                mode=job.mode,
+                num_samples=1 if job.algo == "exhaustive" else job.n_trials,
+                scheduler=scheduler,
+                search_alg=search_alg,
+            ),
+            run_config=RunConfig(name=job.name, storage_path=os.path.abspath("ray_results"), verbose=1),
+        )
+        grid = tuner.fit()
+        trials = []
+        for result in grid:
+            metrics = result.metrics or {}
+            values = cast_params({k: v for k, v in (result.config or {}).items()}, job.params)
+            if "test_result" in metrics:
+                status, valid = "completed", metrics.get("best_valid_result", {})
+            else:
+                status, valid = ("error" if result.error else "stopped early"), metrics.get("valid_result", {})
+            trials.append(
+                Trial(
+                    params=values,
+                    status=status,
+                    valid_score=metrics.get(METRIC),
+                    valid_result=dict(valid or {}),
+                    test_result=dict(metrics.get("test_result") or {}),
+                    checkpoint=metrics.get("checkpoint"),
+                    error=" ".join(str(result.error).split())[:500] if result.error else None,
+                )
+            )
+        return trials
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def rerun_command(job, params, prog="python run_recbole_sigma.py"):
+    """One command that trains the given parameters with the search's fixed settings."""
+    model = job.model if isinstance(job.model, str) else job.model.__name__
+    parts = [prog, f"--model={model}", f"--dataset={job.dataset}"]
+    if job.config_file_list:
+        parts.append(f"--config_files={' '.join(job.config_file_list)}")
+    for key, value in {**job.fixed, **params}.items():
+        parts.append(f"--{key}={_cli_value(value)}")
+    return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
+
+
+def _cli_value(value):
+    """A value that ``--key=value`` parses back to itself (quick_start._split_cli_value)."""
+    if isinstance(value, str):
+        try:
+            ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+        return repr(value)  # a string that reads as a literal: keep it a string
+    return repr(value)
+
+
+def _params_str(params):
+    return ", ".join(f"{k}:{v}" for k, v in params.items())
+
+
+def _metrics_str(metrics):
+    return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in metrics.items())
+
+
+def format_report(job, trials, best, rerun):
+    """The output file: every trial, best first (RecBole's export_result layout), then the best."""
+    def order(trial):
+        score = trial.valid_score if trial.valid_score is not None else (-math.inf if job.mode == "max" else math.inf)
+        rank = {"completed": 0, "stopped early": 1, "error": 2}[trial.status]
+        return rank, -score if job.mode == "max" else score
+
+    model = job.model if isinstance(job.model, str) else job.model.__name__
+    lines = [
+        f"# recbole-sigma tuning: {model} on {job.dataset}, {job.tool} ({job.algo}), {len(trials)} trial(s), "
+        f"params {job.params_file}, best by valid {job.metric} ({job.mode})",
+        "",
+    ]
+    for trial in sorted(trials, key=order):
+        lines.append(_params_str(trial.params) + ("" if trial.status == "completed" else f"    [{trial.status}]"))
+        if trial.error:
+            lines.append(f"Error: {trial.error}")
+        if trial.valid_result:
+            label = "Valid result" if trial.status == "completed" else "Last valid result"
+            lines += [f"{label}:", _metrics_str(trial.valid_result)]
+        if trial.test_result:
+            lines += ["Test result:", _metrics_str(trial.test_result)]
+        lines.append("")
+    if best is None:
+        lines.append("No trial completed.")
+    else:
+        lines += [
+            f"Best parameters: {_params_str(best.params)}",
+            f"Best valid result: {_metrics_str(best.valid_result)}",
+            f"Test result: {_metrics_str(best.test_result)}",
+        ]
+        if best.checkpoint:
+            lines.append(f"Checkpoint: {best.checkpoint}")
+        lines.append(f"Re-run: {rerun}")
+    return "\n".join(lines) + "\n"
+
+
+def tune(model, dataset, params_file, tool="hyperopt", algo=None, n_trials=None, config_file_list=None,
+         config_dict=None, ray_address=None, output_file=None, prog="python run_recbole_sigma.py"):
+    """Search ``params_file``'s space for ``model`` on ``dataset``; return a ``TuningResult``.
+
+    ``tool``: ``hyperopt`` (RecBole's HyperTuning, trials one after another in this process) or
+    ``ray`` (Ray Tune with ASHA; a local Ray unless ``ray_address`` names a cluster).
+    ``algo``: ``exhaustive`` (every combination; the default when every parameter is a choice),
+    ``random`` (the default otherwise) or ``bayes`` (TPE). ``n_trials``: how many, except for
+    exhaustive. ``config_file_list`` / ``config_dict``: fixed settings for every trial.
+    """
+    job = _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict,
+                   ray_address, output_file, prog)
+    trials = _run_ray(job) if tool == "ray" else _run_hyperopt(job)
+    best = _pick_best(trials, job.mode)
+    rerun = rerun_command(job, best.params, prog) if best else None
+    if output_file:
+        Path(output_file).write_text(format_report(job, trials, best, rerun), encoding="utf-8")
+    return TuningResult(best=best, trials=trials, metric=job.metric, mode=job.mode, rerun=rerun,
+                        output_file=output_file)
+
+
+def _prog():
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "recbole-sigma" if name == "recbole-sigma" else "python run_recbole_sigma.py"
+
+
+def main(args, config_dict):
+    """The command line's tuning branch (``quick_start.main`` with ``--params_file``); exit code."""
+    model = args.model
+    output_file = args.output_file or f"hyper_{model}_{args.dataset}.result"
+    n_trials = (args.num_samples or args.max_evals) if args.tool == "ray" else (args.max_evals or args.num_samples)
+    result = tune(
+        model,
+        args.dataset,
+        args.params_file,
+        tool=args.tool,
+        algo=args.algo,
+        n_trials=n_trials,
+        config_file_list=args.config_file_list,
+        config_dict=config_dict,
+        ray_address=args.ray_address,
+        output_file=output_file,
+        prog=_prog(),
+    )
+    done = sum(t.status == "completed" for t in result.trials)
+    print(f"\n{len(result.trials)} trial(s), {done} completed; best by valid {result.metric} ({result.mode})")
+    for trial in result.trials:
+        if trial.error:
+            print(f"  error with {_params_str(trial.params)}: {trial.error}", file=sys.stderr)
+    if result.best is None:
+        print(f"error: no trial completed; see {output_file}", file=sys.stderr)
+        return 1
+    print(f"best params: {result.best.params}")
+    print(f"best valid: {_metrics_str(result.best.valid_result)}")
+    print(f"test result: {_metrics_str(result.best.test_result)}")
+    print(f"re-run: {result.rerun}")
+    print(f"all trials: {output_file}")
+    return 0
+
+
+if __name__ == "__main__":  # python -m recbole_sigma.tuning ray start --head ...
+    if sys.argv[1:2] != ["ray"]:
+        sys.exit("usage: python -m recbole_sigma.tuning ray ARGS...  (Ray's command, with recbole_sigma's fixes)")
+    sys.exit(ray_command(sys.argv[2:]))

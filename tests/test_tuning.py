@@ -1,0 +1,309 @@
+"""Tuning through the same entry point: hyperopt (RecBole's HyperTuning) and Ray Tune, on CPU.
+
+The searches train ml-100k for one epoch with tiny settings, cut to the users with 20-29
+interactions (the smallest group) so that each trial trains in seconds. One Ray runtime is
+started for the module (``ray start --head --block``) and stopped by its process group.
+"""
+import math
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import recbole_sigma
+from recbole_sigma import tuning
+from recbole_sigma.errors import ConfigError
+from recbole_sigma.quick_start import main, parse_args
+
+pytest.importorskip("hyperopt")
+pytest.importorskip("ray.tune")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "epochs": 1,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "hidden_size": 16,
+    "d_state": 8,
+    "show_progress": False,
+    "train_batch_size": 4096,
+    "user_inter_num_interval": "[20,30)",
+}
+SASREC = {"n_layers": 1, "n_heads": 1, "inner_size": 32, "train_neg_sample_args": None, "loss_type": "CE"}
+
+
+def cli(settings):
+    return [f"--{k}={v}" for k, v in settings.items()]
+
+
+@pytest.fixture
+def two_rates(tmp_path):
+    path = tmp_path / "two.test"
+    path.write_text("learning_rate choice [0.001,0.003]\n")
+    return path
+
+
+def check_search_output(out, output_file, model, tuned_key="learning_rate"):
+    """The best parameters and their metrics are printed, with a command that re-runs them."""
+    assert "2 trial(s)" in out
+    best = next(line for line in out.splitlines() if line.startswith("best params: "))
+    assert tuned_key in best
+    test_line = next(line for line in out.splitlines() if line.startswith("test result: "))
+    assert "hit@10 : " in test_line and "ndcg@10 : " in test_line
+    rerun = next(line for line in out.splitlines() if line.startswith("re-run: "))[len("re-run: "):]
+    args, config_dict = parse_args(shlex.split(rerun)[2:])
+    assert args.model == model and args.params_file is None and tuned_key in config_dict
+    text = Path(output_file).read_text()
+    assert text.count(f"{tuned_key}:") >= 3  # two trials and the best
+    assert "Best parameters: " in text and f"Re-run: {rerun}" in text
+    return config_dict
+
+
+# --------------------------------------------------------------------------------------------
+# The search space
+# --------------------------------------------------------------------------------------------
+def test_hyper_test_parses_with_recboles_parser_and_names_sigma_keys():
+    from recbole.trainer.hyper_tuning import HyperTuning
+
+    keys = {"learning_rate", "dropout_prob", "flip_remain", "d_state", "num_layers"}
+    assert set(HyperTuning._build_space_from_file(str(ROOT / "hyper.test"))) == keys
+    params = {p.name: p for p in tuning.read_params_file(ROOT / "hyper.test")}
+    assert set(params) == keys
+    sigma_keys = (ROOT / "properties" / "model" / "SIGMA.yaml").read_text()
+    assert all(f"\n{key}:" in sigma_keys for key in keys)
+    # RecBole's loguniform takes exponents: the learning rate stays between 1e-4 and 1e-2.
+    low, high = params["learning_rate"].args
+    assert params["learning_rate"].kind == "loguniform" and 1e-4 <= math.exp(low) < math.exp(high) <= 1e-2
+    assert all(isinstance(v, int) for k in ("flip_remain", "d_state", "num_layers") for v in params[k].args)
+    assert tuning.choose_algo(list(params.values())) == "random"
+
+
+def test_params_file_errors_are_one_line(tmp_path):
+    cases = {
+        "lr lognormal 1,2\n": "unknown type 'lognormal'",
+        "lr choice 0.1\n": "choice takes a non-empty list",
+        "lr uniform 2,1\n": "uniform takes low,high with low < high",
+        "k quniform 1,4\n": "quniform takes low,high,q",
+        "lr choice [1]\nlr choice [2]\n": "'lr' is already defined",
+        "\nlr 0.1\n": "defines no parameter",  # RecBole skips lines of fewer than 3 fields
+        "# lr choice [1]\n": "unknown type 'lr'.*no comments",
+    }
+    for content, message in cases.items():
+        path = tmp_path / "bad.test"
+        path.write_text(content)
+        with pytest.raises(ConfigError, match=message) as info:
+            tuning.read_params_file(path)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        tuning.read_params_file(tmp_path / "absent.test")
+    path.write_text("lr uniform 0.1,0.2\nk choice [1,2]\n")
+    with pytest.raises(ConfigError, match=r"every parameter must be a choice; not: lr \(uniform\)"):
+        tuning.choose_algo(tuning.read_params_file(path), "exhaustive")
+
+
+def test_ray_space_and_casts_follow_recboles_conventions(tmp_path):
+    path = tmp_path / "space.test"
+    path.write_text("lr loguniform -9,-4\nd_state quniform 8,64,8\np quniform 0,1,0.25\nk choice [1,2,3]\n")
+    params = tuning.read_params_file(path)
+    assert tuning.grid_size([p for p in params if p.kind == "choice"]) == 3
+    space = tuning.ray_search_space(params, "random")
+    assert space["lr"].lower == pytest.approx(math.exp(-9)) and space["lr"].upper == pytest.approx(math.exp(-4))
+    assert all(isinstance(space["d_state"].sample(), int) for _ in range(20))
+    assert isinstance(space["p"].sample(), float)
+    assert tuning.cast_params({"d_state": 16.0, "p": 0.25, "k": 2}, params) == {"d_state": 16, "p": 0.25, "k": 2}
+    assert tuning.ray_search_space(params[3:], "exhaustive")["k"] == {"grid_search": [1, 2, 3]}
+
+
+def test_tuned_key_given_as_fixed_too_is_an_error(two_rates, capsys):
+    assert main(["--model=SIGMA", f"--params_file={two_rates}", "--learning_rate=0.01"]) == 2
+    assert "learning_rate is both fixed" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Resources and per-epoch reporting
+# --------------------------------------------------------------------------------------------
+def test_trial_resources_ask_for_no_gpu_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    cpus, gpus = tuning.machine_resources()
+    assert gpus == 0 and cpus >= 1
+    assert tuning.trial_resources(n_trials=2)["gpu"] == 0
+    assert tuning.trial_resources(n_trials=2, num_cpus=2) == {"cpu": 2, "gpu": 0}
+    assert tuning.trial_resources(n_trials=10, num_cpus=16) == {"cpu": 4, "gpu": 0}
+
+
+def test_trial_resources_ask_for_a_gpu_fraction_with_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert tuning.machine_resources()[1] == 1
+    assert tuning.trial_resources(n_trials=10, num_cpus=16) == {"cpu": 4, "gpu": 0.25}
+    assert tuning.trial_resources(n_trials=2, num_cpus=16) == {"cpu": 8, "gpu": 0.5}
+    assert tuning.trial_resources(n_trials=3, num_cpus=16) == {"cpu": 5, "gpu": 0.3333}
+    assert tuning.trial_resources(n_trials=1, num_cpus=16)["gpu"] == 1.0
+    assert tuning.trial_resources(n_trials=10, num_cpus=8, num_gpus=4) == {"cpu": 4, "gpu": 1.0}
+
+
+def test_every_validation_reaches_the_callback_through_recboles_callback_fn():
+    from recbole.trainer import Trainer
+
+    class FakeTrainer(Trainer):
+        def __init__(self):
+            pass
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            return 0.1 * valid_data, {"ndcg@10": 0.1 * valid_data}
+
+        def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+            for epoch in range(3):
+                score, _ = self._valid_epoch(epoch)
+                callback_fn(epoch, score)
+            return score, {}
+
+    seen = []
+    reporting = tuning._with_validation_callback(FakeTrainer, lambda *args: seen.append(args))
+    assert issubclass(reporting, FakeTrainer) and reporting.__name__ == "FakeTrainer"
+    reporting().fit(None, None, saved=False)
+    assert seen == [(0, 0.0, {"ndcg@10": 0.0}), (1, 0.1, {"ndcg@10": 0.1}), (2, 0.2, {"ndcg@10": 0.2})]
+
+    class NoCallback(FakeTrainer):
+        def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False):
+            return 0.0, {}
+
+    assert tuning._with_validation_callback(NoCallback, print) is NoCallback
+
+
+def test_plain_training_never_imports_ray_or_hyperopt():
+    code = (
+        "import sys, recbole_sigma\n"
+        "from recbole_sigma.quick_start import build_config, parse_args\n"
+        "from recbole.utils import get_trainer\n"
+        "args, d = parse_args(['--model=SIGMA', '--epochs=1'])\n"
+        "c = build_config(args.model, args.dataset, None, d)\n"
+        "get_trainer(c['MODEL_TYPE'], c['model'])\n"
+        "print(sorted(m for m in ('ray', 'hyperopt', 'recbole_sigma.tuning') if m in sys.modules))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# Searches
+# --------------------------------------------------------------------------------------------
+def test_hyperopt_exhaustive_search_of_sigma(tmp_path, two_rates, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "hyperopt.result"
+    argv = ["--model=SIGMA", "--dataset=ml-100k", f"--params_file={two_rates}", "--tool=hyperopt",
+            "--algo=exhaustive", f"--output_file={output}"] + cli(TINY)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    fixed = check_search_output(out, output, "SIGMA")
+    assert fixed["epochs"] == 1 and fixed["learning_rate"] in (0.001, 0.003)
+    # one checkpoint folder per trial: run() names its checkpoints by model and dataset only
+    assert len(list((tmp_path / "saved").glob("SIGMA-ml-100k-*/trial_*/SIGMA-ml-100k-best.pth"))) == 2
+    # the printed command trains the best parameters again, to the same test metrics
+    rerun = next(line for line in out.splitlines() if line.startswith("re-run: "))[len("re-run: "):]
+    assert main(shlex.split(rerun)[2:]) == 0
+
+    def metrics(line):
+        words = line.replace(":", " ").split()
+        return {w: float(v) for w, v in zip(words, words[1:]) if "@" in w}
+
+    tuned = next(line for line in out.splitlines() if line.startswith("test result: "))
+    again = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test result: "))
+    assert metrics(again) == metrics(tuned) and len(metrics(tuned)) == 3
+
+
+def test_ray_search_of_sigma_on_a_local_ray(tmp_path, two_rates, monkeypatch, capsys):
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "ray.result"
+    argv = ["--model=SIGMA", "--dataset=ml-100k", f"--params_file={two_rates}", "--tool=ray",
+            f"--output_file={output}"] + cli(TINY)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    check_search_output(out, output, "SIGMA")
+    assert "each asking for" in out and "and 0 GPU" in out
+    assert not ray.is_initialized()  # the local Ray it started is gone
+    # Each trial reported its validation epoch (then its test result): ASHA saw every epoch.
+    progress = list((tmp_path / "ray_results").glob("SIGMA-ml-100k-*/*/progress.csv"))
+    assert len(progress) == 2
+    for path in progress:
+        rows = path.read_text().splitlines()
+        assert rows[0].split(",").count("valid_score") == 1 and len(rows) >= 2
+    assert len(list((tmp_path / "saved").glob("SIGMA-ml-100k-*/*/SIGMA-ml-100k-best.pth"))) >= 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray head on 127.0.0.1, as on a cluster; its address. ``ray start --block`` keeps the head's
+    processes in its own process group; stopping that group stops exactly this Ray (``ray stop``
+    would stop every Ray of this user on the machine)."""
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rsray")  # short: Ray's socket paths live under it
+    log = open(os.path.join(temp_dir, "start.log"), "w+")
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
+               "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--node-ip-address=127.0.0.1",
+               f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    head = subprocess.Popen(command, env=tuning.ray_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "Ray runtime started" not in Path(log.name).read_text():
+            assert head.poll() is None and time.time() < deadline, Path(log.name).read_text()[-3000:]
+            time.sleep(1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            pass
+        for _ in range(30):  # the group's other processes (raylet, gcs, workers) follow
+            try:
+                os.killpg(head.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(1)
+        else:
+            os.killpg(head.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_search_of_a_recbole_model_on_a_running_cluster(ray_head, tmp_path, monkeypatch, capsys):
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "dropout.test"
+    params.write_text("dropout_prob choice [0.1,0.3]\n")
+    output = tmp_path / "cluster.result"
+    argv = ["--model=SASRec", "--dataset=ml-100k", f"--params_file={params}", "--tool=ray",
+            f"--ray_address={ray_head}", f"--output_file={output}"] + cli(TINY) + cli(SASREC)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    fixed = check_search_output(out, output, "SASRec", tuned_key="dropout_prob")
+    assert fixed["n_heads"] == 1 and "each asking for 2 CPU(s) and 0 GPU" in out
+    assert not ray.is_initialized()  # disconnected; the cluster itself keeps running
+    assert recbole_sigma.resolve_model("SASRec").__name__ == "SASRec"
