@@ -5,7 +5,15 @@ from recbole_sigma import compat as _compat
 
 _compat.apply()
 
-from recbole_sigma.errors import ConfigError, DatasetNotFoundError, RecBoleSigmaError, UnknownModelError  # noqa: E402
+from recbole_sigma.errors import (  # noqa: E402
+    CheckpointError,
+    ConfigError,
+    DatasetNotFoundError,
+    EmptyDatasetError,
+    NonFiniteLossError,
+    RecBoleSigmaError,
+    UnknownModelError,
+)
 from recbole_sigma.mamba import Mamba  # noqa: E402
 from recbole_sigma.model import MODELS, SIGMA, EchoMamba4Rec, Mamba4Rec  # noqa: E402
 from recbole_sigma.quick_start import (  # noqa: E402
@@ -34,4 +42,7 @@ __all__ = [
     "ConfigError",
     "UnknownModelError",
     "DatasetNotFoundError",
+    "EmptyDatasetError",
+    "NonFiniteLossError",
+    "CheckpointError",
 ]

@@ -19,3 +19,18 @@ class DatasetNotFoundError(RecBoleSigmaError, FileNotFoundError):
 
 class EmptyDatasetError(RecBoleSigmaError, ValueError):
     """A dataset that filtering leaves without interactions."""
+
+
+class NonFiniteLossError(RecBoleSigmaError, FloatingPointError):
+    """A NaN or infinite training loss (or weights): training stops before anything is saved.
+
+    ``epoch`` and ``batch`` (0-based) say where; both are None for weights found non-finite."""
+
+    def __init__(self, message, epoch=None, batch=None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+
+
+class CheckpointError(RecBoleSigmaError, RuntimeError):
+    """A checkpoint that cannot be resumed from: unreadable, or for another model or dataset."""

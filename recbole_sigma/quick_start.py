@@ -147,13 +147,26 @@ def _split_cli_value(text):
         return text
 
 
-def run(model, dataset, config_file_list=None, config_dict=None, saved=True, queue=None):
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True, queue=None, resume=False,
+        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0):
     """Train ``model`` on ``dataset``, evaluate full-sort on the test split; return the results.
 
-    Returns {'best_valid_score', 'valid_score_bigger', 'best_valid_result', 'test_result'}.
+    Returns {'best_valid_score', 'valid_score_bigger', 'best_valid_result', 'test_result', 'checkpoint'}.
+
+    Checkpoints go to ``checkpoint_dir`` as ``<model>-<dataset>-best.pth`` and ``-last.pth`` (after
+    every epoch; see ``recbole_sigma.trainer``). ``resume=True`` continues from the last checkpoint
+    when there is one (a path: from that checkpoint). ``nproc`` > 1 (or ``world_size`` > 0) trains
+    with DDP as RecBole's ``run`` does, on CPU (gloo) too: see ``recbole_sigma.distributed``.
     """
+    if nproc > 1 or (world_size is not None and world_size > 0):
+        from recbole_sigma.distributed import spawn
+
+        return spawn(run, model, dataset, config_file_list, config_dict, saved=saved, resume=resume,
+                     nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset)
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_trainer, init_logger, init_seed, set_color
+
+    from recbole_sigma.trainer import reliable_trainer
 
     config = build_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -162,8 +175,13 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     logger.info(config)
 
     check_dataset_available(config)
-    data = create_dataset(config)
-    if data.inter_num == 0:
+    try:
+        data = create_dataset(config)
+    except ValueError as e:  # RecBole's Dataset._reset_index: "Some feat is empty, please check ..."
+        if "Some feat is empty" not in str(e):
+            raise
+        data = None
+    if data is None or data.inter_num == 0:
         raise EmptyDatasetError(
             f"dataset {config['dataset']!r} has no interactions left after filtering "
             f"(user_inter_num_interval={config['user_inter_num_interval']}, "
@@ -177,7 +195,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     net = model_class(config, train_data._dataset).to(config["device"])
     logger.info(net)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    trainer = reliable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
+    if resume:
+        trainer.resume_from(None if resume is True else resume)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
@@ -208,11 +228,18 @@ def load_data_and_model(model_file):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)  # RecBole's own file
+    # RecBole's own file: it pickles its Config. Read on the CPU so that a GPU checkpoint loads
+    # on a machine without one (the Mamba block's parameters are the same on both backends).
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
     config = checkpoint["config"]
+    if config["device"].type == "cuda" and not torch.cuda.is_available():
+        config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
+    logger = logging.getLogger()
+    logger.info(config)
     data = create_dataset(config)
+    logger.info(data)
     train_data, valid_data, test_data = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])
     model = resolve_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -238,6 +265,23 @@ def parse_args(argv=None):
     parser.add_argument("--model", "-m", default="SIGMA", help="SIGMA, Mamba4Rec, EchoMamba4Rec or any RecBole model")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (a folder under data_path)")
     parser.add_argument("--config_files", default=None, help="space-separated YAML files")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                        help="resume from <checkpoint_dir>/<model>-<dataset>-last.pth if present, or from CHECKPOINT")
+    ddp = parser.add_argument_group("multi-process training (DDP; gloo on CPU, NCCL on GPU)")
+    ddp.add_argument("--nproc", type=int, default=1, help="processes on this machine")
+    ddp.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default: nproc)")
+    ddp.add_argument("--ip", default="localhost", help="address of rank 0")
+    ddp.add_argument("--port", default="5678", help="free port on rank 0's machine")
+    ddp.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
+    tuning = parser.add_argument_group("tuning (with --params_file; see docs/tuning.md)")
+    tuning.add_argument("--params_file", default=None, help="RecBole params file (e.g. hyper.test): tune, don't train once")
+    tuning.add_argument("--tool", choices=("hyperopt", "ray"), default="hyperopt", help="RecBole's HyperTuning or Ray Tune")
+    tuning.add_argument("--algo", choices=("exhaustive", "random", "bayes"), default=None,
+                        help="default: exhaustive if every parameter is a choice, else random")
+    tuning.add_argument("--max_evals", type=int, default=None, help="hyperopt: number of trials (default 10)")
+    tuning.add_argument("--num_samples", type=int, default=None, help="ray: number of trials (default 10)")
+    tuning.add_argument("--ray_address", default=None, help="join a Ray cluster (auto or HOST:PORT) instead of a local Ray")
+    tuning.add_argument("--output_file", default=None, help="every trial's results (default hyper_MODEL_DATASET.result)")
     args, rest = parser.parse_known_args(argv)
     config_dict = {}
     for item in rest:
@@ -252,7 +296,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args, config_dict = parse_args(argv)
     try:
-        result = run(args.model, args.dataset, args.config_file_list, config_dict)
+        if args.params_file:  # tuning: ray and hyperopt are imported only on this path
+            from recbole_sigma import tuning
+
+            return tuning.main(args, config_dict)
+        result = run(args.model, args.dataset, args.config_file_list, config_dict, resume=args.resume,
+                     nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
+                     group_offset=args.group_offset)
     except RecBoleSigmaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,277 @@
+"""Interrupted training, determinism, the non-finite loss guard and multi-process training.
+
+The training runs use ml-100k cut to its 305 users with fewer than 40 interactions (~7.7k training
+sequences, two batches an epoch) so that the file stays within a few minutes on two busy cores.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import recbole_sigma
+from recbole_sigma.errors import CheckpointError, EmptyDatasetError, NonFiniteLossError, RecBoleSigmaError
+from recbole_sigma.quick_start import main
+from recbole_sigma.trainer import TEST_PAUSE_ENV, atomic_save, load_checkpoint
+
+from tests.conftest import padded_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "hidden_size": 16,
+    "d_state": 8,
+    "show_progress": False,
+    "train_batch_size": 4096,
+    "user_inter_num_interval": "[0,40)",
+}
+
+
+def small(tmp_path, **overrides):
+    return dict(SMALL, checkpoint_dir=str(tmp_path), **overrides)
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ: {different}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Atomic checkpoints
+# ------------------------------------------------------------------------------------------------
+def test_atomic_save_keeps_the_old_file_when_the_write_dies(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pth"
+    atomic_save({"state_dict": {"w": torch.ones(3)}, "config": None}, path)
+
+    def dies_mid_write(obj, f, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"state_dict": {"w": torch.zeros(3)}, "config": None}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["ck.pth"]  # the temporary file is gone
+
+
+def test_unreadable_checkpoint_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "ck.pth"
+    atomic_save({"state_dict": {"w": torch.ones(1000)}, "config": None}, path)
+    path.write_bytes(path.read_bytes()[:300])  # what a non-atomic save killed mid-write leaves
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "absent.pth")
+
+
+# ------------------------------------------------------------------------------------------------
+# Interrupted training: SIGKILL between epochs and in the middle of a checkpoint write
+# ------------------------------------------------------------------------------------------------
+def _cli(tmp_path, *extra, pause=None):
+    """Start the command line on Mamba4Rec, 3 epochs; pause: (event, n) of the test hook."""
+    args = [sys.executable, str(ROOT / "run_recbole_sigma.py"), "--model=Mamba4Rec", "--dataset=ml-100k",
+            "--epochs=3", *(f"--{k}={v}" for k, v in small(tmp_path / "ck").items()), *extra]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop(TEST_PAUSE_ENV, None)
+    marker = tmp_path / "paused"
+    if pause:
+        env[TEST_PAUSE_ENV] = f"{pause[0]}:{pause[1]}:{marker}"
+    log = open(tmp_path / f"log{len(list(tmp_path.glob('log*')))}.txt", "w+")
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    return proc, marker, log
+
+
+def _kill_when_paused(proc, marker, log, timeout=300):
+    deadline = time.monotonic() + timeout
+    try:
+        while not marker.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"the run never reached the pause (rc {proc.returncode}):\n{log.read()[-3000:]}")
+            time.sleep(0.2)
+        assert int(marker.read_text()) == proc.pid
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    marker.unlink()
+    log.seek(0)
+    return log.read()
+
+
+def _trained_epochs(log_text):
+    return [int(e) for e in re.findall(r"epoch (\d+) training \[", log_text)]
+
+
+def test_killed_run_resumes_and_ends_as_the_uninterrupted_run(tmp_path):
+    ck = tmp_path / "ck"
+    best, last = ck / "Mamba4Rec-ml-100k-best.pth", ck / "Mamba4Rec-ml-100k-last.pth"
+
+    # 1. Killed between epochs: at the start of epoch 1, after epoch 0's checkpoints.
+    proc, marker, log = _cli(tmp_path, pause=("epoch", 2))
+    first = _kill_when_paused(proc, marker, log)
+    assert _trained_epochs(first) == [0]
+    assert load_checkpoint(last)["epoch"] == 0 and load_checkpoint(best)["epoch"] == 0
+
+    # 2. Resumed, then killed in the middle of writing the last checkpoint of epoch 1.
+    proc, marker, log = _cli(tmp_path, "--resume", pause=("save-last", 1))
+    second = _kill_when_paused(proc, marker, log)
+    assert "Resume training from epoch 1" in second and _trained_epochs(second) == [1]
+    assert Path(str(last) + ".tmp").exists()  # the partial write, never renamed
+    assert load_checkpoint(last)["epoch"] == 0  # the previous last checkpoint is whole
+
+    # 3. Resumed to the end: epoch 1 again (its checkpoint never landed), then epoch 2.
+    proc, _, log = _cli(tmp_path, "--resume")
+    try:
+        returncode = proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    log.seek(0)
+    third = log.read()
+    assert returncode == 0, third[-3000:]
+    assert "Resume training from epoch 1" in third and _trained_epochs(third) == [1, 2]
+    assert sorted(set(_trained_epochs(first) + _trained_epochs(third))) == [0, 1, 2]  # = epochs=3
+    final = load_checkpoint(last)
+    assert final["epoch"] == 2 and final["recbole_sigma"]["complete"]
+
+    # The same best model as an uninterrupted run with the same seed, bit for bit.
+    reference = recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path / "ref", epochs=3))
+    assert_same_weights(weights(best), weights(reference["checkpoint"]))
+    assert final["best_valid_score"] == reference["best_valid_score"]
+    assert final["recbole_sigma"]["best_valid_result"] == reference["best_valid_result"]
+
+    # The checkpoint loads with load_data_and_model and scores as the reference run did.
+    from recbole.utils import get_trainer
+
+    config, model, _, _, _, test_data = recbole_sigma.load_data_and_model(str(best))
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == reference["test_result"]
+
+    # Resuming a finished run trains nothing and keeps the best model.
+    again = recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(ck, epochs=3), resume=True)
+    assert again["test_result"] == reference["test_result"]
+    assert again["best_valid_result"] == reference["best_valid_result"]
+    assert_same_weights(weights(best), weights(reference["checkpoint"]))
+
+
+def test_resume_refuses_another_model_s_checkpoint(tmp_path):
+    path = tmp_path / "ck.pth"
+    config = recbole_sigma.build_config("SIGMA", "ml-100k")
+    atomic_save({"state_dict": {}, "config": config, "epoch": 0}, path)
+    with pytest.raises(CheckpointError, match="written for model 'SIGMA', not 'Mamba4Rec'"):
+        recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1), resume=str(path))
+
+
+# ------------------------------------------------------------------------------------------------
+# Determinism
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["Mamba4Rec", "SIGMA"])
+def test_same_seed_same_bits(tmp_path, model):
+    runs = [recbole_sigma.run(model, "ml-100k", config_dict=small(tmp_path / str(i), epochs=1)) for i in range(2)]
+    assert runs[0]["best_valid_result"] == runs[1]["best_valid_result"]
+    assert runs[0]["test_result"] == runs[1]["test_result"]
+    assert_same_weights(weights(runs[0]["checkpoint"]), weights(runs[1]["checkpoint"]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Non-finite loss guard
+# ------------------------------------------------------------------------------------------------
+def test_nan_loss_stops_training_naming_epoch_and_batch(tmp_path, monkeypatch):
+    from recbole.trainer import Trainer
+
+    state = {"validated": False, "batches_after": 0}
+    valid_epoch, calculate_loss = Trainer._valid_epoch, recbole_sigma.Mamba4Rec.calculate_loss
+
+    def count_validations(self, *args, **kwargs):
+        state["validated"] = True
+        return valid_epoch(self, *args, **kwargs)
+
+    def nan_at_second_batch_of_epoch_1(self, interaction):
+        loss = calculate_loss(self, interaction)
+        if state["validated"]:
+            state["batches_after"] += 1
+            if state["batches_after"] == 2:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(Trainer, "_valid_epoch", count_validations)
+    monkeypatch.setattr(recbole_sigma.Mamba4Rec, "calculate_loss", nan_at_second_batch_of_epoch_1)
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 1, batch 1 ") as info:
+        recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=3))
+    assert (info.value.epoch, info.value.batch) == (1, 1)
+    for name in ("best", "last"):  # epoch 0's checkpoints, nothing later
+        checkpoint = load_checkpoint(tmp_path / f"Mamba4Rec-ml-100k-{name}.pth")
+        assert checkpoint["epoch"] == 0
+        assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
+
+
+def test_absurd_learning_rate_is_a_one_line_error_on_the_command_line(tmp_path, capsys):
+    args = ["--model=Mamba4Rec", "--dataset=ml-100k", "--epochs=2", "--learning_rate=1e30"]
+    args += [f"--{k}={v}" for k, v in small(tmp_path).items()]
+    assert main(args) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # (above it: warnings, if Python prints them)
+    assert err.startswith("error: Mamba4Rec on ml-100k: ")
+    assert re.search(r"(training loss is (nan|inf|-inf) at epoch \d+, batch \d+|is not finite after epoch)", err)
+    assert not (tmp_path / "Mamba4Rec-ml-100k-last.pth").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-process training on CPU (gloo)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "flags",
+    [{}, {"use_partial_flip": False}, {"use_ds_gate": False}, {"use_fe_gru": False},
+     {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
+      "gru_bias": False}],
+)
+def test_every_trainable_parameter_is_used_under_each_ablation(make_model, flags):
+    """DDP without find_unused_parameters needs every trainable parameter in the graph."""
+    model = make_model("SIGMA", **flags)
+    seq, lengths = padded_batch([12, 5, 1, 8])
+    interaction = {"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4, 5, 6])}
+    model.calculate_loss(interaction).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_sigma_trains_with_two_processes_on_cpu(tmp_path):
+    result = recbole_sigma.run("SIGMA", "ml-100k", config_dict=small(tmp_path, epochs=1), nproc=2,
+                               port=_free_port())
+    for metrics in (result["best_valid_result"], result["test_result"]):
+        assert set(metrics) == {"hit@10", "ndcg@10", "mrr@10"}
+        assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    assert result["test_result"]["hit@10"] > 0
+    # Rank 0 wrote a single-process checkpoint: it loads without a process group.
+    config, model, *_ = recbole_sigma.load_data_and_model(result["checkpoint"])
+    assert isinstance(model, recbole_sigma.SIGMA) and config["single_spec"]
+
+
+def test_an_error_in_a_worker_is_raised_as_itself(tmp_path):
+    with pytest.raises(RecBoleSigmaError, match="no interactions left after filtering"):
+        recbole_sigma.run("SIGMA", "ml-100k", nproc=2, port=_free_port(),
+                          config_dict=small(tmp_path, epochs=1, user_inter_num_interval="[5000,inf)"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors before training
+# ------------------------------------------------------------------------------------------------
+def test_dataset_empty_after_filtering_is_a_clear_error(tmp_path):
+    with pytest.raises(EmptyDatasetError, match="'ml-100k' has no interactions left after filtering"):
+        recbole_sigma.run("SIGMA", "ml-100k", config_dict=small(tmp_path, user_inter_num_interval="[5000,inf)"))
