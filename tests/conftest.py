@@ -7,6 +7,19 @@ import recbole_sigma
 from recbole_sigma.quick_start import config_files
 
 
+# Small enough for CI: ml-100k's ~97k training sequences cut to length 10, a narrow model.
+TINY = {
+    "epochs": 1,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "hidden_size": 16,
+    "d_state": 8,
+    "show_progress": False,
+    "train_batch_size": 4096,
+}
+# RecBole's SASRec at the same scale, trained with CE like our models.
+TINY_SASREC = {"n_layers": 1, "n_heads": 1, "inner_size": 32, "train_neg_sample_args": None, "loss_type": "CE"}
+
+
 class DictConfig(dict):
     """What a model reads from RecBole's Config: missing keys are None."""
 

@@ -10,17 +10,9 @@ import torch
 import recbole_sigma
 from recbole_sigma.errors import ConfigError, DatasetNotFoundError, UnknownModelError
 from recbole_sigma.quick_start import build_config, config_files, format_result, main, resolve_model
+from tests.conftest import TINY, TINY_SASREC
 
 ROOT = Path(__file__).resolve().parents[1]
-# Small enough for CI: ml-100k's ~97k training sequences, cut to length 10.
-TINY = {
-    "epochs": 1,
-    "MAX_ITEM_LIST_LENGTH": 10,
-    "hidden_size": 16,
-    "d_state": 8,
-    "show_progress": False,
-    "train_batch_size": 4096,
-}
 
 
 def test_models_resolve_by_name_ours_and_recbole_s():
@@ -88,7 +80,7 @@ def test_one_epoch_on_ml_100k_prints_test_metrics(tmp_path, model, capsys):
     args = [f"--model={model}", "--dataset=ml-100k", f"--checkpoint_dir={tmp_path}"]
     args += [f"--{k}={v}" for k, v in TINY.items()]
     if model == "SASRec":
-        args += ["--n_layers=1", "--n_heads=1", "--inner_size=32", "--train_neg_sample_args=None", "--loss_type=CE"]
+        args += [f"--{k}={v}" for k, v in TINY_SASREC.items()]
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
     test_line = next(line for line in out if line.startswith("test result:"))

@@ -22,21 +22,14 @@ import recbole_sigma
 from recbole_sigma import tuning
 from recbole_sigma.errors import ConfigError
 from recbole_sigma.quick_start import main, parse_args
+from tests import conftest
 
 pytest.importorskip("hyperopt")
 pytest.importorskip("ray.tune")
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "epochs": 1,
-    "MAX_ITEM_LIST_LENGTH": 10,
-    "hidden_size": 16,
-    "d_state": 8,
-    "show_progress": False,
-    "train_batch_size": 4096,
-    "user_inter_num_interval": "[20,30)",
-}
-SASREC = {"n_layers": 1, "n_heads": 1, "inner_size": 32, "train_neg_sample_args": None, "loss_type": "CE"}
+TINY = {**conftest.TINY, "user_inter_num_interval": "[20,30)"}  # a few hundred users: fast trials
+SASREC = conftest.TINY_SASREC
 
 
 def cli(settings):
