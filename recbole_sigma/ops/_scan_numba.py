@@ -1,9 +1,11 @@
 """Fused numba kernels of the selective scan (forward and backward), channel-last layout.
 
 Imported lazily by :mod:`recbole_sigma.ops.selective_scan` (never at package import): importing
-this module imports numba. Every kernel works on one batch element at a time, keeps its state
-``h`` as a ``(d_state, d_inner)`` scratch array (d_inner contiguous, so the inner loops run over
-channels and vectorise without horizontal sums), and never allocates anything of size
+this module imports numba. The kernels run one worker per thread (``prange``); the workers take
+the batch's sequences one at a time from an atomic counter (dynamic load balancing: numba's
+OpenMP and workqueue layers split a ``prange`` statically). A worker keeps its state ``h`` as a
+``(d_state, d_inner)`` scratch array (d_inner contiguous, so the inner loops run over channels
+and vectorise without horizontal sums) and never allocates anything of size
 ``(batch, L, d_inner, d_state)``.
 
 The forward (when a gradient will be needed) also stores the state entering every chunk of
@@ -22,12 +24,15 @@ the file of the cached function only, not to the files it calls into.
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 # No nnan/ninf: inf and nan must survive (they flag a diverging model); no afn either.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 KERNEL_OPTIONS = dict(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 INNER_OPTIONS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", inline="never")
+# The polynomials are written in the order they must be evaluated in: no reassociation.
+MATH_OPTIONS = dict(fastmath={"contract", "nsz"}, error_model="numpy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,12 +74,13 @@ def _numpy_float(numba_type):
     return np.float32 if numba_type == types.float32 else np.float64
 
 
-@overload(_exp, inline="always")
+@overload(_exp, jit_options=MATH_OPTIONS)
 def _overload_exp(x):
     if x == types.float32:
-        # degree 7: truncation 5e-9 on |r| <= ln2/2; below exp(-87.3) the result flushes to 0.
+        # degree 7: truncation 5e-9 on |r| <= ln2/2. Flushes to 0 below -87.3; from 88.38 on,
+        # k = 128 makes the 2**k bits those of inf (true overflow is at 88.72).
         f = np.float32
-        lo, hi, log2e = f(-87.3), f(88.3), f(1.4426950408889634)
+        lo, hi, log2e = f(-87.3), f(88.7), f(1.4426950408889634)
         ln2_hi, ln2_lo = f(0.693359375), f(-2.12194440e-4)
         coefs = tuple(f(1.0 / c) for c in (5040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0))
         zero, half, bias, shift = f(0.0), f(0.5), np.int32(127), np.int32(23)
@@ -91,9 +97,9 @@ def _overload_exp(x):
 
         return impl_f32
     if x == types.float64:
-        # degree 12: truncation 1.5e-16; below exp(-708) the result flushes to 0.
+        # degree 12: truncation 1.5e-16. Flushes to 0 below -708; inf from 709.44 on (k = 1024).
         f = np.float64
-        lo, hi, log2e = f(-708.0), f(709.0), f(1.4426950408889634)
+        lo, hi, log2e = f(-708.0), f(709.8), f(1.4426950408889634)
         ln2_hi, ln2_lo = f(6.93147180369123816490e-01), f(1.90821492927058770002e-10)
         fact = [1.0]
         for i in range(1, 13):
@@ -115,7 +121,7 @@ def _overload_exp(x):
     return None
 
 
-@overload(_log1p_unit, inline="always")
+@overload(_log1p_unit, jit_options=MATH_OPTIONS)
 def _overload_log1p_unit(y):
     if not isinstance(y, types.Float):
         return None
@@ -135,7 +141,7 @@ def _overload_log1p_unit(y):
     return impl
 
 
-@overload(_softplus, inline="always")
+@overload(_softplus, jit_options=MATH_OPTIONS)
 def _overload_softplus(x):
     if not isinstance(x, types.Float):
         return None
@@ -147,7 +153,7 @@ def _overload_softplus(x):
     return impl
 
 
-@overload(_sigmoid, inline="always")
+@overload(_sigmoid, jit_options=MATH_OPTIONS)
 def _overload_sigmoid(x):
     if not isinstance(x, types.Float):
         return None
@@ -161,7 +167,7 @@ def _overload_sigmoid(x):
 
 @njit(**INNER_OPTIONS)
 def _math_check(x, out_exp, out_softplus, out_sigmoid):
-    """Elementwise exp / softplus / sigmoid of a 1-d array (used by the tests of the polynomials)."""
+    """Elementwise exp, softplus and sigmoid of a 1-d array (for the tests of the polynomials)."""
     for i in range(x.shape[0]):
         out_exp[i] = _exp(x[i])
         out_softplus[i] = _softplus(x[i])
@@ -293,50 +299,77 @@ def _delta_backward(q, s, u_t, dt, delta_t, bias, softplus, du_t, ddelta_t, dbia
         dbias[d] += ddt
 
 
+@intrinsic
+def _next_sequence(typingctx, counter):
+    """Atomically counter[0] += 1, returning the old value: the workers take the batch's
+    sequences one at a time, so a core shared with other work delays the others little."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [zero])
+        one = context.get_constant(types.int64, 1)
+        return builder.atomic_rmw("add", pointer, one, "monotonic")
+
+    return types.int64(counter), codegen
+
+
 @njit(**INNER_OPTIONS)
-def _block_range(block, n_blocks, batch):
-    """Batch elements [start, stop) of one parallel block (contiguous, balanced)."""
-    return (block * batch) // n_blocks, ((block + 1) * batch) // n_blocks
+def _copy(src, dst):
+    """dst[:] = src for (N, D) arrays (explicit loops: numba's array setitem is slow to compile)."""
+    for n in range(src.shape[0]):
+        for d in range(src.shape[1]):
+            dst[n, d] = src[n, d]
+
+
+@njit(**INNER_OPTIONS)
+def _accumulate(src, dst):
+    """dst += src for (N, D) arrays."""
+    for n in range(src.shape[0]):
+        for d in range(src.shape[1]):
+            dst[n, d] += src[n, d]
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernels. u, delta, z, out, gout, du, ddelta, dz: (batch, L, D); AT: (N, D); Bm, Cm, dB, dC:
-# (batch, L, N); Dv, bias: (D,); dAT_blocks: (n_blocks, N, D); dD_blocks, dbias_blocks:
-# (n_blocks, D). z is a (batch, L, D) array even when has_z is False (then it is never read).
+# Kernels: n_workers threads take the sequences one at a time from counter (int64 (1,), 0).
+# u, delta, z, out, gout, du, ddelta, dz: (batch, L, D); AT: (N, D); Bm, Cm, dB, dC: (batch, L, N);
+# Dv, bias: (D,); dAT_parts: (n_workers, N, D); dD_parts, dbias_parts: (n_workers, D): one
+# partial sum per worker. z is a (batch, L, D) array even when has_z is False (then unread).
 # ---------------------------------------------------------------------------------------------
 @njit(**KERNEL_OPTIONS)
-def scan_forward(n_blocks, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, out, checkpoints,
-                 chunk):
+def scan_forward(n_workers, counter, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, out,
+                 checkpoints, chunk):
     """out = the scan; checkpoints[b, c] = the state entering chunk c + 1, i.e. h_{(c+1) chunk - 1}
     (checkpoints: (batch, n_chunks - 1, N, D), or (0, 0, 0, 0) to save none)."""
     batch, length, d_inner = u.shape
     d_state = AT.shape[0]
     save = checkpoints.shape[0] > 0
-    for block in prange(n_blocks):
+    for worker in prange(n_workers):
         h = np.empty((d_state, d_inner), dtype=u.dtype)
         dt = np.empty(d_inner, dtype=u.dtype)
         dtu = np.empty(d_inner, dtype=u.dtype)
         y = np.empty(d_inner, dtype=u.dtype)
-        start, stop = _block_range(block, n_blocks, batch)
-        for b in range(start, stop):
+        b = _next_sequence(counter)
+        while b < batch:
             h[:] = 0
             for t in range(length):
                 if save and t > 0 and t % chunk == 0:
-                    checkpoints[b, t // chunk - 1] = h
+                    _copy(h, checkpoints[b, t // chunk - 1])
                 _discretize(delta[b, t], u[b, t], bias, softplus, dt, dtu)
                 _advance_output(h, AT, dt, dtu, Bm[b, t], Cm[b, t], y)
                 _gate_forward(y, u[b, t], Dv, z[b, t], has_z, out[b, t])
+            b = _next_sequence(counter)
 
 
 @njit(**KERNEL_OPTIONS)
-def scan_backward(n_blocks, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, gout, checkpoints,
-                  chunk, du, ddelta, dB, dC, dz, dAT_blocks, dD_blocks, dbias_blocks):
+def scan_backward(n_workers, counter, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, gout,
+                  checkpoints, chunk, du, ddelta, dB, dC, dz, dAT_parts, dD_parts, dbias_parts):
     """Gradients, given the forward's checkpoints: per chunk (last first) recompute its states
     and decay factors, then run the adjoint recurrence over it."""
     batch, length, d_inner = u.shape
     d_state = AT.shape[0]
     n_chunks = (length + chunk - 1) // chunk
-    for block in prange(n_blocks):
+    for worker in prange(n_workers):
         dtype = u.dtype
         h = np.empty((d_state, d_inner), dtype=dtype)
         dh = np.empty((d_state, d_inner), dtype=dtype)
@@ -349,11 +382,11 @@ def scan_backward(n_blocks, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, 
         y = np.empty(d_inner, dtype=dtype)
         q = np.empty(d_inner, dtype=dtype)
         s = np.empty(d_inner, dtype=dtype)
-        dAT_blocks[block] = 0
-        dD_blocks[block] = 0
-        dbias_blocks[block] = 0
-        start, stop = _block_range(block, n_blocks, batch)
-        for b in range(start, stop):
+        dAT_parts[worker, :, :] = 0
+        dD_parts[worker, :] = 0
+        dbias_parts[worker, :] = 0
+        b = _next_sequence(counter)
+        while b < batch:
             dh[:] = 0
             dAT_seq[:] = 0
             for c in range(n_chunks - 1, -1, -1):
@@ -362,7 +395,7 @@ def scan_backward(n_blocks, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, 
                 if c == 0:
                     h[:] = 0
                 else:
-                    h[:] = checkpoints[b, c - 1]
+                    _copy(checkpoints[b, c - 1], h)
                 for t in range(t0, t1):
                     i = t - t0
                     _discretize(delta[b, t], u[b, t], bias, softplus, dt[i], dtu[i])
@@ -370,11 +403,12 @@ def scan_backward(n_blocks, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, 
                     _advance_record(h, AT, dt[i], dtu[i], Bm[b, t], Cm[b, t], gy[i],
                                     h_prev[i], decay[i], y, dC[b, t])
                     _gate_backward(gout[b, t], gy[i], y, u[b, t], Dv, z[b, t], has_z, dz[b, t],
-                                   du[b, t], dD_blocks[block])
+                                   du[b, t], dD_parts[worker])
                 for t in range(t1 - 1, t0 - 1, -1):
                     i = t - t0
                     _reverse_step(dh, h_prev[i], decay[i], AT, dt[i], dtu[i], gy[i], Bm[b, t],
                                   Cm[b, t], q, s, dAT_seq, dB[b, t])
                     _delta_backward(q, s, u[b, t], dt[i], delta[b, t], bias, softplus, du[b, t],
-                                    ddelta[b, t], dbias_blocks[block])
-            dAT_blocks[block] += dAT_seq
+                                    ddelta[b, t], dbias_parts[worker])
+            _accumulate(dAT_seq, dAT_parts[worker])
+            b = _next_sequence(counter)

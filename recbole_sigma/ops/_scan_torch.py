@@ -34,11 +34,16 @@ def _gate(y, u, D, z):
 
 
 def _step(h, dt_t, dtu_t, A, B_t):
-    """h <- exp(dt A) h + dt B u in place; h: (batch, d, n), dt_t, dtu_t: (batch, d), B_t: (batch, n).
-    Returns the decay factor exp(dt A): (batch, d, n)."""
+    """h <- exp(dt A) h + dt B u in place, and returns exp(dt A).
+    h, the result: (batch, d, n); dt_t, dtu_t: (batch, d); B_t: (batch, n)."""
     decay = torch.exp(dt_t[:, :, None] * A)
-    h.mul_(decay).add_(dtu_t[:, :, None] * B_t[:, None, :])
+    h.mul_(decay).addcmul_(dtu_t[:, :, None], B_t[:, None, :])
     return decay
+
+
+def _contract_state(h, v):
+    """sum_n h[b, d, n] v[b, n]: (batch, d) (faster than bmm for these shapes)."""
+    return (h * v[:, None, :]).sum(-1)
 
 
 def _scan(dt, dtu, A, B, C, chunk=None):
@@ -51,39 +56,40 @@ def _scan(dt, dtu, A, B, C, chunk=None):
         if chunk is not None and t % chunk == 0:
             checkpoints.append(h.clone())
         _step(h, dt[:, t], dtu[:, t], A, B[:, t])
-        ys.append(torch.bmm(h, C[:, t, :, None])[..., 0])  # (batch, d)
-    return torch.stack(ys, dim=1), checkpoints
+        ys.append(_contract_state(h, C[:, t]))
+    y = torch.stack(ys, dim=1) if ys else dt.new_zeros(batch, 0, d_inner)
+    return y, checkpoints
 
 
 def _recompute_chunk(h, dt, dtu, A, B, C, gy, t0, t1, dC):
-    """States h_{t-1} for t in [t0, t1) (a list), y_t (batch, t1 - t0, d); fills dC[:, t]."""
+    """For t in [t0, t1): the states h_{t-1} and decay factors exp(dt_t A) (two lists of
+    (batch, d, n)) and y_t (batch, t1 - t0, d); fills dC[:, t] = sum_d gy_t h_t."""
     h = h.clone()
-    h_prev, ys = [], []
+    h_prev, decays, ys = [], [], []
     for t in range(t0, t1):
         h_prev.append(h.clone())
-        _step(h, dt[:, t], dtu[:, t], A, B[:, t])
-        ys.append(torch.bmm(h, C[:, t, :, None])[..., 0])
+        decays.append(_step(h, dt[:, t], dtu[:, t], A, B[:, t]))
+        ys.append(_contract_state(h, C[:, t]))
         dC[:, t] = torch.bmm(gy[:, t, None, :], h)[:, 0]
-    return h_prev, torch.stack(ys, dim=1)
+    return h_prev, decays, torch.stack(ys, dim=1)
 
 
-def _gate_backward(g, y, u, D, z):
-    """Through out = (y + D u) * silu(z): gy = dL/dy, dz (or None)."""
+def _gate_grad_z(g, y, u, D, z):
+    """dL/dz through out = (y + D u) * silu(z), given g = dL/dout (None without z)."""
     if z is None:
-        return g, None
+        return None
     sig = torch.sigmoid(z)
     ys = y + u * D if D is not None else y
-    dz = g * ys * sig * (1 + z * (1 - sig))
-    return g * z * sig, dz
+    return g * ys * sig * (1 + z * (1 - sig))
 
 
 class SelectiveScanTorch(torch.autograd.Function):
     """The fallback scan as an autograd Function (once differentiable)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, needs_grad):
         dt = _discretize(delta, delta_bias, delta_softplus)
-        chunk = _chunk_size(u.shape[1]) if any(ctx.needs_input_grad) else None
+        chunk = _chunk_size(u.shape[1]) if needs_grad else None
         y, checkpoints = _scan(dt, dt * u, A, B, C, chunk)
         ctx.delta_softplus = delta_softplus
         ctx.chunk = chunk
@@ -96,7 +102,6 @@ class SelectiveScanTorch(torch.autograd.Function):
     def backward(ctx, gout):
         u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
         checkpoints, chunk = ctx.checkpoints, ctx.chunk
-        ctx.checkpoints = None
         gout = gout.contiguous()
         dt = _discretize(delta, delta_bias, ctx.delta_softplus)
         dtu = dt * u
@@ -104,29 +109,30 @@ class SelectiveScanTorch(torch.autograd.Function):
         batch, length, d_inner = u.shape
         dB, dC = torch.empty_like(B), torch.empty_like(C)
         ddt, du = torch.empty_like(dt), torch.empty_like(u)
-        dA = torch.zeros_like(A)
+        dA = A.new_zeros(batch, *A.shape)  # per batch element, summed at the end
         y = torch.empty_like(u)
         dh = u.new_zeros(batch, d_inner, A.shape[1])
         for c in range(len(checkpoints) - 1, -1, -1):
             t0, t1 = c * chunk, min(length, (c + 1) * chunk)
-            h_prev, y[:, t0:t1] = _recompute_chunk(checkpoints[c], dt, dtu, A, B, C, gy, t0, t1, dC)
+            h_prev, decays, y[:, t0:t1] = _recompute_chunk(checkpoints[c], dt, dtu, A, B, C, gy,
+                                                           t0, t1, dC)
             for t in range(t1 - 1, t0 - 1, -1):
-                dh.add_(gy[:, t, :, None] * C[:, t, None, :])          # (batch, d, n)
-                decay = torch.exp(dt[:, t, :, None] * A)
-                w = dh * h_prev[t - t0] * decay
-                q = (w * A).sum(-1)                                   # (batch, d)
-                dA.add_(torch.einsum("bdn,bd->dn", w, dt[:, t]))
-                s = torch.bmm(dh, B[:, t, :, None])[..., 0]           # (batch, d)
-                dB[:, t] = torch.bmm(dtu[:, t, None, :], dh)[:, 0]   # (batch, n)
-                ddt[:, t] = q + u[:, t] * s
+                decay = decays[t - t0]
+                dh.addcmul_(gy[:, t, :, None], C[:, t, None, :])    # dL/dh_t: (batch, d, n)
+                w = torch.mul(dh, h_prev[t - t0]).mul_(decay)        # dL/d(dt A)
+                dA.addcmul_(w, dt[:, t, :, None])
+                s = _contract_state(dh, B[:, t])                     # (batch, d)
+                ddt[:, t] = (w * A).sum(-1) + u[:, t] * s
                 du[:, t] = dt[:, t] * s
-                dh.mul_(decay)
+                dB[:, t] = torch.bmm(dtu[:, t, None, :], dh)[:, 0]  # (batch, n)
+                dh.mul_(decay)                                       # dL/dh_{t-1} (partial)
+        dA = dA.sum(0)
         return _input_grads(ctx, gout, gy, y, u, delta, D, z, delta_bias, ddt, du, dA, dB, dC)
 
 
 def _input_grads(ctx, gout, gy, y, u, delta, D, z, delta_bias, ddt, du, dA, dB, dC):
-    """Assemble the gradients of (u, delta, A, B, C, D, z, delta_bias, delta_softplus)."""
-    _, dz = _gate_backward(gout, y, u, D, z)
+    """Assemble the gradients of (u, delta, A, B, C, D, z, delta_bias) (and None for the flags)."""
+    dz = _gate_grad_z(gout, y, u, D, z)
     if D is not None:
         du = du + gy * D
     dD = (gy * u).sum((0, 1)) if D is not None else None
@@ -134,10 +140,17 @@ def _input_grads(ctx, gout, gy, y, u, delta, D, z, delta_bias, ddt, du, dA, dB, 
         pre = delta + delta_bias if delta_bias is not None else delta
         ddt = ddt * torch.sigmoid(pre)
     ddelta_bias = ddt.sum((0, 1)) if delta_bias is not None else None
-    return du, ddt, dA, dB, dC, dD, dz, ddelta_bias, None
+    return du, ddt, dA, dB, dC, dD, dz, ddelta_bias, None, None
+
+
+def needs_grad(args):
+    """Whether autograd will differentiate through a call with these arguments."""
+    return torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in args)
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                          delta_softplus=False):
     """The pure-PyTorch scan (same signature and semantics as ``selective_scan``)."""
-    return SelectiveScanTorch.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return SelectiveScanTorch.apply(*args, needs_grad(args))

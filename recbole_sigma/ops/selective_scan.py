@@ -20,7 +20,11 @@ Implementations, picked per call by :func:`selective_scan`:
   devices and dtypes, when numba is missing or fails to compile (one warning), or when the
   environment variable ``RECBOLE_SIGMA_FUSED_SCAN=0`` is set.
 
-Neither keeps anything of size (batch, L, d_inner, d_state).
+Neither allocates anything of size (batch, L, d_inner, d_state): for the backward they keep the
+state every few steps, the fused kernels every ``_CHUNK_BYTES / (2 d_state d_inner itemsize)``
+steps (32 in float32 at d_state 32, d_inner 128), the fallback every ~sqrt(L) steps. The kernels
+run on ``torch.get_num_threads()`` threads (within numba's maximum), which take the batch's
+sequences one at a time.
 """
 import logging
 import os
@@ -28,17 +32,19 @@ import sys
 import time
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_sigma.ops._scan_torch import needs_grad as _needs_grad
 from recbole_sigma.ops._scan_torch import selective_scan_torch
 
 logger = logging.getLogger(__name__)
 
 ENV_SWITCH = "RECBOLE_SIGMA_FUSED_SCAN"
 _FUSED_DTYPES = (torch.float32, torch.float64)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 _CHUNK_BYTES = 1 << 20  # one backward chunk of states + decay factors, per thread
-_BLOCKS_PER_THREAD = 4
 
 _kernels = None        # the imported ._scan_numba module, once loaded
 _failure = None        # why the fused kernels are unavailable ("ImportError: ..."), once known
@@ -69,12 +75,17 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """The CPU selective scan used by the Mamba block's PyTorch path (see the module docstring).
 
-    Differentiable in u, delta, A, B, C, D, z and delta_bias (once; no double backward).
+    Differentiable in u, delta, A, B, C, D, z and delta_bias (once; no double backward). Mixed
+    dtypes are promoted; float16/bfloat16 inputs are computed in float32 and the result cast back.
     """
-    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    if _use_fused(u) and _compile(u.dtype, _needs_grad(args)):
-        return SelectiveScanFused.apply(*args)
-    return selective_scan_torch(*args)
+    tensors = _common_dtype(u, delta, A, B, C, D, z, delta_bias)
+    args = (*tensors, delta_softplus)
+    needs_grad = _needs_grad(args)
+    if _use_fused(tensors) and _compile(tensors[0].dtype, needs_grad):
+        out = SelectiveScanFused.apply(*args, needs_grad)
+    else:
+        out = selective_scan_torch(*args)
+    return out.to(u.dtype) if u.dtype in _LOW_PRECISION else out
 
 
 def fused_scan_available():
@@ -86,13 +97,22 @@ def fused_scan_available():
     return os.environ.get(ENV_SWITCH, "1").strip() != "0" and _load_kernels() is not None
 
 
-def _use_fused(u):
-    return u.device.type == "cpu" and u.dtype in _FUSED_DTYPES and fused_scan_available()
+def _common_dtype(*tensors):
+    """The tensors (None kept) in one dtype: the promoted one, float32 instead of a 16-bit one."""
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    if dtype in _LOW_PRECISION:
+        dtype = torch.float32
+    return [t.to(dtype) if t is not None else None for t in tensors]
 
 
-def _needs_grad(args):
-    return torch.is_grad_enabled() and any(
-        isinstance(t, torch.Tensor) and t.requires_grad for t in args)
+def _use_fused(tensors):
+    """The kernels take float32/float64 CPU tensors (others go to the fallback)."""
+    return (tensors[0].dtype in _FUSED_DTYPES
+            and all(t.device.type == "cpu" for t in tensors if t is not None)
+            and fused_scan_available())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,9 +192,9 @@ def _tiny_call(name, dtype):
     of a real call, which triggers its compilation."""
     shapes = ((1, 2, 1), (1, 2, 1), (1, 1), (1, 2, 1), (1, 2, 1), (1,), (1, 2, 1), (1,))
     inputs = _prepare(*(torch.zeros(shape, dtype=dtype) for shape in shapes))
-    out, checkpoints = _forward(inputs, True, True, save_checkpoints=True)
+    out, checkpoints, chunk = _forward(inputs, True, True, save_checkpoints=True)
     if name == "scan_backward":
-        _backward(inputs, checkpoints, True, True, torch.zeros_like(out))
+        _backward(inputs, checkpoints, chunk, True, True, torch.zeros_like(out))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,11 +205,11 @@ class SelectiveScanFused(torch.autograd.Function):
     which compiles the kernels first."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, needs_grad):
         inputs = _prepare(u, delta, A, B, C, D, z, delta_bias)
-        out, checkpoints = _forward(inputs, delta_softplus, z is not None,
-                                    save_checkpoints=any(ctx.needs_input_grad))
-        ctx.delta_softplus = delta_softplus
+        out, checkpoints, chunk = _forward(inputs, delta_softplus, z is not None,
+                                           save_checkpoints=needs_grad)
+        ctx.delta_softplus, ctx.chunk = delta_softplus, chunk
         ctx.has = (D is not None, z is not None, delta_bias is not None)
         ctx.save_for_backward(*inputs, checkpoints)
         return out
@@ -198,7 +218,8 @@ class SelectiveScanFused(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout):
         *inputs, checkpoints = ctx.saved_tensors
-        grads = _backward(inputs, checkpoints, ctx.delta_softplus, ctx.has[1], gout.contiguous())
+        grads = _backward(inputs, checkpoints, ctx.chunk, ctx.delta_softplus, ctx.has[1],
+                          gout.contiguous())
         return _select_grads(grads, ctx.has)
 
 
@@ -222,9 +243,9 @@ def _check_shapes(u, delta, A_T, B, C, D, z, delta_bias):
                 (B, (batch, length, d_state)), (C, (batch, length, d_state)),
                 (D, (d_inner,)), (delta_bias, (d_inner,))]
     for tensor, shape in expected:
-        if tuple(tensor.shape) != tuple(shape) or tensor.dtype != u.dtype:
-            raise ValueError(f"selective_scan: got {tuple(tensor.shape)} {tensor.dtype}, "
-                             f"expected {tuple(shape)} {u.dtype}")
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(f"selective_scan: got a tensor of shape {tuple(tensor.shape)}, "
+                             f"expected {tuple(shape)}")
 
 
 def _numpy(*tensors):
@@ -236,50 +257,48 @@ def _chunk_steps(length, d_state, d_inner, itemsize):
     return max(1, min(length, _CHUNK_BYTES // (2 * d_state * d_inner * itemsize)))
 
 
-def _n_blocks(batch):
-    """Blocks of the batch to run in parallel: a few per thread, taken one at a time by the
-    threads (so that a core shared with other work delays the others little)."""
-    threads = _set_threads(sys.modules["numba"])
-    return 1 if threads == 1 else min(batch, threads * _BLOCKS_PER_THREAD)
+def _n_workers(batch):
+    """Threads to run a kernel on: torch's count, within numba's maximum and the batch."""
+    return max(1, min(batch, _set_threads(sys.modules["numba"])))
 
 
-def _launch(kernel, n_blocks, *args):
-    with sys.modules["numba"].parallel_chunksize(1):
-        kernel(n_blocks, *args)
+def _counter():
+    """The kernels' work counter: the next sequence to take."""
+    return np.zeros(1, dtype=np.int64)
 
 
 def _forward(inputs, delta_softplus, has_z, save_checkpoints):
-    """out (batch, L, D) and the checkpoints (batch, n_chunks - 1, N, D) (empty if not saved)."""
+    """out (batch, L, D), the checkpoints (batch, n_chunks - 1, N, D) (empty if not saved) and
+    the chunk length."""
     u, A_T = inputs[0], inputs[2]
     (batch, length, d_inner), d_state = u.shape, A_T.shape[0]
     chunk = _chunk_steps(length, d_state, d_inner, u.element_size())
-    n_saved = (length - 1) // chunk if save_checkpoints else 0
+    n_saved = max(0, (length - 1) // chunk) if save_checkpoints else 0
     checkpoints = u.new_empty(batch if n_saved else 0, n_saved, d_state, d_inner)
     out = torch.empty_like(u)
-    _launch(_kernels.scan_forward, _n_blocks(batch), *_numpy(*inputs), delta_softplus, has_z,
-            out.numpy(), checkpoints.numpy(), chunk)
-    return out, checkpoints
+    _kernels.scan_forward(_n_workers(batch), _counter(), *_numpy(*inputs), delta_softplus, has_z,
+                          out.numpy(), checkpoints.numpy(), chunk)
+    return out, checkpoints, chunk
 
 
-def _backward(inputs, checkpoints, delta_softplus, has_z, gout):
+def _backward(inputs, checkpoints, chunk, delta_softplus, has_z, gout):
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of the fused scan."""
     u, delta, A_T, B, C = inputs[:5]
     (batch, length, d_inner), d_state = u.shape, A_T.shape[0]
-    chunk = _chunk_steps(length, d_state, d_inner, u.element_size())
     du, ddelta, dz = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
     dB, dC = torch.empty_like(B), torch.empty_like(C)
-    n_blocks = _n_blocks(batch)
-    dA_T = u.new_empty(n_blocks, d_state, d_inner)  # per-block partial sums
-    dD, dbias = u.new_empty(n_blocks, d_inner), u.new_empty(n_blocks, d_inner)
-    _launch(_kernels.scan_backward, n_blocks, *_numpy(*inputs), delta_softplus, has_z,
-            gout.numpy(), checkpoints.numpy(), chunk,
-            *_numpy(du, ddelta, dB, dC, dz, dA_T, dD, dbias))
-    return du, ddelta, dA_T.sum(0).t(), dB, dC, dD.sum(0), dz, dbias.sum(0)
+    n_workers = _n_workers(batch)
+    dA_T = u.new_empty(n_workers, d_state, d_inner)  # per-worker partial sums
+    dD, dbias = u.new_empty(n_workers, d_inner), u.new_empty(n_workers, d_inner)
+    _kernels.scan_backward(n_workers, _counter(), *_numpy(*inputs), delta_softplus, has_z,
+                           gout.numpy(), checkpoints.numpy(), chunk,
+                           *_numpy(du, ddelta, dB, dC, dz, dA_T, dD, dbias))
+    return du, ddelta, dA_T.sum(0).t().contiguous(), dB, dC, dD.sum(0), dz, dbias.sum(0)
 
 
 def _select_grads(grads, has):
-    """Drop the gradients of the optional inputs that were None; None for delta_softplus."""
+    """Drop the gradients of the optional inputs that were None; None for the two flags."""
     du, ddelta, dA, dB, dC, dD, dz, dbias = grads
     has_D, has_z, has_bias = has
     return (du, ddelta, dA, dB, dC, dD if has_D else None, dz if has_z else None,
-            dbias if has_bias else None, None)
+            dbias if has_bias else None, None, None)
