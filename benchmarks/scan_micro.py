@@ -21,13 +21,15 @@ fused kernels' best of ``--repeat`` runs, one run of the others.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe  # noqa: E402
 
 D_INNER, D_STATE = 128, 32
 GB_PER_S, EXP_PER_S = 20e9, 6e9  # this CPU's memory bandwidth and vector exp rate, roughly
@@ -157,23 +159,6 @@ def run_worker(method, batch, length, args):
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-def machine_line(threads):
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        import numba
-        numba_version = numba.__version__
-    except ImportError:
-        numba_version = "missing"
-    return (f"machine: {model}, {os.cpu_count()} cores, {threads} threads; python "
-            f"{platform.python_version()}, torch {torch.__version__}, numba {numba_version}")
-
-
 def floor_line(batch, length):
     """What the fused algorithm cannot beat: its memory traffic and its exps."""
     acts, seqs = batch * length * D_INNER * 4, batch * length * D_STATE * 4
@@ -239,7 +224,7 @@ def main(argv=None):
                                 args.repeat)))
         return
     methods = [m for m in args.methods if not (m == "reference" and args.skip_ref)]
-    print(machine_line(args.threads))
+    print(describe(args.threads))
     print(f"selective scan, float32, B={args.batch}, d_inner={D_INNER}, d_state={D_STATE}; "
           f"fused: best of {args.repeat} runs, the others: 1 run")
     rows = []

@@ -166,8 +166,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
+    from recbole_sigma.malloc import keep_freed_memory
     from recbole_sigma.trainer import reliable_trainer
 
+    keep_freed_memory()  # no page-fault storm on every step's large temporaries
     config = build_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

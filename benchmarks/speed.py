@@ -1,0 +1,184 @@
+"""Training and evaluation speed of the sequential models, one table per run.
+
+Dataset mode (RecBole's Trainer, one training epoch and one full-sort test evaluation):
+
+    python benchmarks/speed.py --dataset=amazon-beauty --data_path=../shared/datasets
+
+Synthetic mode (train steps on random full-length sequences, for long L):
+
+    python benchmarks/speed.py --synthetic --max_len=200 --steps=3
+
+Every model runs in a fresh child process, one after another, with the same data, batch size
+and L, so that peak RSS is each model's own (the allocator keeps a process's high-water mark);
+the driver prints a table: train s/epoch (or s/step), ratio to SASRec, eval ms/batch, peak RSS.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
+
+DEFAULT_MODELS = ["SASRec", "GRU4Rec", "Mamba4Rec", "SIGMA", "EchoMamba4Rec"]
+# RecBole's built-in baselines trained with the same loss, width and batches as ours.
+BASELINE_KEYS = {"loss_type": "CE", "train_neg_sample_args": None, "hidden_size": 64, "embedding_size": 64}
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def model_config(args, model):
+    import recbole_sigma
+
+    keys = {
+        "MAX_ITEM_LIST_LENGTH": args.max_len,
+        "train_batch_size": args.batch,
+        "eval_batch_size": args.eval_batch,
+        "show_progress": False,
+        "checkpoint_dir": "/tmp/recbole_sigma_speed",
+        "seed": 2020,
+    }
+    if model not in recbole_sigma.MODELS:
+        keys.update(BASELINE_KEYS)
+    if args.data_path:
+        keys["data_path"] = args.data_path
+    return recbole_sigma.build_config(model, args.dataset, config_dict=keys)
+
+
+def child_dataset(args, model):
+    """One training epoch and one full-sort test evaluation through RecBole's Trainer."""
+    import torch
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_trainer, init_seed
+
+    import recbole_sigma
+
+    config = model_config(args, model)
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    net = recbole_sigma.resolve_model(model)(config, train_data._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    rss_before = peak_rss_mib()
+    start = time.perf_counter()
+    trainer._train_epoch(train_data, 0)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with torch.no_grad():
+        trainer.evaluate(test_data, load_best_model=False)
+    eval_ms = (time.perf_counter() - start) * 1000 / len(test_data)
+    return {"train_s": train_s, "batches": len(train_data), "eval_ms": eval_ms,
+            "eval_batches": len(test_data), "rss_data_mib": rss_before, "peak_rss_mib": peak_rss_mib()}
+
+
+class FakeDataset:
+    def __init__(self, n_items):
+        self.n_items = n_items
+
+    def num(self, field):
+        return self.n_items
+
+
+def child_synthetic(args, model):
+    """Train steps (forward, backward, Adam) on random sequences of full length L."""
+    import torch
+    from recbole.data.interaction import Interaction
+    import recbole_sigma
+
+    config = model_config(args, model)
+    torch.manual_seed(0)
+    net = recbole_sigma.resolve_model(model)(config, FakeDataset(args.n_items))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    batch = Interaction({
+        net.ITEM_SEQ: torch.randint(1, args.n_items, (args.batch, args.max_len)),
+        net.ITEM_SEQ_LEN: torch.full((args.batch,), args.max_len),
+        net.POS_ITEM_ID: torch.randint(1, args.n_items, (args.batch,)),
+    })
+    times = []
+    for step in range(args.steps + 1):  # the first step warms up (and compiles) untimed
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        net.calculate_loss(batch).backward()
+        optimizer.step()
+        if step:
+            times.append(time.perf_counter() - start)
+    net.eval()
+    with torch.no_grad():
+        net.full_sort_predict(batch)  # warm-up
+        start = time.perf_counter()
+        net.full_sort_predict(batch)
+    eval_ms = (time.perf_counter() - start) * 1000
+    return {"train_s": sum(times) / len(times), "batches": 1, "eval_ms": eval_ms,
+            "eval_batches": 1, "rss_data_mib": 0.0, "peak_rss_mib": peak_rss_mib()}
+
+
+def run_child(args, model):
+    shared = {k: v for k, v in vars(args).items() if k not in ("models", "child", "synthetic") and v is not None}
+    cmd = [sys.executable, __file__, f"--child={model}"] + [f"--{k}={v}" for k, v in shared.items()]
+    cmd += ["--synthetic"] if args.synthetic else []
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"{model} failed:\n{proc.stderr[-3000:]}")
+
+
+def table(args, results):
+    unit = "s/step" if args.synthetic else "s/epoch"
+    base = results.get("SASRec", {}).get("train_s")
+    lines = [
+        f"| model | train {unit} | × SASRec | eval ms/batch | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for model, r in results.items():
+        ratio = f"{r['train_s'] / base:.2f}" if base else "-"
+        lines.append(f"| {model} | {r['train_s']:.2f} | {ratio} | {r['eval_ms']:.0f} | {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--data_path", default=None)
+    p.add_argument("--batch", type=int, default=2048, help="train batch size")
+    p.add_argument("--eval_batch", type=int, default=4096)
+    p.add_argument("--max_len", type=int, default=50, help="MAX_ITEM_LIST_LENGTH")
+    p.add_argument("--synthetic", action="store_true", help="random sequences instead of a dataset")
+    p.add_argument("--n_items", type=int, default=12102, help="synthetic: item vocabulary")
+    p.add_argument("--steps", type=int, default=3, help="synthetic: timed train steps")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.child:
+        from recbole_sigma.malloc import keep_freed_memory
+
+        keep_freed_memory()
+        result = (child_synthetic if args.synthetic else child_dataset)(args, args.child)
+        print(json.dumps(result))
+        return
+    what = f"synthetic L={args.max_len}" if args.synthetic else f"{args.dataset} L={args.max_len}"
+    print(f"# speed: {what}, train batch {args.batch}, eval batch {args.eval_batch}")
+    print(f"# {describe()}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  python {' '.join(sys.argv)}")
+    results = {}
+    for model in args.models:
+        results[model] = run_child(args, model)
+        r = results[model]
+        print(f"#   {model}: {r['train_s']:.2f} s ({r['batches']} batches), eval {r['eval_ms']:.0f} ms/batch, "
+              f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+    print(table(args, results))
+
+
+if __name__ == "__main__":
+    main()

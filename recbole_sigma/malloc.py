@@ -1,0 +1,34 @@
+"""Keep glibc from returning freed memory to the OS on every training step.
+
+Training allocates and frees the same large temporaries each batch. With glibc's defaults each
+one above 128 KiB is a fresh mmap whose pages fault in again and are unmapped on free: a
+page-fault storm that made RecBole's SASRec 2.5x slower on a 2-core machine (4.9 -> 1.9 s per
+batch). ``keep_freed_memory()`` serves them from the heap and never trims it, the same as
+``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>``. The process keeps its peak heap: the
+price is resident memory that stays at its high-water mark.
+
+Set ``RECBOLE_SIGMA_MALLOC_TUNING=0`` to leave the allocator alone. A no-op off glibc.
+"""
+import ctypes
+import ctypes.util
+import os
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+_applied = False
+
+
+def keep_freed_memory():
+    """Apply the mallopt settings once per process; return whether they are in force."""
+    global _applied
+    if _applied:
+        return True
+    if os.environ.get("RECBOLE_SIGMA_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+        return False
+    _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _applied
