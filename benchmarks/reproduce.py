@@ -1,0 +1,764 @@
+#!/usr/bin/env python
+"""Reproduce the SIGMA paper's comparisons on one dataset, one job at a time, resumably.
+
+    # Table 2 + Fig. 3 (all models, 3 seeds), in the background:
+    nohup python benchmarks/reproduce.py --dataset amazon-beauty --data_path /work/shared/datasets \\
+        --models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec BERT4Rec FEARec --seeds 2020 2021 2022 \\
+        > runs/beauty.out 2>&1 &
+    # Table 4 ablations and the r sweep (SIGMA only; r50 = L on Amazon):
+    python benchmarks/reproduce.py --dataset amazon-beauty --data_path /work/shared/datasets \\
+        --models SIGMA --variants default no_flip no_gate no_gru --seeds 2020 2021 2022
+    python benchmarks/reproduce.py --dataset amazon-beauty --data_path /work/shared/datasets \\
+        --models SIGMA --variants r0 r5 r50 --seeds 2020 2021 2022
+    # anything else: --set key=value (every job, highest priority), --dry-run, --report-only
+
+Every (model, variant, seed) is one job, trained in its own child process (this script with
+``--child``, which calls ``recbole_sigma.run``), one at a time. A job lives in
+``<runs-dir>/<job>/`` (default ``runs/<dataset>/``): ``job.json`` (its exact config),
+``train.log`` (the child's output; RecBole's own log is under ``log/`` there),
+``checkpoints/``, ``epochs.jsonl`` (per-epoch train time, loss, valid score), ``attempts.jsonl``
+and, once finished, ``result.json``. A job with a ``result.json`` is skipped (``--rerun`` redoes
+it); an unfinished one is resumed from its checkpoint (see ``train``). After every job the report
+(``--output``, default ``docs/results/<dataset>.md``) is rewritten from the ``result.json`` files:
+the overall table (mean +- std over seeds), the grouped-user table and its figure (PNG next to it).
+
+Identical data and evaluation settings for every model (``COMMON``): leave-one-out, time order,
+full-sort ranking over all items, the dataset YAML's MAX_ITEM_LIST_LENGTH, HR/NDCG/MRR@10,
+NDCG@10 for early stopping (patience 10), batch 2048, Adam lr 1e-3, hidden size 64. Each model
+keeps its own YAML defaults (``recbole_sigma.config_files``); RecBole's built-ins (SASRec,
+GRU4Rec, BERT4Rec, FEARec) keep RecBole's, with CE loss and no negative sampling (``BUILTIN``).
+"""
+import argparse
+import ast
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The same for every job (over each model's YAML, under variants and --set).
+COMMON = {
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+    "metrics": ["Hit", "NDCG", "MRR"],
+    "topk": [10],
+    "valid_metric": "NDCG@10",
+    "stopping_step": 10,
+    "train_batch_size": 2048,
+    "eval_batch_size": 4096,
+    "learning_rate": 0.001,
+    "hidden_size": 64,
+    "show_progress": False,
+}
+# RecBole's own models: its YAML defaults, trained like ours (full-softmax CE, no sampled negatives).
+BUILTIN = {"loss_type": "CE", "train_neg_sample_args": None}
+# Named variants: (models they apply to, config overrides). r<N> is SIGMA with flip_remain = N.
+VARIANTS = {
+    "default": (None, {}),
+    "no_flip": (("SIGMA",), {"use_partial_flip": False}),  # Table 4 "w/o partial flipping"
+    "no_gate": (("SIGMA",), {"use_ds_gate": False}),  # Table 4 "w/o DS gate"
+    "no_gru": (("SIGMA",), {"use_fe_gru": False}),  # Table 4 "w/o FE-GRU"
+    "public_code": (
+        ("SIGMA",),
+        {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code",
+         "mix_weights": "public_code", "gru_bias": False, "mamba_init": "public_code"},
+    ),
+}
+DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
+OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
+METRICS = ("hit@10", "ndcg@10", "mrr@10")
+# Quoted from the paper (arXiv 2408.11451): Table 2 (Beauty column) and Table 4 (ablations on Beauty).
+PAPER = {
+    "amazon-beauty": {
+        ("GRU4Rec", "default"): (0.0612, 0.0334, 0.0242),
+        ("BERT4Rec", "default"): (0.0764, 0.0395, 0.0285),
+        ("SASRec", "default"): (0.0852, 0.0532, 0.0392),
+        ("FEARec", "default"): (0.0967, 0.0530, 0.0410),
+        ("Mamba4Rec", "default"): (0.0880, 0.0540, 0.0436),
+        ("EchoMamba4Rec", "default"): (0.0903, 0.0567, 0.0447),
+        ("SIGMA", "default"): (0.0986, 0.0604, 0.0488),
+        ("SIGMA", "no_flip"): (0.0953, 0.0586, 0.0473),
+        ("SIGMA", "no_gate"): (0.0954, 0.0571, 0.0455),
+        ("SIGMA", "no_gru"): (0.0750, 0.0470, 0.0382),
+    }
+}
+# Keys that name where a job lives, not what it computes: ignored when checking a finished job's config.
+PATH_KEYS = ("checkpoint_dir", "data_path")
+
+
+# --------------------------------------------------------------------------------------------
+# The one call into recbole_sigma that trains a job
+# --------------------------------------------------------------------------------------------
+def run_supports_resume():
+    import inspect
+
+    import recbole_sigma
+
+    return "resume" in inspect.signature(recbole_sigma.run).parameters
+
+
+def train(model, dataset, config_dict, resume, config_file_list=None):
+    """Train one job with ``recbole_sigma.run``; ``resume``: continue from checkpoint_dir's checkpoint.
+
+    ``recbole_sigma.run(..., resume=True)`` continues from ``<checkpoint_dir>/<model>-<dataset>-last.pth``
+    (written after every epoch; a run that had finished is not trained again). Should ``run`` lack
+    the parameter (an older recbole_sigma), ``child_main`` says so and the job restarts from epoch 0.
+    """
+    import recbole_sigma
+
+    kwargs = {"resume": True} if resume and run_supports_resume() else {}
+    return recbole_sigma.run(model, dataset, config_file_list or None, config_dict, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------
+def variant_overrides(model, variant):
+    """Config overrides of ``variant`` for ``model``, or None when it does not apply to it."""
+    match = re.fullmatch(r"r(\d+)", variant)
+    if match:
+        return {"flip_remain": int(match.group(1))} if model == "SIGMA" else None
+    if variant not in VARIANTS:
+        raise SystemExit(f"error: unknown variant {variant!r}: {', '.join(VARIANTS)} or r<N> (SIGMA's flip_remain = N)")
+    models, overrides = VARIANTS[variant]
+    return dict(overrides) if models is None or model in models else None
+
+
+def job_name(model, variant, seed):
+    return f"{model}-s{seed}" if variant == "default" else f"{model}-{variant}-s{seed}"
+
+
+def job_config(model, variant, seed, args, job_dir):
+    config = json.loads(json.dumps(COMMON))
+    if model not in OURS:
+        config.update(BUILTIN)
+    config.update(variant_overrides(model, variant))
+    config["seed"] = seed
+    config["data_path"] = str(Path(args.data_path).resolve())
+    config["checkpoint_dir"] = str(job_dir / "checkpoints")
+    config.update(args.overrides)
+    return config
+
+
+def plan_jobs(args):
+    """[(key=(model, variant), seed, name, dir, config)], seeds outermost (a complete table sooner)."""
+    pairs = []
+    for model in args.models:
+        for variant in args.variants:
+            if variant_overrides(model, variant) is not None:
+                pairs.append((model, variant))
+    for model in args.models:
+        if not any(m == model for m, _ in pairs):
+            raise SystemExit(f"error: none of the variants {args.variants} applies to {model}")
+    jobs = []
+    for seed in args.seeds:
+        for model, variant in pairs:
+            name = job_name(model, variant, seed)
+            job_dir = args.runs_dir / name
+            jobs.append({
+                "key": (model, variant), "model": model, "variant": variant, "seed": seed, "name": name,
+                "dir": job_dir, "config": job_config(model, variant, seed, args, job_dir),
+            })
+    return jobs
+
+
+def _comparable(config):
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k not in PATH_KEYS}
+
+
+def job_state(job):
+    """'done' (result.json), 'partial' (started, unfinished), or 'new'."""
+    if (job["dir"] / "result.json").is_file():
+        return "done"
+    return "partial" if (job["dir"] / "job.json").is_file() else "new"
+
+
+def has_checkpoint(job):
+    return any((job["dir"] / "checkpoints").glob("*.pth"))
+
+
+def config_mismatch(job):
+    """Keys whose value differs between the stored job.json and this invocation's config."""
+    try:
+        stored = json.loads((job["dir"] / "job.json").read_text())
+    except (OSError, ValueError):
+        return []
+    old, new = _comparable(stored.get("config", {})), _comparable(job["config"])
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+@contextlib.contextmanager
+def job_lock(job_dir):
+    """An exclusive lock on the job's folder while its child runs; yields False if another harness holds it."""
+    import fcntl
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with open(job_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_CHILD = {"proc": None, "stop": None}
+
+
+def _on_sigterm(signum, frame):
+    """Pass SIGTERM to the running child and stop after it exits (the job resumes next time)."""
+    _CHILD["stop"] = signum
+    proc = _CHILD["proc"]
+    if proc is None:
+        sys.exit(128 + signum)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signum)  # not proc.terminate(): the main thread's proc.wait() holds its lock
+
+
+def run_job(job, command):
+    """Write job.json, run the child (this script --child <dir>) with its output in train.log; its exit code."""
+    job_dir = job["dir"]
+    spec = {
+        "name": job["name"], "model": job["model"], "variant": job["variant"], "seed": job["seed"],
+        "dataset": command["dataset"], "config": job["config"], "config_files": command["config_files"],
+        "command": command["line"],
+    }
+    (job_dir / "job.json").write_text(json.dumps(spec, indent=2))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    started = time.time()
+    with open(job_dir / "train.log", "a") as log:
+        log.write(f"\n===== {now()} attempt: {' '.join(map(shlex.quote, child_command(job_dir)))}\n")
+        log.flush()
+        proc = subprocess.Popen(child_command(job_dir), cwd=job_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _CHILD["proc"] = proc
+        try:
+            rc = proc.wait()
+        finally:
+            _CHILD["proc"] = None
+    with open(job_dir / "attempts.jsonl", "a") as f:
+        attempt = {"started": iso(started), "finished": now(), "wall_s": time.time() - started, "rc": rc}
+        f.write(json.dumps(attempt) + "\n")
+    return rc
+
+
+def child_command(job_dir):
+    return [sys.executable, str(Path(__file__).resolve()), "--child", str(job_dir)]
+
+
+# --------------------------------------------------------------------------------------------
+# The child: train, then grouped evaluation and timing of the best checkpoint
+# --------------------------------------------------------------------------------------------
+def now():
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def iso(timestamp):
+    return dt.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def peak_rss_mb():
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def versions():
+    import numpy
+    import recbole
+    import torch
+
+    import recbole_sigma
+
+    found = {
+        "python": platform.python_version(), "torch": torch.__version__, "recbole": recbole.__version__,
+        "numpy": numpy.__version__, "recbole_sigma": recbole_sigma.__version__,
+    }
+    for name in ("numba", "mamba_ssm", "causal_conv1d"):
+        try:
+            found[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 -- absent or broken: recorded as absent
+            found[name] = None
+    try:
+        found["git"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                      text=True, timeout=10).stdout.strip() or None
+        status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+        found["git_dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except OSError:
+        found["git"] = found["git_dirty"] = None
+    return found
+
+
+def machine():
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_gb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory_gb = round(int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024, 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "memory_gb": memory_gb,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "host": platform.node(),
+        "os": platform.platform(),
+    }
+
+
+def install_epoch_hooks(epochs_file):
+    """Append each epoch's train time/loss and valid time/score to epochs.jsonl (RecBole's Trainer)."""
+    from recbole.trainer import trainer as trainer_module
+
+    base = trainer_module.Trainer
+    original_train, original_valid = base._train_epoch, base._valid_epoch
+    state = {"epoch": None}
+
+    def record(entry):
+        with open(epochs_file, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        start = time.perf_counter()
+        loss = original_train(self, train_data, epoch_idx, *args, **kwargs)
+        state["epoch"] = epoch_idx
+        total = sum(loss) if isinstance(loss, tuple) else loss
+        record({"epoch": epoch_idx, "train_s": time.perf_counter() - start, "loss": float(total)})
+        return loss
+
+    def _valid_epoch(self, valid_data, *args, **kwargs):
+        start = time.perf_counter()
+        score, result = original_valid(self, valid_data, *args, **kwargs)
+        record({"epoch": state["epoch"], "valid_s": time.perf_counter() - start, "valid_score": float(score)})
+        return score, result
+
+    base._train_epoch, base._valid_epoch = _train_epoch, _valid_epoch
+
+
+def read_epochs(epochs_file):
+    """{epoch: merged record}; a later record of the same epoch (a resumed re-run) wins."""
+    epochs = {}
+    if epochs_file.is_file():
+        for line in epochs_file.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("epoch") is not None:
+                    epochs.setdefault(entry["epoch"], {}).update(entry)
+    return epochs
+
+
+def epoch_summary(epochs):
+    trained = sorted(e for e, r in epochs.items() if "train_s" in r)
+    validated = [(e, r["valid_score"]) for e, r in sorted(epochs.items()) if "valid_score" in r]
+    best = max((s for _, s in validated), default=None)
+    best_epoch = min((e for e, s in validated if s == best), default=None)  # RecBole keeps the first best
+    mean = lambda xs: float(sum(xs) / len(xs)) if xs else None  # noqa: E731
+    return {
+        "epochs_trained": len(trained),
+        "epochs_to_best": None if best_epoch is None else best_epoch + 1,
+        "train_s_per_epoch": mean([epochs[e]["train_s"] for e in trained]),
+        "valid_s_per_epoch": mean([r["valid_s"] for r in epochs.values() if "valid_s" in r]),
+    }
+
+
+def child_main(job_dir):
+    job_dir = Path(job_dir).resolve()
+    spec = json.loads((job_dir / "job.json").read_text())
+    started = time.time()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    import numpy as np
+
+    import recbole_sigma
+    from recbole_sigma import grouped_eval
+
+    config = dict(spec["config"])
+    config_file_list = list(spec.get("config_files") or [])
+    checkpoint_dir = Path(config["checkpoint_dir"])
+    epochs_file = job_dir / "epochs.jsonl"
+    resume = any(checkpoint_dir.glob("*.pth"))
+    resumed = resume and run_supports_resume()
+    if resume and not resumed:
+        print("recbole_sigma.run has no resume= yet: this unfinished job restarts from epoch 0", flush=True)
+    if not resumed:  # a fresh start: forget the earlier attempt's epochs and checkpoints
+        epochs_file.unlink(missing_ok=True)
+        for old in checkpoint_dir.glob("*.pth"):
+            old.unlink()
+    install_epoch_hooks(epochs_file)
+
+    result = train(spec["model"], spec["dataset"], config, resumed, config_file_list)
+    train_wall = time.time() - started
+    rss_train = peak_rss_mb()
+
+    checkpoint = result.get("checkpoint")
+    loaded = recbole_sigma.load_data_and_model(checkpoint)
+    cfg, model, dataset, train_data, valid_data, test_data = loaded
+    grouped = grouped_eval.evaluate(model, cfg, train_data, valid_data, test_data, time_batches=True)
+    overall_diff = max(abs(grouped["overall"][m] - float(result["test_result"][m])) for m in METRICS)
+    summary = epoch_summary(read_epochs(epochs_file))
+    record = {
+        "name": spec["name"], "model": spec["model"], "variant": spec["variant"], "seed": spec["seed"],
+        "dataset": spec["dataset"],
+        "test": {k: float(v) for k, v in result["test_result"].items()},
+        "best_valid": {k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
+        **summary,
+        "eval_ms_per_batch": grouped["eval"]["ms_per_batch"],
+        "eval_batch_size": grouped["eval"]["batch_size"],
+        "eval_batch_users": grouped["eval"]["batch_users"],
+        "peak_rss_mb_train": rss_train,
+        "peak_rss_mb": peak_rss_mb(),
+        "train_wall_s": train_wall,
+        "wall_s": time.time() - started,
+        "started": iso(started),
+        "finished": now(),
+        "resumed": resumed,
+        # 1-min load average at the start and the end: timings from a busy machine are not comparable
+        "loadavg": [load_start, os.getloadavg()[0] if hasattr(os, "getloadavg") else None],
+        "grouped": grouped,
+        "grouped_minus_recbole_max_abs": overall_diff,  # RecBole rounds to metric_decimal_place
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "data": {
+            "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1),
+            # one row per interaction but each user's first (which is no target)
+            "interactions": int(len(dataset) + len(np.unique(dataset.inter_feat[dataset.uid_field].numpy()))),
+            "max_item_list_length": int(cfg["MAX_ITEM_LIST_LENGTH"]),
+            "eval_args": json.loads(json.dumps(cfg["eval_args"], default=str)),
+        },
+        "checkpoint": checkpoint,
+        "config_files": recbole_sigma.config_files(spec["model"], spec["dataset"]) + (config_file_list or []),
+        "config": spec["config"],
+        "versions": versions(),
+        "machine": machine(),
+        "device": str(cfg["device"]),
+    }
+    tmp = job_dir / "result.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(job_dir / "result.json")
+    print(f"done: {spec['name']} test {record['test']}", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return mean, std
+
+
+def _fmt(values, digits=4):
+    mean, std = _mean_std(values)
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def label_of(model, variant):
+    return model if variant == "default" else f"{model} ({variant})"
+
+
+def load_results(jobs):
+    """{(model, variant): [result, ...]} in plan order; the pending jobs' names."""
+    results, pending = {}, []
+    for job in jobs:
+        results.setdefault(job["key"], [])
+        path = job["dir"] / "result.json"
+        if path.is_file():
+            result = json.loads(path.read_text())
+            attempts = job["dir"] / "attempts.jsonl"
+            if attempts.is_file():
+                walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
+                result["total_wall_s"] = sum(walls)
+            results[job["key"]].append(result)
+        else:
+            pending.append(job["name"])
+    return results, pending
+
+
+def grouped_means(rows):
+    """The mean over seeds of each group's metrics, as a grouped_eval report (for its table and plot)."""
+    from recbole_sigma.grouped_eval import GROUP_NAMES
+
+    first = rows[0]["grouped"]
+    report = {"model": first["model"], "dataset": first["dataset"], "groups": {}, "overall": {}}
+    for group in GROUP_NAMES + ("overall",):
+        entries = [r["grouped"]["groups"][group] if group != "overall" else r["grouped"]["overall"] for r in rows]
+        merged = {"label": entries[0].get("label"), "users": entries[0]["users"]}
+        for metric in METRICS:
+            merged[metric] = _mean_std([e.get(metric) for e in entries])[0]
+        if group == "overall":
+            report["overall"] = merged
+        else:
+            report["groups"][group] = merged
+    return report
+
+
+def build_report(args, command, jobs, results, pending):
+    from recbole_sigma.grouped_eval import format_table, plot_groups
+
+    done = [r for rows in results.values() for r in rows]
+    lines = [f"# {args.dataset}: SIGMA paper reproduction", ""]
+    paper = PAPER.get(args.dataset, {})
+    lines += [
+        "Generated by `benchmarks/reproduce.py`; every number below comes from its runs (`result.json` of each job)"
+        + (", except the column quoted from the paper." if paper else "."), "",
+        f"- command: `{command['line']}`",
+        f"- report written: {now()}",
+        f"- jobs: {len(done)} finished, {len(pending)} pending" + (f" ({', '.join(pending)})" if pending else ""),
+    ]
+    if done:
+        first_start = min(r["started"] for r in done)
+        last_end = max(r["finished"] for r in done)
+        total = sum(r.get("total_wall_s", r["wall_s"]) for r in done)
+        lines.append(f"- runs: {first_start} to {last_end}; total wall time {total / 3600:.2f} h")
+        machines = {json.dumps(r["machine"], sort_keys=True) for r in done}
+        vers = {json.dumps(r["versions"], sort_keys=True) for r in done}
+        for m in sorted(machines):
+            m = json.loads(m)
+            lines.append(f"- machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
+                         f"{m['memory_gb']} GB RAM, GPU {m['gpu'] or 'none'}; {m['os']}")
+        for v in sorted(vers):
+            v = json.loads(v)
+            lines.append("- versions: " + ", ".join(f"{k} {v[k]}" for k in
+                                                    ("python", "torch", "recbole", "numba", "numpy", "recbole_sigma",
+                                                     "mamba_ssm", "git", "git_dirty") if k in v))
+        d = done[0]["data"]
+        lines.append(f"- data: {d['users']} users, {d['items']} items, {d['interactions']} interactions; "
+                     f"MAX_ITEM_LIST_LENGTH {d['max_item_list_length']}; eval_args {d['eval_args']}")
+    lines.append(f"- settings for every model: `{json.dumps(COMMON)}`; RecBole's built-ins also "
+                 f"`{json.dumps(BUILTIN)}`; `--set` {json.dumps(args.overrides) if args.overrides else 'none'}")
+    used = sorted({v for _, v in results})
+    for variant in used:
+        if variant != "default":
+            over = variant_overrides("SIGMA", variant)
+            lines.append(f"- variant `{variant}`: `{json.dumps(over)}`")
+    lines.append("")
+
+    header = ["model", "seeds", "HR@10", "NDCG@10", "MRR@10", "best valid NDCG@10", "epochs to best",
+              "epochs trained", "train s/epoch", "eval ms/batch", "peak RSS MB", "wall min"]
+    if paper:
+        header.append("paper HR / NDCG / MRR @10")
+    lines += ["## Test metrics (mean ± std over seeds)", "", "| " + " | ".join(header) + " |",
+              "|" + " --- |" * len(header)]
+    for key, rows in results.items():
+        cells = [label_of(*key), f"{len(rows)}/{len(args.seeds)}"]
+        cells += [_fmt([r["test"].get(m) for r in rows]) for m in METRICS]
+        cells.append(_fmt([r["best_valid"].get("ndcg@10") for r in rows]))
+        cells.append(_fmt([r["epochs_to_best"] for r in rows], 1))
+        cells.append(_fmt([r["epochs_trained"] for r in rows], 1))
+        cells.append(_fmt([r["train_s_per_epoch"] for r in rows], 1))
+        cells.append(_fmt([r["eval_ms_per_batch"] for r in rows], 1))
+        cells.append(f"{max(r['peak_rss_mb_train'] for r in rows):.0f}" if rows else "-")
+        cells.append(_fmt([r.get("total_wall_s", r["wall_s"]) / 60 for r in rows], 1))
+        if paper:
+            quoted = paper.get(key)
+            cells.append(" / ".join(f"{x:.4f}" for x in quoted) if quoted else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Train s/epoch: RecBole's training pass only (no validation). Eval ms/batch: the model's "
+              "full-sort scoring of one test batch of `eval_batch_size` users (or all test users if fewer; "
+              "mean over full batches, after a "
+              "warm-up batch) on the best checkpoint. Peak RSS: the child process's maximum resident set "
+              "(`getrusage`) up to the end of training and the test evaluation. Wall: the job's processes, "
+              "all attempts (data loading and the grouped evaluation included)."]
+    if done:
+        worst = max(r["grouped_minus_recbole_max_abs"] for r in done)
+        lines.append(f"Check: the grouped evaluation's overall metrics equal RecBole's test metrics to "
+                     f"{worst:.1e} (RecBole rounds to 4 decimals) over all jobs"
+                     + ("." if worst <= 5.1e-5 else " -- MORE THAN ROUNDING: investigate."))
+    if paper:
+        lines.append("Paper column: quoted from the SIGMA paper (Table 2; Table 4 for the ablation variants), "
+                     "not measured here.")
+    lines.append("")
+
+    finished = {label_of(*k): grouped_means(rows) for k, rows in results.items() if rows}
+    if finished:
+        png = args.output.with_name(args.output.stem + "-groups.png")
+        plot_groups(finished, png, metric="hit@10", title=f"{args.dataset}: HR@10 by history length")
+        lines += ["## Users grouped by history length (test split, mean over seeds)", "",
+                  "History length = the user's interactions before the test item (not truncated by "
+                  "MAX_ITEM_LIST_LENGTH). Size-weighted group means equal the overall test metric.", "",
+                  format_table(finished), "", f"![HR@10 by user group]({png.name})", ""]
+
+    lines += ["## Jobs", "", "Load: the machine's 1-minute load average when the job started and ended "
+              f"({done[0]['machine']['cores'] if done else '?'} cores); timings from a busy machine are not "
+              "comparable.",
+              "", "| job | seed | started | finished | wall min | epochs | resumed | load | checkpoint |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for job in jobs:
+        path = job["dir"] / "result.json"
+        if path.is_file():
+            r = next(x for x in results[job["key"]] if x["name"] == job["name"])
+            lines.append(f"| {job['name']} | {job['seed']} | {r['started']} | {r['finished']} | "
+                         f"{r.get('total_wall_s', r['wall_s']) / 60:.1f} | {r['epochs_trained']} | "
+                         f"{'yes' if r['resumed'] else 'no'} | {_load(r)} | `{Path(r['checkpoint']).name}` |")
+        else:
+            lines.append(f"| {job['name']} | {job['seed']} | - | - | - | - | - | - | pending ({job_state(job)}) |")
+    return "\n".join(lines) + "\n"
+
+
+def _load(result):
+    load = [x for x in result.get("loadavg") or [] if x is not None]
+    return " / ".join(f"{x:.1f}" for x in load) if load else "-"
+
+
+def write_report(args, command, jobs):
+    results, pending = load_results(jobs)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    text = build_report(args, command, jobs, results, pending)
+    tmp = args.output.with_name(args.output.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(args.output)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def parse_value(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Train models on one dataset with identical settings, one job at a time, resumably; "
+                    "write the Markdown report (overall table, grouped users, figure).",
+    )
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--data_path", "--data-path", default=str(ROOT / "dataset"),
+                        help="folder that holds <dataset>/ (default: dataset/)")
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2020])
+    parser.add_argument("--variants", nargs="+", default=["default"],
+                        help=f"{', '.join(VARIANTS)} or r<N> (SIGMA flip_remain = N); non-default ones apply to SIGMA")
+    parser.add_argument("--set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
+                        help="config key for every job (highest priority), e.g. --set epochs=1 hidden_size=16")
+    parser.add_argument("--config_files", "--config-files", nargs="+", default=[], help="extra YAML for every job")
+    parser.add_argument("--runs-dir", type=Path, help="job folders (default: runs/<dataset>)")
+    parser.add_argument("--output", type=Path, help="the Markdown report (default: docs/results/<dataset>[...].md)")
+    parser.add_argument("--rerun", action="store_true", help="re-run finished jobs too")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from finished jobs; train nothing")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return args
+    args.overrides = {}
+    for item in (x for group in args.set for x in group):
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            parser.error(f"--set takes key=value, not {item!r}")
+        args.overrides[key] = parse_value(value)
+    args.runs_dir = (args.runs_dir or ROOT / "runs" / args.dataset).resolve()
+    if args.output is None:
+        suffix = "" if args.variants == ["default"] else "-variants-" + "-".join(args.variants)
+        args.output = ROOT / "docs" / "results" / f"{args.dataset}{suffix}.md"
+    args.output = args.output.resolve()
+    args.config_files = [str(Path(p).resolve()) for p in args.config_files]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args.child)
+    line = " ".join(shlex.quote(a) for a in ["python", "benchmarks/reproduce.py"] + list(sys.argv[1:] if argv is None
+                                                                                      else argv))
+    command = {"line": line, "dataset": args.dataset, "config_files": args.config_files}
+    jobs = plan_jobs(args)
+
+    for job in jobs:
+        state = job_state(job)
+        if args.rerun or state == "new" or (state == "partial" and not has_checkpoint(job)):
+            continue
+        mismatch = config_mismatch(job)
+        if mismatch:
+            what = "finished" if state == "done" else "was started (and has a checkpoint)"
+            raise SystemExit(
+                f"error: {job['name']} {what} with a different config ({', '.join(mismatch)}) in {job['dir']}; "
+                "use another --runs-dir, or --rerun to redo it"
+            )
+    if args.dry_run:
+        for job in jobs:
+            state = job_state(job)
+            action = {"done": "skip (finished)", "new": "run"}.get(
+                state, "resume" if has_checkpoint(job) else "restart")
+            if state != "new" and args.rerun:
+                action = "rerun from scratch"
+            print(f"{job['name']:<32} {action:<16} {job['dir']}")
+        return 0
+
+    failed = []
+    if not args.report_only:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        print(f"{len(jobs)} jobs in {args.runs_dir}; report: {args.output}", flush=True)
+        for job in jobs:
+            state = job_state(job)
+            if state == "done" and not args.rerun:
+                print(f"[{now()}] {job['name']}: finished earlier, skipped", flush=True)
+                continue
+            with job_lock(job["dir"]) as locked:
+                if not locked:
+                    print(f"[{now()}] {job['name']}: running in another harness, skipped", flush=True)
+                    continue
+                state = job_state(job)  # another harness may have finished it meanwhile
+                if state == "done" and not args.rerun:
+                    print(f"[{now()}] {job['name']}: finished earlier, skipped", flush=True)
+                    continue
+                if args.rerun and state != "new":  # from scratch
+                    for stale in ("result.json", "epochs.jsonl", "attempts.jsonl"):
+                        (job["dir"] / stale).unlink(missing_ok=True)
+                    for old in (job["dir"] / "checkpoints").glob("*.pth"):
+                        old.unlink()
+                how = "resuming" if state == "partial" and has_checkpoint(job) and not args.rerun else "starting"
+                print(f"[{now()}] {job['name']}: {how} (log: {job['dir'] / 'train.log'})", flush=True)
+                start = time.time()
+                rc = run_job(job, command)
+            if _CHILD["stop"]:
+                print(f"[{now()}] {job['name']}: stopped by signal {_CHILD['stop']}; run the same command to resume",
+                      flush=True)
+                write_report(args, command, jobs)
+                return 128 + _CHILD["stop"]
+            if rc != 0 or job_state(job) != "done":
+                failed.append(job["name"])
+                print(f"[{now()}] {job['name']}: FAILED (exit {rc}); see {job['dir'] / 'train.log'}", flush=True)
+            else:
+                result = json.loads((job["dir"] / "result.json").read_text())
+                print(f"[{now()}] {job['name']}: done in {(time.time() - start) / 60:.1f} min, test "
+                      + ", ".join(f"{m} {result['test'][m]:.4f}" for m in METRICS), flush=True)
+            write_report(args, command, jobs)
+    text = write_report(args, command, jobs)
+    print(text)
+    if failed:
+        print(f"failed: {', '.join(failed)} (run the same command again to resume them)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""benchmarks/reproduce.py and recbole_sigma.grouped_eval: the user groups, grouped metrics that add
+up to RecBole's own evaluation, and the harness end to end (table, grouped table, figure, skip, resume)."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import recbole_sigma
+from recbole_sigma import grouped_eval
+from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
+from recbole_sigma.quick_start import build_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "reproduce.py"
+# The tiny CI settings (tests/test_quick_start.py), plus a 1-layer, 1-head SASRec.
+TINY_SET = ["epochs=1", "MAX_ITEM_LIST_LENGTH=10", "hidden_size=16", "d_state=8", "show_progress=False",
+            "train_batch_size=4096", "n_layers=1", "n_heads=1", "inner_size=32"]
+LOO = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
+
+
+def load_reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------------ grouping
+def test_boundary_lengths_land_in_the_right_group():
+    lengths = [0, 1, 5, 6, 20, 21, 500]
+    names = [GROUP_NAMES[g] for g in assign_groups(lengths)]
+    assert names == ["short", "short", "short", "medium", "medium", "long", "long"]
+    assert [GROUP_NAMES[g] for g in assign_groups([3, 4, 10, 11], bounds=(3, 10))] == [
+        "short", "medium", "medium", "long"]
+    assert grouped_eval.group_labels() == {"short": "<= 5", "medium": "6-20", "long": "> 20"}
+
+
+def test_history_lengths_of_hand_made_users_come_from_recbole_splits_untruncated(tmp_path):
+    """Users whose test item has 3, 5, 6, 20, 21 and 40 interactions before it; L = 10 truncates
+    RecBole's item_length, not the history length."""
+    from recbole.data import create_dataset
+
+    wanted = {"u03": 3, "u05": 5, "u06": 6, "u20": 20, "u21": 21, "u40": 40}
+    (tmp_path / "toy").mkdir()
+    rows = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for n, (user, hist) in enumerate(wanted.items()):
+        rows += [f"{user}\ti{(n * 7 + t) % 30}\t{1000 + t}" for t in range(hist + 1)]  # target = last
+    (tmp_path / "toy" / "toy.inter").write_text("\n".join(rows) + "\n")
+    config = build_config("Mamba4Rec", "toy", config_dict={
+        "data_path": str(tmp_path), "MAX_ITEM_LIST_LENGTH": 10, "eval_args": LOO,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
+    })
+    dataset = create_dataset(config)
+    train, valid, test = dataset.build()
+    hist = history_lengths(train, valid, test)
+    users = dataset.id2token("user_id", test.inter_feat["user_id"].numpy())
+    assert dict(zip(users, hist.tolist())) == wanted
+    assert test.inter_feat["item_length"].numpy().tolist() == [min(h, 10) for h in hist]  # RecBole's, truncated
+    groups = {u: GROUP_NAMES[g] for u, g in zip(users, assign_groups(hist))}
+    assert groups == {"u03": "short", "u05": "short", "u06": "medium", "u20": "medium", "u21": "long", "u40": "long"}
+
+
+def test_group_metrics_of_hand_made_ranks_weight_back_to_the_overall_metric():
+    ranks = [1, 3, None, 10, 2, 11]  # rank of each user's target; None / 11: not in the top 10
+    lengths = [2, 5, 6, 20, 21, 50]
+    pos_index = np.zeros((len(ranks), 12), dtype=bool)
+    for row, rank in enumerate(ranks):
+        if rank is not None:
+            pos_index[row, rank - 1] = True
+    metrics = per_user_metrics(pos_index, np.ones(len(ranks)), k=10)
+    hit = [1 if r is not None and r <= 10 else 0 for r in ranks]
+    ndcg = [1 / math.log2(r + 1) if h else 0.0 for r, h in zip(ranks, hit)]
+    mrr = [1 / r if h else 0.0 for r, h in zip(ranks, hit)]
+    assert metrics["hit@10"].tolist() == hit
+    assert metrics["ndcg@10"] == pytest.approx(ndcg) and metrics["mrr@10"] == pytest.approx(mrr)
+
+    report = group_metrics(lengths, metrics)
+    expected = {"short": [0, 1], "medium": [2, 3], "long": [4, 5]}
+    for name, rows in expected.items():
+        group = report["groups"][name]
+        assert group["users"] == 2
+        assert group["hit@10"] == pytest.approx(np.mean([hit[i] for i in rows]))
+        assert group["ndcg@10"] == pytest.approx(np.mean([ndcg[i] for i in rows]))
+        assert group["mrr@10"] == pytest.approx(np.mean([mrr[i] for i in rows]))
+    for metric in ("hit@10", "ndcg@10", "mrr@10"):
+        weighted = sum(g["users"] * g[metric] for g in report["groups"].values()) / report["overall"]["users"]
+        assert weighted == pytest.approx(report["overall"][metric], abs=1e-15)
+
+
+# ------------------------------------------------------------------------------------ harness plan
+def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
+    reproduce = load_reproduce()
+    args = reproduce.parse_args(["--dataset", "ml-100k", "--models", "SIGMA", "Mamba4Rec", "--seeds", "1", "2",
+                                 "--variants", "default", "no_flip", "no_gate", "no_gru", "r0", "r50",
+                                 "--runs-dir", str(tmp_path), "--set", "epochs=3",
+                                 "--set", "train_neg_sample_args=None"])
+    jobs = reproduce.plan_jobs(args)
+    assert [j["name"] for j in jobs[:7]] == ["SIGMA-s1", "SIGMA-no_flip-s1", "SIGMA-no_gate-s1", "SIGMA-no_gru-s1",
+                                             "SIGMA-r0-s1", "SIGMA-r50-s1", "Mamba4Rec-s1"]
+    assert len(jobs) == 14 and jobs[7]["name"] == "SIGMA-s2"
+    config = {j["name"]: j["config"] for j in jobs}
+    assert config["SIGMA-no_flip-s1"]["use_partial_flip"] is False
+    assert config["SIGMA-no_gate-s1"]["use_ds_gate"] is False
+    assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
+    assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
+    assert "use_partial_flip" not in config["SIGMA-s1"] and config["SIGMA-s2"]["seed"] == 2
+    for cfg in config.values():
+        assert cfg["valid_metric"] == "NDCG@10" and cfg["stopping_step"] == 10 and cfg["epochs"] == 3
+        assert cfg["eval_args"] == LOO and cfg["train_neg_sample_args"] is None
+        assert Path(cfg["checkpoint_dir"]).parent.parent == tmp_path
+    builtin = reproduce.plan_jobs(reproduce.parse_args(["--models", "SASRec", "--runs-dir", str(tmp_path)]))[0]
+    assert builtin["config"]["loss_type"] == "CE" and builtin["config"]["hidden_size"] == 64
+    with pytest.raises(SystemExit, match="unknown variant"):
+        reproduce.plan_jobs(reproduce.parse_args(["--models", "SIGMA", "--variants", "nope"]))
+
+
+# ------------------------------------------------------------------------------------ end to end
+def run_harness(*extra, runs, output):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    command = [sys.executable, str(SCRIPT), "--dataset", "ml-100k", "--seeds", "2020", "--set", *TINY_SET,
+               "--runs-dir", str(runs), "--output", str(output), *extra]
+    start = time.time()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    return proc, time.time() - start
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    """One tiny run of the harness: Mamba4Rec and SASRec, 1 epoch each on ml-100k."""
+    base = tmp_path_factory.mktemp("reproduce")
+    runs, output = base / "runs", base / "results" / "ml-100k.md"
+    proc, wall = run_harness("--models", "Mamba4Rec", "SASRec", runs=runs, output=output)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"runs": runs, "output": output, "proc": proc, "wall": wall, "base": base}
+
+
+def result_of(harness, job):
+    return json.loads((harness["runs"] / job / "result.json").read_text())
+
+
+def test_harness_writes_the_table_the_grouped_table_and_the_figure(harness):
+    text = harness["output"].read_text()
+    assert text in harness["proc"].stdout  # printed too
+    assert "python benchmarks/reproduce.py --dataset ml-100k" in text and "torch 2." in text and "cores" in text
+    table = text.split("## Test metrics")[1].split("##")[0]
+    for model in ("Mamba4Rec", "SASRec"):
+        assert f"| {model} | 1/1 | " in table
+        row = next(line for line in table.splitlines() if line.startswith(f"| {model} |"))
+        result = result_of(harness, f"{model}-s2020")
+        assert f"{result['test']['hit@10']:.4f}" in row and f"{result['test']['ndcg@10']:.4f}" in row
+        assert result["epochs_trained"] == 1 and result["epochs_to_best"] == 1
+        assert result["train_s_per_epoch"] > 0 and result["eval_ms_per_batch"] > 0 and result["peak_rss_mb"] > 50
+        assert result["versions"]["torch"] and result["versions"]["recbole"] == "1.2.1"
+        assert result["config"]["MAX_ITEM_LIST_LENGTH"] == 10 and result["config"]["hidden_size"] == 16
+        # the grouped metrics, weighted by group size, are the overall metric, which is RecBole's (rounded)
+        grouped = result["grouped"]
+        for metric in ("hit@10", "ndcg@10", "mrr@10"):
+            weighted = sum(g["users"] * (g[metric] or 0) for g in grouped["groups"].values())
+            assert weighted / grouped["overall"]["users"] == pytest.approx(grouped["overall"][metric], abs=1e-12)
+            assert grouped["overall"][metric] == pytest.approx(result["test"][metric], abs=5.1e-5)
+        assert sum(g["users"] for g in grouped["groups"].values()) == grouped["overall"]["users"] == 943
+        assert (harness["runs"] / f"{model}-s2020" / "train.log").stat().st_size > 0
+    grouped_table = text.split("## Users grouped by history length")[1]
+    assert "medium, 6-20 (56 users)" in grouped_table and "| Mamba4Rec | " in grouped_table
+    png = harness["output"].with_name("ml-100k-groups.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "ml-100k-groups.png" in text
+
+
+def test_second_invocation_skips_the_finished_jobs(harness):
+    before = {job: (harness["runs"] / job / "result.json").stat().st_mtime_ns for job in ("Mamba4Rec-s2020",
+                                                                                         "SASRec-s2020")}
+    proc, wall = run_harness("--models", "Mamba4Rec", "SASRec", runs=harness["runs"], output=harness["output"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("finished earlier, skipped") == 2
+    for job, mtime in before.items():
+        assert (harness["runs"] / job / "result.json").stat().st_mtime_ns == mtime
+        assert len((harness["runs"] / job / "attempts.jsonl").read_text().splitlines()) == 1
+    assert wall < harness["wall"] / 2
+
+
+def test_changed_settings_for_a_finished_job_are_refused(harness):
+    proc, _ = run_harness("--models", "Mamba4Rec", "--set", "hidden_size=8", runs=harness["runs"],
+                          output=harness["base"] / "other.md")
+    assert proc.returncode != 0 and "Mamba4Rec-s2020 finished with a different config (hidden_size)" in proc.stderr
+
+
+def test_unfinished_job_resumes_from_its_checkpoint_without_retraining(harness):
+    job = harness["runs"] / "Mamba4Rec-s2020"
+    first = result_of(harness, "Mamba4Rec-s2020")
+    (job / "result.json").unlink()  # as if the child died after training, before writing its result
+    proc, _ = run_harness("--models", "Mamba4Rec", "--dry-run", runs=harness["runs"], output=harness["output"])
+    assert "Mamba4Rec-s2020" in proc.stdout and "resume" in proc.stdout
+    proc, _ = run_harness("--models", "Mamba4Rec", "SASRec", runs=harness["runs"], output=harness["output"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Mamba4Rec-s2020: resuming" in proc.stdout and "SASRec-s2020: finished earlier, skipped" in proc.stdout
+    again = result_of(harness, "Mamba4Rec-s2020")
+    assert again["resumed"] is True and again["epochs_trained"] == 1  # the epoch was not trained again
+    assert again["test"] == first["test"] and again["grouped"]["overall"] == first["grouped"]["overall"]
+    assert len((job / "attempts.jsonl").read_text().splitlines()) == 2
+
+
+def test_grouped_eval_cli_on_a_checkpoint_equals_recbole_s_own_evaluation(harness, tmp_path):
+    from recbole.utils import get_trainer
+
+    checkpoint = result_of(harness, "SASRec-s2020")["checkpoint"]
+    png, out = tmp_path / "groups.png", tmp_path / "groups.json"
+    assert grouped_eval.main([checkpoint, "--plot", str(png), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["SASRec"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    config, model, _, train_data, valid_data, test_data = recbole_sigma.load_data_and_model(checkpoint)
+    config["metric_decimal_place"] = 12  # RecBole's own evaluation, unrounded
+    recbole = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).evaluate(
+        test_data, load_best_model=False, show_progress=False)
+    for metric in ("hit@10", "ndcg@10", "mrr@10"):
+        assert report["overall"][metric] == pytest.approx(float(recbole[metric]), abs=1e-11)
+        weighted = sum(g["users"] * (g[metric] or 0) for g in report["groups"].values()) / report["overall"]["users"]
+        assert weighted == pytest.approx(float(recbole[metric]), abs=1e-11)
