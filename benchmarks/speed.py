@@ -67,15 +67,35 @@ def child_dataset(args, model):
     net = recbole_sigma.resolve_model(model)(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     rss_before = peak_rss_mib()
-    start = time.perf_counter()
-    trainer._train_epoch(train_data, 0)
-    train_s = time.perf_counter() - start
+    if args.max_batches:
+        train_s = timed_batches(trainer, train_data, args.max_batches) * len(train_data)
+    else:
+        start = time.perf_counter()
+        trainer._train_epoch(train_data, 0)
+        train_s = time.perf_counter() - start
     start = time.perf_counter()
     with torch.no_grad():
         trainer.evaluate(test_data, load_best_model=False)
     eval_ms = (time.perf_counter() - start) * 1000 / len(test_data)
     return {"train_s": train_s, "batches": len(train_data), "eval_ms": eval_ms,
             "eval_batches": len(test_data), "rss_data_mib": rss_before, "peak_rss_mib": peak_rss_mib()}
+
+
+def timed_batches(trainer, train_data, n):
+    """Mean seconds per training batch over ``n`` batches after one untimed warm-up batch."""
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    times = []
+    for i, interaction in enumerate(train_data):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        model.calculate_loss(interaction).backward()
+        optimizer.step()
+        if i:
+            times.append(time.perf_counter() - start)
+        if len(times) == n:
+            break
+    return sum(times) / len(times)
 
 
 class FakeDataset:
@@ -154,6 +174,8 @@ def parse_args():
     p.add_argument("--synthetic", action="store_true", help="random sequences instead of a dataset")
     p.add_argument("--n_items", type=int, default=12102, help="synthetic: item vocabulary")
     p.add_argument("--steps", type=int, default=3, help="synthetic: timed train steps")
+    p.add_argument("--max_batches", type=int, default=0,
+                   help="dataset: time this many batches (after a warm-up) and scale to the epoch; 0 = a full epoch")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -168,6 +190,8 @@ def main():
         print(json.dumps(result))
         return
     what = f"synthetic L={args.max_len}" if args.synthetic else f"{args.dataset} L={args.max_len}"
+    if args.max_batches and not args.synthetic:
+        what += f", train s/epoch = mean of {args.max_batches} batches x batches per epoch"
     print(f"# speed: {what}, train batch {args.batch}, eval batch {args.eval_batch}")
     print(f"# {describe()}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  python {' '.join(sys.argv)}")

@@ -1,0 +1,43 @@
+"""A non-editable install carries the YAML defaults and finds them from any directory."""
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(ROOT),
+                    "-w", str(out)], check=True, timeout=300, cwd=out)
+    return next(out.glob("recbole_sigma-*.whl"))
+
+
+def test_wheel_ships_properties_and_the_ray_boot_file(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in ["recbole_sigma/properties/model/SIGMA.yaml", "recbole_sigma/properties/model/Mamba4Rec.yaml",
+                     "recbole_sigma/properties/model/EchoMamba4Rec.yaml",
+                     "recbole_sigma/properties/dataset/amazon-beauty.yaml",
+                     "recbole_sigma/properties/model_dataset/Mamba4Rec-amazon-beauty.yaml",
+                     "recbole_sigma/_ray_boot/sitecustomize.py", "recbole_sigma/ops/selective_scan.py"]:
+        assert expected in names
+    assert not any(name.startswith("tests/") for name in names)
+
+
+def test_installed_copy_finds_its_yaml_from_another_directory(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, timeout=300)
+    probe = ("import recbole_sigma, os; from recbole_sigma import config_files; "
+             "files = config_files('SIGMA', 'amazon-beauty'); print(recbole_sigma.__file__); print(files)")
+    env = dict(os.environ, PYTHONPATH=str(target))
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout.splitlines()
+    assert out[0].startswith(str(target))
+    assert f"{target}/recbole_sigma/properties/model/SIGMA.yaml" in out[1]
+    assert f"{target}/recbole_sigma/properties/dataset/amazon-beauty.yaml" in out[1]
