@@ -9,6 +9,7 @@ from recbole.model.loss import BPRLoss
 
 from recbole_sigma.config_checks import check_model_config
 from recbole_sigma.mamba import Mamba
+from recbole_sigma.ops.dropout import Dropout
 
 
 class MambaSequentialRecommender(SequentialRecommender):
@@ -22,7 +23,7 @@ class MambaSequentialRecommender(SequentialRecommender):
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=1e-12)
-        self.dropout = nn.Dropout(self.dropout_prob)
+        self.dropout = Dropout(self.dropout_prob)
         self.loss_fct = BPRLoss() if self.loss_type == "BPR" else nn.CrossEntropyLoss()
 
     def make_mamba(self, config):

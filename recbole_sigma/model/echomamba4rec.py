@@ -20,13 +20,14 @@ import torch.nn as nn
 
 from recbole_sigma.model.base import MambaSequentialRecommender
 from recbole_sigma.model.layers import partial_flip
+from recbole_sigma.ops.dropout import Dropout
 
 
 class SpectralFilter(nn.Module):
     def __init__(self, max_len, d_model, dropout):
         super().__init__()
         self.complex_weight = nn.Parameter(torch.randn(max_len // 2 + 1, d_model, 2) * 0.02)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
 
     def forward(self, x):  # (B, L, D) -> (B, L, D)
@@ -41,7 +42,7 @@ class BidirectionalMamba(nn.Module):
         super().__init__()
         self.mamba_fwd = make_mamba()
         self.mamba_bwd = make_mamba()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.LayerNorm_fwd = nn.LayerNorm(d_model, eps=1e-12)
         self.LayerNorm_bwd = nn.LayerNorm(d_model, eps=1e-12)
 
@@ -60,7 +61,7 @@ class GatedLinearUnit(nn.Module):
         super().__init__()
         self.w_in = nn.Linear(d_model, 2 * d_model)
         self.w_out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
 
     def forward(self, x):  # (B, L, D) -> (B, L, D)

@@ -3,6 +3,8 @@ sequence mixer, and the length-aware partial flip."""
 import torch
 import torch.nn as nn
 
+from recbole_sigma.ops.dropout import Dropout
+
 
 class PointWiseFeedForward(nn.Module):
     """D -> inner -> D with GELU, dropout, residual and LayerNorm (Mamba4Rec Sec. 3.3, SIGMA Eq. 10)."""
@@ -12,7 +14,7 @@ class PointWiseFeedForward(nn.Module):
         self.w_1 = nn.Linear(d_model, inner_size)
         self.w_2 = nn.Linear(inner_size, d_model)
         self.activation = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
 
     def forward(self, x):  # (B, L, D) -> (B, L, D)
@@ -32,7 +34,7 @@ class MixerLayer(nn.Module):
         super().__init__()
         self.mixer = mixer
         self.residual = residual
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
         self.ffn = PointWiseFeedForward(d_model, 4 * d_model, dropout)
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from recbole_sigma.model.base import MambaSequentialRecommender
 from recbole_sigma.model.layers import MixerLayer, partial_flip
+from recbole_sigma.ops.dropout import Dropout
 
 # softmax([0.1, 0.1, 0.8]) of the public code's frozen combining weights: (GRU, flipped, forward)
 PUBLIC_CODE_MIX = torch.softmax(torch.tensor([0.1, 0.1, 0.8]), dim=0)
@@ -76,7 +77,7 @@ class PublicCodeGate(nn.Module):
         self.dense_flip = nn.Linear(d_model, d_model)
         self.silu_proj = nn.Linear(d_model, d_model)
         self.sigmoid_proj = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h0, h0f, m0, m0f):
         u_fwd = self.dense_fwd(h0) + h0

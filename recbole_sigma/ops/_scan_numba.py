@@ -1,9 +1,10 @@
 """Fused numba kernels of the selective scan (forward and backward), channel-last layout.
 
 Imported lazily by :mod:`recbole_sigma.ops.selective_scan` (never at package import): importing
-this module imports numba. The kernels run one worker per thread (``prange``); the workers take
-the batch's sequences one at a time from an atomic counter (dynamic load balancing: numba's
-OpenMP and workqueue layers split a ``prange`` statically). A worker keeps its state ``h`` as a
+this module imports numba. The kernels run one worker per thread (``prange``). The forward's
+workers take the batch's sequences one at a time from an atomic counter (dynamic load balancing:
+numba's OpenMP and workqueue layers split a ``prange`` statically); the backward's take fixed
+blocks, so that their partial sums of the shared gradients add up in a fixed order. A worker keeps its state ``h`` as a
 ``(d_state, d_inner)`` scratch array (d_inner contiguous, so the inner loops run over channels
 and vectorise without horizontal sums) and never allocates anything of size
 ``(batch, L, d_inner, d_state)``.
@@ -362,10 +363,14 @@ def scan_forward(n_workers, counter, u, delta, AT, Bm, Cm, Dv, z, bias, softplus
 
 
 @njit(**KERNEL_OPTIONS)
-def scan_backward(n_workers, counter, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, gout,
+def scan_backward(n_workers, u, delta, AT, Bm, Cm, Dv, z, bias, softplus, has_z, gout,
                   checkpoints, chunk, du, ddelta, dB, dC, dz, dAT_parts, dD_parts, dbias_parts):
     """Gradients, given the forward's checkpoints: per chunk (last first) recompute its states
-    and decay factors, then run the adjoint recurrence over it."""
+    and decay factors, then run the adjoint recurrence over it.
+
+    Unlike the forward, each worker takes a fixed contiguous block of sequences: its partial sums
+    of dA, dD and dbias then add up in the same order on every run (bit-identical training for a
+    given thread count), where taking sequences from the counter would reorder them."""
     batch, length, d_inner = u.shape
     d_state = AT.shape[0]
     n_chunks = (length + chunk - 1) // chunk
@@ -385,8 +390,8 @@ def scan_backward(n_workers, counter, u, delta, AT, Bm, Cm, Dv, z, bias, softplu
         dAT_parts[worker, :, :] = 0
         dD_parts[worker, :] = 0
         dbias_parts[worker, :] = 0
-        b = _next_sequence(counter)
-        while b < batch:
+        per_worker = (batch + n_workers - 1) // n_workers
+        for b in range(worker * per_worker, min(batch, (worker + 1) * per_worker)):
             dh[:] = 0
             dAT_seq[:] = 0
             for c in range(n_chunks - 1, -1, -1):
@@ -411,4 +416,3 @@ def scan_backward(n_workers, counter, u, delta, AT, Bm, Cm, Dv, z, bias, softplu
                     _delta_backward(q, s, u[b, t], dt[i], delta[b, t], bias, softplus, du[b, t],
                                     ddelta[b, t], dbias_parts[worker])
             _accumulate(dAT_seq, dAT_parts[worker])
-            b = _next_sequence(counter)

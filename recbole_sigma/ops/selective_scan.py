@@ -27,8 +27,6 @@ run on ``torch.get_num_threads()`` threads (within numba's maximum), which take 
 sequences one at a time.
 """
 import logging
-import os
-import sys
 import time
 import warnings
 
@@ -36,12 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_sigma.ops import _numba
+from recbole_sigma.ops._numba import ENV_SWITCH  # noqa: F401  (the switch, named here too)
 from recbole_sigma.ops._scan_torch import needs_grad as _needs_grad
 from recbole_sigma.ops._scan_torch import selective_scan_torch
 
 logger = logging.getLogger(__name__)
 
-ENV_SWITCH = "RECBOLE_SIGMA_FUSED_SCAN"
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _CHUNK_BYTES = 1 << 20  # one backward chunk of states + decay factors, per thread
@@ -94,7 +93,7 @@ def fused_scan_available():
     False when ``RECBOLE_SIGMA_FUSED_SCAN=0``, when numba cannot be imported, or after a kernel
     failed to compile (known after the first call with that dtype). Imports numba.
     """
-    return os.environ.get(ENV_SWITCH, "1").strip() != "0" and _load_kernels() is not None
+    return _numba.switched_on() and _load_kernels() is not None
 
 
 def _common_dtype(*tensors):
@@ -116,34 +115,14 @@ def _use_fused(tensors):
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading numba and its cache directory
+# Loading numba (cache directory, threads: ._numba)
 # ---------------------------------------------------------------------------------------------
-def _user_cache_dir():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "recbole_sigma", "numba")
-
-
-def _configure_numba_cache():
-    """numba caches next to the module when it can write there; otherwise (and unless the user
-    chose NUMBA_CACHE_DIR) point it at a per-user cache directory."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    pycache = os.path.join(here, "__pycache__")
-    writable = os.access(pycache if os.path.isdir(pycache) else here, os.W_OK)
-    if writable or os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    os.environ["NUMBA_CACHE_DIR"] = _user_cache_dir()
-    if "numba" in sys.modules:  # numba read its config already
-        sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
-
-
 def _load_kernels():
     """Import ._scan_numba (and numba) once; None, after one warning, if that fails."""
     global _kernels
     if _kernels is None and _failure is None:
         try:
-            _configure_numba_cache()
-            from recbole_sigma.ops import _scan_numba
-            _kernels = _scan_numba
+            _kernels = _numba.import_kernels("recbole_sigma.ops._scan_numba")
         except Exception as exc:  # ImportError, or numba failing to initialise
             _disable(exc)
     return _kernels if _failure is None else None
@@ -151,17 +130,9 @@ def _load_kernels():
 
 def _disable(exc):
     global _failure
-    _failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    _failure = _numba.describe_failure(exc)
     warnings.warn(f"recbole_sigma: fused selective scan unavailable ({_failure}); "
                   "using the slower PyTorch fallback", RuntimeWarning, stacklevel=3)
-
-
-def _set_threads(numba):
-    """numba uses as many threads as torch, within its own maximum."""
-    wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != wanted:
-        numba.set_num_threads(wanted)
-    return wanted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +230,7 @@ def _chunk_steps(length, d_state, d_inner, itemsize):
 
 def _n_workers(batch):
     """Threads to run a kernel on: torch's count, within numba's maximum and the batch."""
-    return max(1, min(batch, _set_threads(sys.modules["numba"])))
+    return max(1, min(batch, _numba.set_threads()))
 
 
 def _counter():
@@ -290,7 +261,7 @@ def _backward(inputs, checkpoints, chunk, delta_softplus, has_z, gout):
     n_workers = _n_workers(batch)
     dA_T = u.new_empty(n_workers, d_state, d_inner)  # per-worker partial sums
     dD, dbias = u.new_empty(n_workers, d_inner), u.new_empty(n_workers, d_inner)
-    _kernels.scan_backward(n_workers, _counter(), *_numpy(*inputs), delta_softplus, has_z,
+    _kernels.scan_backward(n_workers, *_numpy(*inputs), delta_softplus, has_z,
                            gout.numpy(), checkpoints.numpy(), chunk,
                            *_numpy(du, ddelta, dB, dC, dz, dA_T, dD, dbias))
     return du, ddelta, dA_T.sum(0).t().contiguous(), dB, dC, dD.sum(0), dz, dbias.sum(0)
