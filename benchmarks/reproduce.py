@@ -98,25 +98,13 @@ PATH_KEYS = ("checkpoint_dir", "data_path")
 # --------------------------------------------------------------------------------------------
 # The one call into recbole_sigma that trains a job
 # --------------------------------------------------------------------------------------------
-def run_supports_resume():
-    import inspect
-
-    import recbole_sigma
-
-    return "resume" in inspect.signature(recbole_sigma.run).parameters
-
-
 def train(model, dataset, config_dict, resume, config_file_list=None):
-    """Train one job with ``recbole_sigma.run``; ``resume``: continue from checkpoint_dir's checkpoint.
-
-    ``recbole_sigma.run(..., resume=True)`` continues from ``<checkpoint_dir>/<model>-<dataset>-last.pth``
-    (written after every epoch; a run that had finished is not trained again). Should ``run`` lack
-    the parameter (an older recbole_sigma), ``child_main`` says so and the job restarts from epoch 0.
-    """
+    """Train one job with ``recbole_sigma.run``; ``resume``: continue from
+    ``<checkpoint_dir>/<model>-<dataset>-last.pth`` (written after every epoch; a run that had
+    finished is not trained again)."""
     import recbole_sigma
 
-    kwargs = {"resume": True} if resume and run_supports_resume() else {}
-    return recbole_sigma.run(model, dataset, config_file_list or None, config_dict, **kwargs)
+    return recbole_sigma.run(model, dataset, config_file_list or None, config_dict, resume=resume)
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,14 +382,9 @@ def child_main(job_dir):
     config_file_list = list(spec.get("config_files") or [])
     checkpoint_dir = Path(config["checkpoint_dir"])
     epochs_file = job_dir / "epochs.jsonl"
-    resume = any(checkpoint_dir.glob("*.pth"))
-    resumed = resume and run_supports_resume()
-    if resume and not resumed:
-        print("recbole_sigma.run has no resume= yet: this unfinished job restarts from epoch 0", flush=True)
-    if not resumed:  # a fresh start: forget the earlier attempt's epochs and checkpoints
+    resumed = any(checkpoint_dir.glob("*.pth"))
+    if not resumed:  # a fresh start: forget the earlier attempt's epochs
         epochs_file.unlink(missing_ok=True)
-        for old in checkpoint_dir.glob("*.pth"):
-            old.unlink()
     install_epoch_hooks(epochs_file)
 
     result = train(spec["model"], spec["dataset"], config, resumed, config_file_list)
