@@ -14,7 +14,6 @@ the driver prints a table: train s/epoch (or s/step), ratio to SASRec, eval ms/b
 """
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys

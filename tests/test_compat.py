@@ -10,7 +10,6 @@ For each fix there is
 * ``test_<fix>``: the same operation works with recbole_sigma imported.
 """
 
-import importlib
 import os
 import pickle
 import subprocess

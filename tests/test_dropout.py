@@ -236,8 +236,8 @@ def test_other_dtypes_and_inplace_use_f_dropout(monkeypatch):
 
 
 def test_missing_numba_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(dropout_module, "_kernels", None)
-    monkeypatch.setattr(dropout_module, "_failure", None)
+    fresh = dropout_module._numba.KernelModule(dropout_module._KERNELS.module_name, dropout_module._KERNELS.what, dropout_module._KERNELS.fallback)
+    monkeypatch.setattr(dropout_module, "_KERNELS", fresh)
     monkeypatch.setitem(sys.modules, "recbole_sigma.ops._dropout_numba", None)
     monkeypatch.delattr(recbole_sigma.ops, "_dropout_numba", raising=False)
     monkeypatch.delenv(dropout_module._numba.ENV_SWITCH, raising=False)

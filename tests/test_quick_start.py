@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import recbole_sigma
 from recbole_sigma.errors import ConfigError, DatasetNotFoundError, UnknownModelError

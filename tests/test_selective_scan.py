@@ -201,8 +201,8 @@ def test_env_switch_fallback_gives_the_fused_numbers(monkeypatch, dtype, tol):
 
 
 def test_missing_numba_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(scan_module, "_kernels", None)
-    monkeypatch.setattr(scan_module, "_failure", None)
+    fresh = scan_module._numba.KernelModule(scan_module._KERNELS.module_name, scan_module._KERNELS.what, scan_module._KERNELS.fallback)
+    monkeypatch.setattr(scan_module, "_KERNELS", fresh)
     monkeypatch.setitem(sys.modules, "recbole_sigma.ops._scan_numba", None)
     monkeypatch.delattr(recbole_sigma.ops, "_scan_numba", raising=False)
     monkeypatch.delenv(scan_module.ENV_SWITCH, raising=False)

@@ -2,7 +2,6 @@
 CE/BPR losses and RecBole's ``predict`` / ``full_sort_predict``. A model builds
 ``self.layers``, each called as ``layer(h, item_seq_len)`` on (B, L, D); the last valid position
 predicts."""
-import torch
 import torch.nn as nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss

@@ -2,13 +2,19 @@
 
 Importing this module does not import numba. It holds what the operators must agree on: the
 environment switch that turns every fused kernel off, where numba caches compiled kernels,
-importing a kernel module, the one-line reason for a failure, and the thread count.
+loading a kernel module once (:class:`KernelModule`: import, compile per dtype, one warning on
+failure), and the thread count.
 """
 import importlib
+import logging
 import os
 import sys
+import time
+import warnings
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 # ``RECBOLE_SIGMA_FUSED_SCAN=0``: no numba kernel at all (the PyTorch fallbacks run instead).
 ENV_SWITCH = "RECBOLE_SIGMA_FUSED_SCAN"
@@ -57,3 +63,51 @@ def set_threads():
     if numba.get_num_threads() != wanted:
         numba.set_num_threads(wanted)
     return wanted
+
+
+class KernelModule:
+    """One kernel module (e.g. ``recbole_sigma.ops._scan_numba``), imported on first use.
+
+    ``load()`` gives the module, or None once it failed to import or a kernel failed to compile:
+    that failure is warned about once, in one line, and the operator runs its PyTorch fallback
+    from then on. ``compile(key, run_tiny, kernel)`` runs a kernel once on a tiny input (numba
+    compiles it, or loads it from its disk cache) and logs how long that took.
+    """
+
+    def __init__(self, module_name, what, fallback):
+        self.module_name = module_name
+        self.what = what  # "fused selective scan"
+        self.fallback = fallback  # "using the slower PyTorch fallback"
+        self.module = None
+        self.failure = None  # "ImportError: ...", once known
+        self.compiled = set()
+
+    def load(self):
+        if self.module is None and self.failure is None:
+            try:
+                self.module = import_kernels(self.module_name)
+            except Exception as exc:  # ImportError, or numba failing to initialise
+                self.disable(exc)
+        return self.module if self.failure is None else None
+
+    def disable(self, exc):
+        self.failure = describe_failure(exc)
+        warnings.warn(f"recbole_sigma: {self.what} unavailable ({self.failure}); {self.fallback}",
+                      RuntimeWarning, stacklevel=5)
+
+    def compile(self, key, run_tiny, kernel_name):
+        """True once ``run_tiny()`` has run the kernel for ``key`` (a dtype, or (name, dtype));
+        False, after one warning, if it fails to compile."""
+        if key in self.compiled:
+            return True
+        start = time.perf_counter()
+        try:
+            run_tiny()
+        except Exception as exc:  # a numba typing/lowering error, or LLVM failing
+            self.disable(exc)
+            return False
+        cached = sum(getattr(self.module, kernel_name).stats.cache_hits.values()) > 0
+        logger.info("compiled %s in %.1f s (cached: %s; %s)", self.what, time.perf_counter() - start,
+                    cached, key)
+        self.compiled.add(key)
+        return True

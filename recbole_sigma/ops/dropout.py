@@ -17,9 +17,6 @@ when numba is missing or the kernel fails to compile (one warning), or when
 imported on the first training call, not at package import; the kernel compiles once per dtype
 (a few seconds, well under one from numba's on-disk cache).
 """
-import logging
-import time
-import warnings
 
 import numpy as np
 import torch
@@ -28,15 +25,12 @@ from torch import nn
 
 from recbole_sigma.ops import _numba
 
-logger = logging.getLogger(__name__)
-
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _LANE_RANGE = 1 << 16   # the kernel's decisions are 16-bit lanes
 _SEED_BOUND = 1 << 62
 
-_kernels = None     # the imported ._dropout_numba module, once loaded
-_failure = None     # why the kernel is unavailable ("ImportError: ..."), once known
-_compiled = set()   # dtypes the kernel has run with
+_KERNELS = _numba.KernelModule("recbole_sigma.ops._dropout_numba", "fused dropout",
+                               "using torch.nn.functional.dropout")
 
 
 class Dropout(nn.Dropout):
@@ -67,7 +61,7 @@ def fused_dropout_available():
     """Whether :func:`dropout` runs the numba kernel on float32/float64 CPU tensors: False when
     ``RECBOLE_SIGMA_FUSED_SCAN=0``, when numba cannot be imported, or after the kernel failed to
     compile (known after the first call with that dtype). Imports numba."""
-    return _numba.switched_on() and _load_kernels() is not None
+    return _numba.switched_on() and _KERNELS.load() is not None
 
 
 def _use_fused(input):
@@ -90,7 +84,7 @@ def _apply(tensor, seed, threshold, scale):
     source = tensor.detach().contiguous()
     out = torch.empty_like(source, memory_format=torch.contiguous_format)
     _numba.set_threads()
-    _kernels.dropout_apply(source.view(-1).numpy(), out.view(-1).numpy(), seed, threshold, scale)
+    _KERNELS.module.dropout_apply(source.view(-1).numpy(), out.view(-1).numpy(), seed, threshold, scale)
     return out
 
 
@@ -111,37 +105,8 @@ class _FusedDropout(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------------
 # Loading and compiling the kernel
 # ---------------------------------------------------------------------------------------------
-def _load_kernels():
-    """Import ._dropout_numba (and numba) once; None, after one warning, if that fails."""
-    global _kernels
-    if _kernels is None and _failure is None:
-        try:
-            _kernels = _numba.import_kernels("recbole_sigma.ops._dropout_numba")
-        except Exception as exc:  # ImportError, or numba failing to initialise
-            _disable(exc)
-    return _kernels if _failure is None else None
-
-
-def _disable(exc):
-    global _failure
-    _failure = _numba.describe_failure(exc)
-    warnings.warn(f"recbole_sigma: fused dropout unavailable ({_failure}); "
-                  "using torch.nn.functional.dropout", RuntimeWarning, stacklevel=4)
-
-
 def _compile(dtype):
     """Compile (or load from numba's cache) the kernel for `dtype` by running it on a tiny input;
     on failure warn once and use F.dropout from then on. True if it runs."""
-    if dtype in _compiled:
-        return True
-    start = time.perf_counter()
-    try:
-        _apply(torch.zeros(5, dtype=dtype), *_parameters(0, 0.5, dtype))
-    except Exception as exc:  # a numba typing/lowering error, or LLVM failing
-        _disable(exc)
-        return False
-    cached = sum(_kernels.dropout_apply.stats.cache_hits.values()) > 0
-    logger.info("compiled fused dropout in %.1f s (cached: %s; %s)",
-                time.perf_counter() - start, cached, dtype)
-    _compiled.add(dtype)
-    return True
+    return _KERNELS.compile(dtype, lambda: _apply(torch.zeros(5, dtype=dtype), *_parameters(0, 0.5, dtype)),
+                            "dropout_apply")

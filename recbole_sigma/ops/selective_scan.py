@@ -26,9 +26,6 @@ steps (32 in float32 at d_state 32, d_inner 128), the fallback every ~sqrt(L) st
 run on ``torch.get_num_threads()`` threads (within numba's maximum), which take the batch's
 sequences one at a time.
 """
-import logging
-import time
-import warnings
 
 import numpy as np
 import torch
@@ -39,15 +36,12 @@ from recbole_sigma.ops._numba import ENV_SWITCH  # noqa: F401  (the switch, name
 from recbole_sigma.ops._scan_torch import needs_grad as _needs_grad
 from recbole_sigma.ops._scan_torch import selective_scan_torch
 
-logger = logging.getLogger(__name__)
-
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _CHUNK_BYTES = 1 << 20  # one backward chunk of states + decay factors, per thread
 
-_kernels = None        # the imported ._scan_numba module, once loaded
-_failure = None        # why the fused kernels are unavailable ("ImportError: ..."), once known
-_compiled = set()      # (kernel name, dtype) pairs that have run once
+_KERNELS = _numba.KernelModule("recbole_sigma.ops._scan_numba", "fused selective scan",
+                               "using the slower PyTorch fallback")
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -93,7 +87,7 @@ def fused_scan_available():
     False when ``RECBOLE_SIGMA_FUSED_SCAN=0``, when numba cannot be imported, or after a kernel
     failed to compile (known after the first call with that dtype). Imports numba.
     """
-    return _numba.switched_on() and _load_kernels() is not None
+    return _numba.switched_on() and _KERNELS.load() is not None
 
 
 def _common_dtype(*tensors):
@@ -115,47 +109,13 @@ def _use_fused(tensors):
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading numba (cache directory, threads: ._numba)
-# ---------------------------------------------------------------------------------------------
-def _load_kernels():
-    """Import ._scan_numba (and numba) once; None, after one warning, if that fails."""
-    global _kernels
-    if _kernels is None and _failure is None:
-        try:
-            _kernels = _numba.import_kernels("recbole_sigma.ops._scan_numba")
-        except Exception as exc:  # ImportError, or numba failing to initialise
-            _disable(exc)
-    return _kernels if _failure is None else None
-
-
-def _disable(exc):
-    global _failure
-    _failure = _numba.describe_failure(exc)
-    warnings.warn(f"recbole_sigma: fused selective scan unavailable ({_failure}); "
-                  "using the slower PyTorch fallback", RuntimeWarning, stacklevel=3)
-
-
-# ---------------------------------------------------------------------------------------------
 # Compiling the kernels (first call per dtype)
 # ---------------------------------------------------------------------------------------------
 def _compile(dtype, backward):
     """Compile (or load from numba's cache) the kernels for `dtype` by running them once on a
     tiny input; on failure warn once and use the fallback from then on. True if they run."""
     names = ("scan_forward", "scan_backward") if backward else ("scan_forward",)
-    for name in names:
-        if (name, dtype) in _compiled:
-            continue
-        start = time.perf_counter()
-        try:
-            _tiny_call(name, dtype)
-        except Exception as exc:  # a numba typing/lowering error, or LLVM failing
-            _disable(exc)
-            return False
-        cached = sum(getattr(_kernels, name).stats.cache_hits.values()) > 0
-        logger.info("compiled fused selective scan in %.1f s (cached: %s; %s, %s)",
-                    time.perf_counter() - start, cached, name, dtype)
-        _compiled.add((name, dtype))
-    return True
+    return all(_KERNELS.compile((name, dtype), lambda: _tiny_call(name, dtype), name) for name in names)
 
 
 def _tiny_call(name, dtype):
@@ -247,21 +207,21 @@ def _forward(inputs, delta_softplus, has_z, save_checkpoints):
     n_saved = max(0, (length - 1) // chunk) if save_checkpoints else 0
     checkpoints = u.new_empty(batch if n_saved else 0, n_saved, d_state, d_inner)
     out = torch.empty_like(u)
-    _kernels.scan_forward(_n_workers(batch), _counter(), *_numpy(*inputs), delta_softplus, has_z,
-                          out.numpy(), checkpoints.numpy(), chunk)
+    _KERNELS.module.scan_forward(_n_workers(batch), _counter(), *_numpy(*inputs), delta_softplus, has_z,
+                                  out.numpy(), checkpoints.numpy(), chunk)
     return out, checkpoints, chunk
 
 
 def _backward(inputs, checkpoints, chunk, delta_softplus, has_z, gout):
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of the fused scan."""
     u, delta, A_T, B, C = inputs[:5]
-    (batch, length, d_inner), d_state = u.shape, A_T.shape[0]
+    (batch, _, d_inner), d_state = u.shape, A_T.shape[0]
     du, ddelta, dz = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
     dB, dC = torch.empty_like(B), torch.empty_like(C)
     n_workers = _n_workers(batch)
     dA_T = u.new_empty(n_workers, d_state, d_inner)  # per-worker partial sums
     dD, dbias = u.new_empty(n_workers, d_inner), u.new_empty(n_workers, d_inner)
-    _kernels.scan_backward(n_workers, *_numpy(*inputs), delta_softplus, has_z,
+    _KERNELS.module.scan_backward(n_workers, *_numpy(*inputs), delta_softplus, has_z,
                            gout.numpy(), checkpoints.numpy(), chunk,
                            *_numpy(du, ddelta, dB, dC, dz, dA_T, dD, dbias))
     return du, ddelta, dA_T.sum(0).t().contiguous(), dB, dC, dD.sum(0), dz, dbias.sum(0)
