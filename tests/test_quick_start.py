@@ -112,3 +112,13 @@ def test_script_runs_from_another_directory(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2 and "unknown model 'Nope'" in proc.stderr
+
+
+def test_another_recbole_project_gets_our_defaults_with_one_call():
+    """README's "From another RecBole project": RecBole's own Config plus config_files()."""
+    from recbole.config import Config
+
+    config = Config(model=recbole_sigma.Mamba4Rec, dataset="amazon-beauty",
+                    config_file_list=config_files("Mamba4Rec", "amazon-beauty"))
+    assert config["model"] == "Mamba4Rec" and config["d_state"] == 32 and config["dropout_prob"] == 0.4
+    assert config["MAX_ITEM_LIST_LENGTH"] == 50 and config["eval_args"]["mode"] == "full"
