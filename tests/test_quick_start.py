@@ -121,4 +121,4 @@ def test_another_recbole_project_gets_our_defaults_with_one_call():
     config = Config(model=recbole_sigma.Mamba4Rec, dataset="amazon-beauty",
                     config_file_list=config_files("Mamba4Rec", "amazon-beauty"))
     assert config["model"] == "Mamba4Rec" and config["d_state"] == 32 and config["dropout_prob"] == 0.4
-    assert config["MAX_ITEM_LIST_LENGTH"] == 50 and config["eval_args"]["mode"] == "full"
+    assert config["MAX_ITEM_LIST_LENGTH"] == 50 and config["eval_args"]["split"] == {"LS": "valid_and_test"}
