@@ -13,6 +13,7 @@ and L, so that peak RSS is each model's own (the allocator keeps a process's hig
 the driver prints a table: train s/epoch (or s/step), ratio to SASRec, eval ms/batch, peak RSS.
 """
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -67,7 +68,7 @@ def child_dataset(args, model):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     rss_before = peak_rss_mib()
     if args.max_batches:
-        train_s = timed_batches(trainer, train_data, args.max_batches) * len(train_data)
+        train_s = timed_batches(net, trainer.optimizer, train_data, args.max_batches) * len(train_data)
     else:
         start = time.perf_counter()
         trainer._train_epoch(train_data, 0)
@@ -80,12 +81,12 @@ def child_dataset(args, model):
             "eval_batches": len(test_data), "rss_data_mib": rss_before, "peak_rss_mib": peak_rss_mib()}
 
 
-def timed_batches(trainer, train_data, n):
-    """Mean seconds per training batch over ``n`` batches after one untimed warm-up batch."""
-    model, optimizer = trainer.model, trainer.optimizer
+def timed_batches(model, optimizer, batches, n):
+    """Mean seconds per training step (forward, backward, optimizer step) over ``n`` batches
+    after one untimed warm-up batch (which also compiles the numba kernels)."""
     model.train()
     times = []
-    for i, interaction in enumerate(train_data):
+    for i, interaction in enumerate(batches):
         start = time.perf_counter()
         optimizer.zero_grad()
         model.calculate_loss(interaction).backward()
@@ -120,21 +121,14 @@ def child_synthetic(args, model):
         net.ITEM_SEQ_LEN: torch.full((args.batch,), args.max_len),
         net.POS_ITEM_ID: torch.randint(1, args.n_items, (args.batch,)),
     })
-    times = []
-    for step in range(args.steps + 1):  # the first step warms up (and compiles) untimed
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        net.calculate_loss(batch).backward()
-        optimizer.step()
-        if step:
-            times.append(time.perf_counter() - start)
+    train_s = timed_batches(net, optimizer, itertools.repeat(batch), args.steps)
     net.eval()
     with torch.no_grad():
         net.full_sort_predict(batch)  # warm-up
         start = time.perf_counter()
         net.full_sort_predict(batch)
     eval_ms = (time.perf_counter() - start) * 1000
-    return {"train_s": sum(times) / len(times), "batches": 1, "eval_ms": eval_ms,
+    return {"train_s": train_s, "batches": 1, "eval_ms": eval_ms,
             "eval_batches": 1, "rss_data_mib": 0.0, "peak_rss_mib": peak_rss_mib()}
 
 
