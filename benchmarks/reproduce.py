@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # recbole_sigma from this checkout, in the driver and in each job's child
 
 # The same for every job (over each model's YAML, under variants and --set).
 COMMON = {
@@ -227,7 +228,6 @@ def run_job(job, command):
     }
     (job_dir / "job.json").write_text(json.dumps(spec, indent=2))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     started = time.time()
     with open(job_dir / "train.log", "a") as log:
         log.write(f"\n===== {now()} attempt: {' '.join(map(shlex.quote, child_command(job_dir)))}\n")

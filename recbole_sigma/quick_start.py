@@ -193,8 +193,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     train_data, valid_data, test_data = data_preparation(config, data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_class = resolve_model(config["model"]) if isinstance(model, str) else model
-    net = model_class(config, train_data._dataset).to(config["device"])
+    net = resolve_model(model)(config, train_data._dataset).to(config["device"])
     logger.info(net)
 
     trainer = reliable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
