@@ -34,9 +34,10 @@ COMMON_KEYS = {
 }
 
 MODEL_KEYS = {
-    "Mamba4Rec": {},
+    "Mamba4Rec": {"length_buckets": _BOOL},
     "EchoMamba4Rec": {},
     "SIGMA": {
+        "length_buckets": _BOOL,
         "flip_remain": _int_at_least(0),
         "gate_conv_kernel": _int_at_least(1),
         "gru_conv_kernel": _int_at_least(1),

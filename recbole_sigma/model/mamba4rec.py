@@ -38,3 +38,6 @@ class Mamba4Rec(MambaSequentialRecommender):
             for _ in range(self.num_layers)
         )
         self.init_weights(config)
+
+    def lookahead(self):
+        return 0  # every part is causal or position-wise

@@ -132,6 +132,18 @@ class GMambaBlock(nn.Module):
             self.register_buffer("public_code_mix", PUBLIC_CODE_MIX.clone(), persistent=False)
         self.projection = nn.Linear(d_model, d_model)  # Eq. 9
 
+    def lookahead(self):
+        """Positions after an item that its output reads: the 'same' convs read k // 2 ahead;
+        None when the flip ignores lengths (then padding moves into the sequence)."""
+        if self.flip is not None and not self.flip.length_aware:
+            return None
+        reach = 0
+        if self.use_ds_gate and self.gate_mode == "paper":
+            reach = max(reach, self.gate.conv1d.kernel_size[0] // 2)
+        if self.fe_gru is not None:
+            reach = max(reach, self.fe_gru.conv1d.kernel_size[0] // 2)
+        return reach
+
     def pf_mamba(self, h0, item_seq_len):
         """The two gated directions of Eq. 3, position-wise (no flip back); M is their sum."""
         h0f = self.flip(h0, item_seq_len) if self.flip is not None else h0
@@ -171,3 +183,7 @@ class SIGMA(MambaSequentialRecommender):
             for _ in range(self.num_layers)
         )
         self.init_weights(config)
+
+    def lookahead(self):
+        reaches = [layer.mixer.lookahead() for layer in self.layers]
+        return None if None in reaches else sum(reaches)

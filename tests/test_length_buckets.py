@@ -1,0 +1,90 @@
+"""Length buckets: a batch run as trimmed groups gives the padded batch's outputs and gradients."""
+import pytest
+import torch
+
+from recbole_sigma.model.base import length_buckets
+from tests.conftest import padded_batch
+
+LENGTHS = [1, 2, 3, 4, 5, 7, 8, 9, 12, 12, 6, 1, 10]  # max_len 12: every group, full rows too
+
+
+def test_groups_are_powers_of_two_and_keep_the_lookahead():
+    lengths = torch.tensor([1, 2, 3, 4, 5, 8, 9, 16, 17, 50, 3])
+    groups = [(index.tolist(), width) for index, width in length_buckets(lengths, 50, 2)]
+    assert groups == [
+        ([0], 3),  # 1 + 2
+        ([1], 4),
+        ([2, 3, 10], 6),
+        ([4, 5], 10),
+        ([6, 7], 18),
+        ([8], 19),
+        ([9], 50),  # never wider than the batch
+    ]
+
+
+def outputs_and_grads(model, seq, lengths, buckets):
+    model.length_buckets = buckets
+    model.zero_grad()
+    out = model(seq, lengths)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+CASES = [
+    ("Mamba4Rec", {}),
+    ("Mamba4Rec", {"num_layers": 2}),
+    ("SIGMA", {}),
+    ("SIGMA", {"num_layers": 2, "gate_conv_kernel": 5, "gru_conv_kernel": 4}),
+    ("SIGMA", {"gate_mode": "public_code", "share_mamba": True, "mix_weights": "public_code"}),
+    ("SIGMA", {"use_ds_gate": False, "use_fe_gru": False, "flip_remain": 0}),
+]
+
+
+@pytest.mark.parametrize("name,overrides", CASES)
+def test_bucketed_forward_and_backward_equal_the_padded_ones(make_model, name, overrides):
+    model = make_model(name, **overrides).double().eval()  # eval: no dropout, so both runs see the same net
+    assert model.lookahead() is not None
+    seq, lengths = padded_batch(LENGTHS)
+    padded, padded_grads = outputs_and_grads(model, seq, lengths, buckets=False)
+    bucketed, bucketed_grads = outputs_and_grads(model, seq, lengths, buckets=True)
+    torch.testing.assert_close(bucketed, padded, rtol=1e-10, atol=1e-12)
+    assert bucketed_grads.keys() == padded_grads.keys()
+    for name in padded_grads:
+        torch.testing.assert_close(bucketed_grads[name], padded_grads[name], rtol=1e-9, atol=1e-12)
+
+
+def test_sigma_lookahead_adds_up_over_layers(make_model):
+    assert make_model("SIGMA", gate_conv_kernel=3, gru_conv_kernel=4).lookahead() == 2
+    assert make_model("SIGMA", num_layers=3, gate_conv_kernel=3, gru_conv_kernel=4).lookahead() == 6
+    assert make_model("Mamba4Rec", num_layers=3).lookahead() == 0
+
+
+def test_a_short_lookahead_would_change_the_outputs(make_model):
+    """The look-ahead is needed: trimming SIGMA's rows to their exact length changes the output."""
+    model = make_model("SIGMA").double().eval()
+    seq, lengths = padded_batch([5, 9])
+    full = model.forward_padded(seq, lengths)
+    trimmed = model.forward_padded(seq[:, :9], lengths)  # the 9-item row loses its padding
+    torch.testing.assert_close(trimmed[0], full[0])
+    assert not torch.allclose(trimmed[1], full[1])
+
+
+@pytest.mark.parametrize(
+    "name,overrides", [("SIGMA", {"flip_mode": "fixed"}), ("EchoMamba4Rec", {"length_buckets": True})]
+)
+def test_models_whose_outputs_depend_on_padding_run_padded(make_model, name, overrides, monkeypatch):
+    model = make_model(name, **overrides).eval()
+    assert model.lookahead() is None
+    calls = []
+    original = model.forward_padded
+    monkeypatch.setattr(model, "forward_padded", lambda s, n: calls.append(s.shape) or original(s, n))
+    seq, lengths = padded_batch(LENGTHS)
+    model(seq, lengths)
+    assert calls == [seq.shape]
+
+
+def test_invalid_length_buckets_value_is_rejected(make_model):
+    from recbole_sigma.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="length_buckets='yes' is invalid"):
+        make_model("Mamba4Rec", length_buckets="yes")
