@@ -39,6 +39,7 @@ import platform
 import re
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -99,13 +100,20 @@ PATH_KEYS = ("checkpoint_dir", "data_path")
 # --------------------------------------------------------------------------------------------
 # The one call into recbole_sigma that trains a job
 # --------------------------------------------------------------------------------------------
-def train(model, dataset, config_dict, resume, config_file_list=None):
+def train(model, dataset, config_dict, resume, config_file_list=None, epochs_file=None):
     """Train one job with ``recbole_sigma.run``; ``resume``: continue from
     ``<checkpoint_dir>/<model>-<dataset>-last.pth`` (written after every epoch; a run that had
-    finished is not trained again)."""
+    finished is not trained again). Each epoch's train time/loss and valid time/score are
+    appended to ``epochs_file`` (JSON lines)."""
     import recbole_sigma
 
-    return recbole_sigma.run(model, dataset, config_file_list or None, config_dict, resume=resume)
+    def record(event):
+        event = {k: v for k, v in event.items() if k != "valid_result"}
+        with open(epochs_file, "a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    return recbole_sigma.run(model, dataset, config_file_list or None, config_dict, resume=resume,
+                             on_epoch=record if epochs_file else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,35 +321,6 @@ def machine():
     }
 
 
-def install_epoch_hooks(epochs_file):
-    """Append each epoch's train time/loss and valid time/score to epochs.jsonl (RecBole's Trainer)."""
-    from recbole.trainer import trainer as trainer_module
-
-    base = trainer_module.Trainer
-    original_train, original_valid = base._train_epoch, base._valid_epoch
-    state = {"epoch": None}
-
-    def record(entry):
-        with open(epochs_file, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
-        start = time.perf_counter()
-        loss = original_train(self, train_data, epoch_idx, *args, **kwargs)
-        state["epoch"] = epoch_idx
-        total = sum(loss) if isinstance(loss, tuple) else loss
-        record({"epoch": epoch_idx, "train_s": time.perf_counter() - start, "loss": float(total)})
-        return loss
-
-    def _valid_epoch(self, valid_data, *args, **kwargs):
-        start = time.perf_counter()
-        score, result = original_valid(self, valid_data, *args, **kwargs)
-        record({"epoch": state["epoch"], "valid_s": time.perf_counter() - start, "valid_score": float(score)})
-        return score, result
-
-    base._train_epoch, base._valid_epoch = _train_epoch, _valid_epoch
-
-
 def read_epochs(epochs_file):
     """{epoch: merged record}; a later record of the same epoch (a resumed re-run) wins."""
     epochs = {}
@@ -359,12 +338,12 @@ def epoch_summary(epochs):
     validated = [(e, r["valid_score"]) for e, r in sorted(epochs.items()) if "valid_score" in r]
     best = max((s for _, s in validated), default=None)
     best_epoch = min((e for e, s in validated if s == best), default=None)  # RecBole keeps the first best
-    mean = lambda xs: float(sum(xs) / len(xs)) if xs else None  # noqa: E731
+    median = lambda xs: float(statistics.median(xs)) if xs else None  # noqa: E731 -- robust to a busy spell
     return {
         "epochs_trained": len(trained),
         "epochs_to_best": None if best_epoch is None else best_epoch + 1,
-        "train_s_per_epoch": mean([epochs[e]["train_s"] for e in trained]),
-        "valid_s_per_epoch": mean([r["valid_s"] for r in epochs.values() if "valid_s" in r]),
+        "train_s_per_epoch": median([epochs[e]["train_s"] for e in trained]),
+        "valid_s_per_epoch": median([r["valid_s"] for r in epochs.values() if "valid_s" in r]),
     }
 
 
@@ -385,9 +364,7 @@ def child_main(job_dir):
     resumed = any(checkpoint_dir.glob("*.pth"))
     if not resumed:  # a fresh start: forget the earlier attempt's epochs
         epochs_file.unlink(missing_ok=True)
-    install_epoch_hooks(epochs_file)
-
-    result = train(spec["model"], spec["dataset"], config, resumed, config_file_list)
+    result = train(spec["model"], spec["dataset"], config, resumed, config_file_list, epochs_file)
     train_wall = time.time() - started
     rss_train = peak_rss_mb()
 
@@ -470,6 +447,9 @@ def load_results(jobs):
         path = job["dir"] / "result.json"
         if path.is_file():
             result = json.loads(path.read_text())
+            epochs = read_epochs(job["dir"] / "epochs.jsonl")
+            if epochs:  # the summary as this version computes it
+                result.update(epoch_summary(epochs))
             attempts = job["dir"] / "attempts.jsonl"
             if attempts.is_file():
                 walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
@@ -559,7 +539,8 @@ def build_report(args, command, jobs, results, pending):
             quoted = paper.get(key)
             cells.append(" / ".join(f"{x:.4f}" for x in quoted) if quoted else "-")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Train s/epoch: RecBole's training pass only (no validation). Eval ms/batch: the model's "
+    lines += ["", "Train s/epoch: the median over the run's epochs of RecBole's training pass (no validation). "
+              "Eval ms/batch: the model's "
               "full-sort scoring of one test batch of `eval_batch_size` users (or all test users if fewer; "
               "mean over full batches, after a "
               "warm-up batch) on the best checkpoint. Peak RSS: the child process's maximum resident set "

@@ -148,7 +148,7 @@ def _split_cli_value(text):
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True, queue=None, resume=False,
-        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0):
+        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0, on_epoch=None, quiet=False):
     """Train ``model`` on ``dataset``, evaluate full-sort on the test split; return the results.
 
     Returns {'best_valid_score', 'valid_score_bigger', 'best_valid_result', 'test_result', 'checkpoint'}.
@@ -157,8 +157,14 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     every epoch; see ``recbole_sigma.trainer``). ``resume=True`` continues from the last checkpoint
     when there is one (a path: from that checkpoint). ``nproc`` > 1 (or ``world_size`` > 0) trains
     with DDP as RecBole's ``run`` does, on CPU (gloo) too: see ``recbole_sigma.distributed``.
+    ``on_epoch(event)`` is told of every epoch's training and validation (a dict; see
+    ``recbole_sigma.trainer``), single-process runs only. ``quiet=True`` keeps the console to
+    warnings (the log file still gets everything).
     """
-    if nproc > 1 or (world_size is not None and world_size > 0):
+    distributed = nproc > 1 or (world_size is not None and world_size > 0)
+    if on_epoch is not None and distributed:
+        raise ValueError("run(on_epoch=...) needs a single-process run (nproc=1)")
+    if distributed:
         from recbole_sigma.distributed import spawn
 
         return spawn(run, model, dataset, config_file_list, config_dict, saved=saved, resume=resume,
@@ -173,6 +179,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     config = build_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
+    if quiet:
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:  # the console; file handlers are subclasses
+                handler.setLevel(logging.WARNING)
     logger = logging.getLogger()
     logger.info(config)
 
@@ -197,6 +207,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     logger.info(net)
 
     trainer = reliable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
+    trainer.on_epoch = on_epoch  # ignored by trainers that are not RecBole Trainers
     if resume:
         trainer.resume_from(None if resume is True else resume)
     best_valid_score, best_valid_result = trainer.fit(

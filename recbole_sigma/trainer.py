@@ -28,6 +28,9 @@ subclasses for RecBole's own models); ``recbole_sigma.run`` always does. On top 
 * stops on a NaN or infinite loss with :class:`~recbole_sigma.errors.NonFiniteLossError` naming
   the epoch and batch, before that batch's update (RecBole's ``_check_nan`` raises a bare
   ValueError, and lets ``inf`` through); no checkpoint is ever written from non-finite weights.
+* reports every epoch to ``on_epoch`` (an attribute, None by default; ``recbole_sigma.run``
+  sets it), a callable that gets ``{"epoch", "train_s", "loss"}`` after each epoch's training and
+  ``{"epoch", "valid_s", "valid_score", "valid_result"}`` after each validation.
 * under DDP (``nproc > 1``) only rank 0 writes, all ranks wait for the file before going on
   (RecBole lets the other ranks race ahead and load a best-model file still being written), each
   rank's RNG state is kept, and the checkpoint's config is the single-process view of the run so
@@ -203,6 +206,7 @@ class ReliableTrainerMixin:
         self._resumed = False
         self._pending_rng = None     # RNG states read by resume_checkpoint, applied by fit
         self._latest_valid = None    # (score, result) of the latest validation
+        self.on_epoch = None         # callable(dict) told of each epoch's training and validation
 
     # ------------------------------------------------------------------ training loop hooks
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
@@ -232,13 +236,21 @@ class ReliableTrainerMixin:
         if marker:
             _pause(marker)
         self._epoch, self._batch = epoch_idx, 0
+        start = time.perf_counter()
         losses = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._trained_epoch = epoch_idx
+        if self.on_epoch is not None:
+            loss = sum(losses) if isinstance(losses, tuple) else losses
+            self.on_epoch({"epoch": epoch_idx, "train_s": time.perf_counter() - start, "loss": float(loss)})
         return losses
 
     def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self._latest_valid = (score, result)
+        if self.on_epoch is not None:
+            self.on_epoch({"epoch": self._epoch, "valid_s": time.perf_counter() - start,
+                           "valid_score": float(score), "valid_result": {k: float(v) for k, v in result.items()}})
         return score, result
 
     def _check_nan(self, loss):

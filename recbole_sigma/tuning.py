@@ -29,7 +29,6 @@ ray and hyperopt are imported only inside the functions that use them.
 """
 import ast
 import contextlib
-import inspect
 import logging
 import math
 import os
@@ -249,62 +248,6 @@ def _ray_pythonpath():
 # --------------------------------------------------------------------------------------------
 # One trial
 # --------------------------------------------------------------------------------------------
-def _with_validation_callback(trainer_class, on_validation):
-    """A subclass of ``trainer_class`` whose ``fit`` calls ``on_validation(epoch, score, result)``
-    after every validation, through RecBole's own ``callback_fn``."""
-    if "callback_fn" not in inspect.signature(trainer_class.fit).parameters:
-        return trainer_class  # e.g. DecisionTreeTrainer: the trial reports once, at the end
-
-    class ValidationReporting(trainer_class):
-        def _valid_epoch(self, *args, **kwargs):
-            score, result = super()._valid_epoch(*args, **kwargs)
-            self._tuning_valid_result = result
-            return score, result
-
-        def fit(self, *args, **kwargs):
-            user_callback = kwargs.pop("callback_fn", None)
-
-            def callback_fn(epoch_idx, valid_score):
-                on_validation(epoch_idx, valid_score, getattr(self, "_tuning_valid_result", None))
-                if user_callback is not None:
-                    user_callback(epoch_idx, valid_score)
-
-            return super().fit(*args, callback_fn=callback_fn, **kwargs)
-
-    for attr in ("__name__", "__qualname__", "__module__"):
-        setattr(ValidationReporting, attr, getattr(trainer_class, attr))
-    return ValidationReporting
-
-
-@contextlib.contextmanager
-def _trial_hooks(on_validation=None):
-    """Inside ``recbole_sigma.run``: the console shows warnings only (each trial's full log is
-    in its log file) and, with ``on_validation``, the trainer reports every validation.
-
-    ``run`` looks ``get_trainer`` and ``init_logger`` up in ``recbole.utils`` when it is called;
-    both are wrapped for the duration of one trial and restored after it.
-    """
-    import recbole.utils
-
-    get_trainer, init_logger = recbole.utils.get_trainer, recbole.utils.init_logger
-
-    def quiet_init_logger(config):
-        init_logger(config)
-        for handler in logging.getLogger().handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.setLevel(logging.WARNING)
-
-    def reporting_get_trainer(model_type, model_name):
-        trainer_class = get_trainer(model_type, model_name)
-        return trainer_class if on_validation is None else _with_validation_callback(trainer_class, on_validation)
-
-    recbole.utils.get_trainer, recbole.utils.init_logger = reporting_get_trainer, quiet_init_logger
-    try:
-        yield
-    finally:
-        recbole.utils.get_trainer, recbole.utils.init_logger = get_trainer, init_logger
-
-
 @contextlib.contextmanager
 def _plain_argv():
     """RecBole's Config also reads ``--key=value`` from sys.argv, with the highest priority: a
@@ -328,15 +271,20 @@ def _reset_logging():
 
 
 def train_trial(model, dataset, config_file_list=None, config_dict=None, on_validation=None):
-    """One trial: ``recbole_sigma.run`` with the trial's config; its result, plus ``model``.
+    """One trial: ``recbole_sigma.run`` with the trial's config, the console kept to warnings
+    (each trial's full log is in its log file); its result, plus ``model``.
 
     ``on_validation(epoch_idx, valid_score, valid_result)`` is called after every validation.
     """
     from recbole_sigma.quick_start import run
 
+    def on_epoch(event):
+        if on_validation is not None and "valid_score" in event:
+            on_validation(event["epoch"], event["valid_score"], event["valid_result"])
+
     _reset_logging()
-    with _plain_argv(), _trial_hooks(on_validation):
-        result = run(model, dataset, config_file_list, config_dict)
+    with _plain_argv():
+        result = run(model, dataset, config_file_list, config_dict, on_epoch=on_epoch, quiet=True)
     result["model"] = model if isinstance(model, str) else model.__name__
     return result
 

@@ -1,4 +1,6 @@
 """The entry point: model resolution, YAML defaults, clear errors, and a real 1-epoch run."""
+import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -89,8 +91,34 @@ def test_one_epoch_on_ml_100k_prints_test_metrics(tmp_path, model, capsys):
     assert float(test_line.split("hit@10: ")[1].split()[0]) > 0.0
 
 
-def test_load_data_and_model_round_trip_for_our_model(tmp_path):
-    result = recbole_sigma.run("SIGMA", "ml-100k", config_dict={"checkpoint_dir": str(tmp_path), **TINY})
+@contextlib.contextmanager
+def bare_root_logger():
+    """No handlers on the root logger: pytest's own, added around each test's call, would make
+    RecBole's logging.basicConfig (its init_logger) a no-op."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    for handler in saved:
+        root.removeHandler(handler)
+    yield
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+        handler.close()
+    for handler in saved:
+        root.addHandler(handler)
+
+
+def test_load_data_and_model_round_trip_for_our_model(tmp_path, capsys):
+    events = []
+    with bare_root_logger():
+        result = recbole_sigma.run("SIGMA", "ml-100k", config_dict={"checkpoint_dir": str(tmp_path), **TINY},
+                                   on_epoch=events.append, quiet=True)
+    # on_epoch heard the one epoch's training and validation; quiet kept INFO off the console.
+    assert [sorted(e) for e in events] == [["epoch", "loss", "train_s"],
+                                           ["epoch", "valid_result", "valid_s", "valid_score"]]
+    assert events[0]["epoch"] == events[1]["epoch"] == 0 and events[0]["loss"] > 0
+    assert events[1]["valid_score"] == result["best_valid_score"]
+    assert events[1]["valid_result"] == pytest.approx(result["best_valid_result"], abs=1e-12)
+    assert "INFO" not in capsys.readouterr().err
     config, model, dataset, train_data, valid_data, test_data = recbole_sigma.load_data_and_model(result["checkpoint"])
     assert isinstance(model, recbole_sigma.SIGMA)
     from recbole.utils import get_trainer
@@ -98,6 +126,11 @@ def test_load_data_and_model_round_trip_for_our_model(tmp_path):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     again = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     assert dict(again) == pytest.approx(result["test_result"], abs=1e-12)
+
+
+def test_on_epoch_is_refused_for_several_processes():
+    with pytest.raises(ValueError, match="single-process"):
+        recbole_sigma.run("SIGMA", "ml-100k", config_dict=TINY, nproc=2, on_epoch=print)
 
 
 def test_format_result():

@@ -96,6 +96,17 @@ def test_group_metrics_of_hand_made_ranks_weight_back_to_the_overall_metric():
 
 
 # ------------------------------------------------------------------------------------ harness plan
+def test_epoch_summary_takes_the_median_time_and_recboles_first_best_epoch(tmp_path):
+    reproduce = load_reproduce()
+    lines = [{"epoch": 0, "train_s": 10.0, "loss": 3.0}, {"epoch": 0, "valid_s": 1.0, "valid_score": 0.1},
+             {"epoch": 1, "train_s": 90.0, "loss": 2.0}, {"epoch": 1, "valid_s": 5.0, "valid_score": 0.3},
+             {"epoch": 2, "train_s": 12.0, "loss": 1.0}, {"epoch": 2, "valid_s": 2.0, "valid_score": 0.3}]
+    path = tmp_path / "epochs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert reproduce.epoch_summary(reproduce.read_epochs(path)) == {
+        "epochs_trained": 3, "epochs_to_best": 2, "train_s_per_epoch": 12.0, "valid_s_per_epoch": 2.0}
+
+
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
     reproduce = load_reproduce()
     args = reproduce.parse_args(["--dataset", "ml-100k", "--models", "SIGMA", "Mamba4Rec", "--seeds", "1", "2",
