@@ -35,7 +35,7 @@ COMMON_KEYS = {
 
 MODEL_KEYS = {
     "Mamba4Rec": {"length_buckets": _BOOL},
-    "EchoMamba4Rec": {},
+    "EchoMamba4Rec": {"length_buckets": _BOOL},
     "SIGMA": {
         "length_buckets": _BOOL,
         "flip_remain": _int_at_least(0),

@@ -37,6 +37,8 @@ CASES = [
     ("SIGMA", {"num_layers": 2, "gate_conv_kernel": 5, "gru_conv_kernel": 4}),
     ("SIGMA", {"gate_mode": "public_code", "share_mamba": True, "mix_weights": "public_code"}),
     ("SIGMA", {"use_ds_gate": False, "use_fe_gru": False, "flip_remain": 0}),
+    ("EchoMamba4Rec", {}),
+    ("EchoMamba4Rec", {"num_layers": 2}),
 ]
 
 
@@ -53,6 +55,18 @@ def test_bucketed_forward_and_backward_equal_the_padded_ones(make_model, name, o
         torch.testing.assert_close(bucketed_grads[name], padded_grads[name], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,overrides", CASES)
+def test_forward_is_the_plain_layer_stack(make_model, name, overrides):
+    """Splitting the stack (stack_padded, stack) and bucketing change nothing: forward equals the
+    layers applied one after another to the whole padded batch."""
+    model = make_model(name, **overrides).double().eval()
+    seq, lengths = padded_batch(LENGTHS)
+    h = model.LayerNorm(model.item_embedding(seq))
+    for layer in model.layers:
+        h = layer(h, lengths)
+    torch.testing.assert_close(model(seq, lengths), model.gather_indexes(h, lengths - 1), rtol=1e-10, atol=1e-12)
+
+
 def test_sigma_lookahead_adds_up_over_layers(make_model):
     assert make_model("SIGMA", gate_conv_kernel=3, gru_conv_kernel=4).lookahead() == 2
     assert make_model("SIGMA", num_layers=3, gate_conv_kernel=3, gru_conv_kernel=4).lookahead() == 6
@@ -61,26 +75,24 @@ def test_sigma_lookahead_adds_up_over_layers(make_model):
 
 def test_a_short_lookahead_would_change_the_outputs(make_model):
     """The look-ahead is needed: trimming SIGMA's rows to their exact length changes the output."""
-    model = make_model("SIGMA").double().eval()
+    model = make_model("SIGMA", length_buckets=False).double().eval()
     seq, lengths = padded_batch([5, 9])
-    full = model.forward_padded(seq, lengths)
-    trimmed = model.forward_padded(seq[:, :9], lengths)  # the 9-item row loses its padding
+    full = model(seq, lengths)
+    trimmed = model(seq[:, :9], lengths)  # the 9-item row loses its padding
     torch.testing.assert_close(trimmed[0], full[0])
     assert not torch.allclose(trimmed[1], full[1])
 
 
-@pytest.mark.parametrize(
-    "name,overrides", [("SIGMA", {"flip_mode": "fixed"}), ("EchoMamba4Rec", {"length_buckets": True})]
-)
-def test_models_whose_outputs_depend_on_padding_run_padded(make_model, name, overrides, monkeypatch):
+@pytest.mark.parametrize("name,overrides", [("SIGMA", {"flip_mode": "fixed"}), ("Mamba4Rec", {"length_buckets": False})])
+def test_without_a_lookahead_or_with_buckets_off_the_stack_runs_padded(make_model, name, overrides, monkeypatch):
     model = make_model(name, **overrides).eval()
-    assert model.lookahead() is None
     calls = []
-    original = model.forward_padded
-    monkeypatch.setattr(model, "forward_padded", lambda s, n: calls.append(s.shape) or original(s, n))
+    original = model.stack
+    monkeypatch.setattr(model, "stack", lambda h, n: calls.append(h.shape) or original(h, n))
     seq, lengths = padded_batch(LENGTHS)
     model(seq, lengths)
-    assert calls == [seq.shape]
+    assert calls == [(len(LENGTHS), 12, 16)]
+    assert name != "SIGMA" or model.lookahead() is None
 
 
 def test_invalid_length_buckets_value_is_rejected(make_model):

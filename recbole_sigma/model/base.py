@@ -5,9 +5,10 @@ predicts.
 
 Length buckets: RecBole pads every sequence to MAX_ITEM_LIST_LENGTH (50 on Amazon), while a
 Beauty training sequence has 8.4 items on average, so most of a padded batch is padding. When a
-model's output at the last valid item reads at most ``lookahead()`` padding positions after it,
-``forward`` runs the batch as groups of similar length, each trimmed to its longest sequence plus
-that look-ahead: the same outputs (to float rounding) for about a quarter of the work."""
+model's ``stack`` reads at most ``lookahead()`` positions after the last valid item, ``forward``
+runs it on groups of similar length, each trimmed to its longest sequence plus that look-ahead:
+the same outputs (to float rounding) for about a quarter of the work. A model whose first layers
+must see the padding (ECHO's spectral filter) runs them in ``stack_padded`` on the whole batch."""
 import torch
 import torch.nn as nn
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -74,21 +75,28 @@ class MambaSequentialRecommender(SequentialRecommender):
 
     def forward(self, item_seq, item_seq_len):
         """(B, L) item ids, (B,) lengths -> (B, D) representation at the last valid position."""
+        h = self.LayerNorm(self.dropout(self.item_embedding(item_seq)))  # (B, L, D)
+        h = self.stack_padded(h, item_seq_len)
         lookahead = self.lookahead() if self.length_buckets else None
         if lookahead is None:
-            return self.forward_padded(item_seq, item_seq_len)
+            return self.gather_indexes(self.stack(h, item_seq_len), item_seq_len - 1)
         rows, outputs = [], []
-        for index, width in length_buckets(item_seq_len, item_seq.shape[1], lookahead):
-            outputs.append(self.forward_padded(item_seq[index, :width], item_seq_len[index]))
+        for index, width in length_buckets(item_seq_len, h.shape[1], lookahead):
+            lengths = item_seq_len[index]
+            outputs.append(self.gather_indexes(self.stack(h[index, :width], lengths), lengths - 1))
             rows.append(index)
         return torch.cat(outputs)[torch.argsort(torch.cat(rows))]  # back to the batch's order
 
-    def forward_padded(self, item_seq, item_seq_len):
-        """``forward`` on the batch as given: (B, L) ids, (B,) lengths -> (B, D)."""
-        h = self.LayerNorm(self.dropout(self.item_embedding(item_seq)))
+    def stack_padded(self, h, item_seq_len):
+        """The part of the layer stack that must see the whole padded batch: none by default."""
+        return h
+
+    def stack(self, h, item_seq_len):
+        """The rest of the stack, (B, L, D) -> (B, L, D); with length buckets its output at an item
+        may read at most ``lookahead()`` positions after it."""
         for layer in self.layers:
             h = layer(h, item_seq_len)
-        return self.gather_indexes(h, item_seq_len - 1)
+        return h
 
     def calculate_loss(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

@@ -14,6 +14,11 @@ Built as its authors' code builds it. Per layer, on (B, L, D):
 
 At the last valid position, which predicts, the backward scan has read only that one item, so
 the last layer's backward A_log gets no gradient from the next-item loss.
+
+Length buckets: the spectral filter mixes every position of the padded sequence, padding
+included, so every layer but the last, and the last layer's filter, run on the padded batch
+(``stack_padded``); the last layer's BiMamba and GLU read only each sequence's items (forward
+scan up to the item, backward scan over the items after it) and run length-bucketed.
 """
 import torch
 import torch.nn as nn
@@ -78,7 +83,10 @@ class EchoLayer(nn.Module):
         self.glu = GatedLinearUnit(d_model, dropout)
 
     def forward(self, x, item_seq_len):
-        return self.glu(self.bimamba(self.filter(x), item_seq_len))
+        return self.after_filter(self.filter(x), item_seq_len)
+
+    def after_filter(self, x, item_seq_len):
+        return self.glu(self.bimamba(x, item_seq_len))
 
 
 class EchoMamba4Rec(MambaSequentialRecommender):
@@ -89,3 +97,14 @@ class EchoMamba4Rec(MambaSequentialRecommender):
             for _ in range(self.num_layers)
         )
         self.init_weights(config)
+
+    def lookahead(self):
+        return 0  # stack() is the last layer's BiMamba (valid items only) and its position-wise GLU
+
+    def stack_padded(self, h, item_seq_len):
+        for layer in self.layers[:-1]:
+            h = layer(h, item_seq_len)
+        return self.layers[-1].filter(h)
+
+    def stack(self, h, item_seq_len):
+        return self.layers[-1].after_filter(h, item_seq_len)
