@@ -6,10 +6,11 @@ import types
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 import recbole_sigma.mamba as mamba_module
-from recbole_sigma.mamba import Mamba, MambaKernelsUnavailable
+from recbole_sigma.mamba import Mamba, MambaKernelsUnavailable, causal_depthwise_conv
 from recbole_sigma.ops.selective_scan import selective_scan_ref
 
 EXPECTED_SHAPES = {
@@ -141,3 +142,19 @@ def test_torch_path_matches_mamba_simple_in_float64(length):
     expected = mamba_simple_slow_path(block, x)
     got = block(x)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 4])
+@pytest.mark.parametrize("seqlen", [1, 3, 7])
+def test_causal_depthwise_conv_equals_nn_conv1d_with_its_gradients(kernel, seqlen):
+    torch.manual_seed(kernel * 10 + seqlen)
+    conv = nn.Conv1d(6, 6, kernel, groups=6, padding=kernel - 1).double()
+    x = torch.randn(3, seqlen, 6, dtype=torch.double, requires_grad=True)
+    ours = causal_depthwise_conv(x, conv.weight, conv.bias)
+    ref = conv(x.transpose(1, 2))[..., :seqlen].transpose(1, 2)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(ours, (x, conv.weight, conv.bias), g)
+    ref_grads = torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
