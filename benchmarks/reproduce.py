@@ -555,6 +555,10 @@ def build_report(args, command, jobs, results, pending):
         lines.append("Paper column: quoted from the SIGMA paper (Table 2; Table 4 for the ablation variants), "
                      "not measured here.")
     lines.append("")
+    lines += against_the_paper(results, paper)
+    reading = args.output.with_name(args.output.stem + ".reading.md")
+    if reading.is_file():  # hand-written prose about the tables above (kept beside the report)
+        lines += ["## Reading", "", f"Written by hand, from `{reading.name}`.", "", reading.read_text().strip(), ""]
 
     finished = {label_of(*k): grouped_means(rows) for k, rows in results.items() if rows}
     if finished:
@@ -580,6 +584,30 @@ def build_report(args, command, jobs, results, pending):
         else:
             lines.append(f"| {job['name']} | {job['seed']} | - | - | - | - | - | - | pending ({job_state(job)}) |")
     return "\n".join(lines) + "\n"
+
+
+def against_the_paper(results, paper):
+    """Measured / paper for each metric, and whether SIGMA leads the baselines on NDCG@10 here."""
+    means = {key: [_mean_std([r["test"].get(m) for r in rows])[0] for m in METRICS]
+             for key, rows in results.items() if rows}
+    compared = [key for key in means if key in paper]
+    if not compared:
+        return []
+    lines = ["## Against the paper", "", "Measured test metric as a percentage of the paper's (100 % = the "
+             "paper's number).", "", "| model | HR@10 | NDCG@10 | MRR@10 |", "| --- | ---: | ---: | ---: |"]
+    for key in compared:
+        lines.append(f"| {label_of(*key)} | " + " | ".join(
+            f"{100 * ours / theirs:.0f} %" for ours, theirs in zip(means[key], paper[key])) + " |")
+    sigma = means.get(("SIGMA", "default"))
+    if sigma is not None:
+        ndcg = METRICS.index("ndcg@10")
+        for model in ("Mamba4Rec", "SASRec", "EchoMamba4Rec", "GRU4Rec"):
+            other = means.get((model, "default"))
+            if other is not None:
+                verdict = "ahead of" if sigma[ndcg] > other[ndcg] else "not ahead of"
+                lines.append(f"\nSIGMA is {verdict} {model} on NDCG@10 in this run "
+                             f"({sigma[ndcg]:.4f} vs {other[ndcg]:.4f}, {100 * (sigma[ndcg] / other[ndcg] - 1):+.1f} %).")
+    return lines + [""]
 
 
 def _load(result):

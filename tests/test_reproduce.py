@@ -107,6 +107,23 @@ def test_epoch_summary_takes_the_median_time_and_recboles_first_best_epoch(tmp_p
         "epochs_trained": 3, "epochs_to_best": 2, "train_s_per_epoch": 12.0, "valid_s_per_epoch": 2.0}
 
 
+def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
+    reproduce = load_reproduce()
+    paper = reproduce.PAPER["amazon-beauty"]
+    results = {
+        ("SIGMA", "default"): [{"test": {"hit@10": 0.0493, "ndcg@10": 0.0302, "mrr@10": 0.0244}},
+                               {"test": {"hit@10": 0.0493, "ndcg@10": 0.0302, "mrr@10": 0.0244}}],
+        ("SASRec", "default"): [{"test": {"hit@10": 0.0852, "ndcg@10": 0.0400, "mrr@10": 0.0392}}],
+        ("Mamba4Rec", "default"): [],  # pending
+    }
+    lines = reproduce.against_the_paper(results, paper)
+    assert "| SIGMA | 50 % | 50 % | 50 % |" in lines
+    assert "| SASRec | 100 % | 75 % | 100 % |" in lines
+    assert not any("Mamba4Rec" in line for line in lines)
+    assert "\nSIGMA is not ahead of SASRec on NDCG@10 in this run (0.0302 vs 0.0400, -24.5 %)." in lines
+    assert reproduce.against_the_paper(results, {}) == []
+
+
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
     reproduce = load_reproduce()
     args = reproduce.parse_args(["--dataset", "ml-100k", "--models", "SIGMA", "Mamba4Rec", "--seeds", "1", "2",
@@ -188,9 +205,12 @@ def test_harness_writes_the_table_the_grouped_table_and_the_figure(harness):
 def test_second_invocation_skips_the_finished_jobs(harness):
     before = {job: (harness["runs"] / job / "result.json").stat().st_mtime_ns for job in ("Mamba4Rec-s2020",
                                                                                          "SASRec-s2020")}
+    harness["output"].with_name("ml-100k.reading.md").write_text("Both models ran for one epoch only.\n")
     proc, wall = run_harness("--models", "Mamba4Rec", "SASRec", runs=harness["runs"], output=harness["output"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("finished earlier, skipped") == 2
+    assert "## Reading\n\nWritten by hand, from `ml-100k.reading.md`.\n\nBoth models ran for one epoch only.\n" in (
+        harness["output"].read_text())
     for job, mtime in before.items():
         assert (harness["runs"] / job / "result.json").stat().st_mtime_ns == mtime
         assert len((harness["runs"] / job / "attempts.jsonl").read_text().splitlines()) == 1
