@@ -138,6 +138,8 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert config["SIGMA-no_flip-s1"]["use_partial_flip"] is False
     assert config["SIGMA-no_gate-s1"]["use_ds_gate"] is False
     assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
+    assert reproduce.variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
+    assert reproduce.variant_overrides("Mamba4Rec", "dropout04") is None
     assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
     assert "use_partial_flip" not in config["SIGMA-s1"] and config["SIGMA-s2"]["seed"] == 2
     for cfg in config.values():
