@@ -562,6 +562,20 @@ def build_report(args, command, jobs, results, pending):
     if reading.is_file():  # hand-written prose about the tables above (kept beside the report)
         lines += ["## Reading", "", f"Written by hand, from `{reading.name}`.", "", reading.read_text().strip(), ""]
 
+    curves = {}
+    for job in jobs:
+        if (job["dir"] / "result.json").is_file():
+            scores = {e: r["valid_score"] for e, r in read_epochs(job["dir"] / "epochs.jsonl").items()
+                      if "valid_score" in r}
+            if scores:
+                curves[job["name"]] = scores
+    if curves:
+        png = args.output.with_name(args.output.stem + "-curves.png")
+        plot_curves(curves, png, title=f"{args.dataset}: validation during training")
+        lines += ["## Training curves", "", "Valid NDCG@10 after each epoch (dot: the best epoch, whose "
+                  "checkpoint is tested); training stops 10 validations after it.", "",
+                  f"![valid NDCG@10 per epoch]({png.name})", ""]
+
     finished = {label_of(*k): grouped_means(rows) for k, rows in results.items() if rows}
     if finished:
         png = args.output.with_name(args.output.stem + "-groups.png")
@@ -586,6 +600,31 @@ def build_report(args, command, jobs, results, pending):
         else:
             lines.append(f"| {job['name']} | {job['seed']} | - | - | - | - | - | - | pending ({job_state(job)}) |")
     return "\n".join(lines) + "\n"
+
+
+def plot_curves(curves, path, title=None):
+    """Valid NDCG@10 per epoch, one line per job, its best epoch marked: {label: {epoch: score}}."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, scores in curves.items():
+        epochs = sorted(scores)
+        line, = ax.plot([e + 1 for e in epochs], [scores[e] for e in epochs], linewidth=1.6, label=label)
+        best = min(epochs, key=lambda e: (-scores[e], e))  # RecBole keeps the first best
+        ax.plot([best + 1], [scores[best]], marker="o", color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("valid NDCG@10")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=120)
+    return str(path)
 
 
 def against_the_paper(results, paper):

@@ -202,6 +202,8 @@ def test_harness_writes_the_table_the_grouped_table_and_the_figure(harness):
     assert "medium, 6-20 (56 users)" in grouped_table and "| Mamba4Rec | " in grouped_table
     png = harness["output"].with_name("ml-100k-groups.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "ml-100k-groups.png" in text
+    curves = harness["output"].with_name("ml-100k-curves.png")
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "## Training curves" in text
 
 
 def test_second_invocation_skips_the_finished_jobs(harness):
