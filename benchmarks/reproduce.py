@@ -150,6 +150,19 @@ def job_config(model, variant, seed, args, job_dir):
 
 def plan_jobs(args):
     """[(key=(model, variant), seed, name, dir, config)], seeds outermost (a complete table sooner)."""
+    from recbole.model.abstract_recommender import SequentialRecommender
+
+    from recbole_sigma.errors import UnknownModelError
+    from recbole_sigma.quick_start import resolve_model
+
+    for model in args.models:
+        try:
+            model_class = resolve_model(model)
+        except UnknownModelError as e:
+            raise SystemExit(f"error: {e}") from None
+        if not issubclass(model_class, SequentialRecommender):
+            raise SystemExit(f"error: {model} is not a sequential recommender; the harness compares sequential "
+                             "models (leave-one-out next-item prediction, grouped by history length)")
     pairs = []
     for model in args.models:
         for variant in args.variants:

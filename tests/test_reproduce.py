@@ -150,6 +150,10 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert builtin["config"]["loss_type"] == "CE" and builtin["config"]["hidden_size"] == 64
     with pytest.raises(SystemExit, match="unknown variant"):
         reproduce.plan_jobs(reproduce.parse_args(["--models", "SIGMA", "--variants", "nope"]))
+    with pytest.raises(SystemExit, match="Pop is not a sequential recommender"):
+        reproduce.plan_jobs(reproduce.parse_args(["--models", "SIGMA", "Pop"]))
+    with pytest.raises(SystemExit, match="unknown model 'Nope'"):
+        reproduce.plan_jobs(reproduce.parse_args(["--models", "Nope"]))
 
 
 # ------------------------------------------------------------------------------------ end to end
