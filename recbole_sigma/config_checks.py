@@ -53,11 +53,24 @@ MODEL_KEYS = {
 }
 
 
+# Keys that change speed, not results: a config without them (a checkpoint written before they
+# existed) gets this default instead of an error.
+OPTIONAL_KEYS = {"length_buckets": True}
+
+
+def option(config, key):
+    """``config[key]``, or the default of an optional key when it is missing."""
+    value = config[key]
+    return OPTIONAL_KEYS[key] if value is None else value
+
+
 def check_model_config(model_name, config, max_seq_length):
     """Raise ConfigError on the first missing or invalid key of ``model_name``."""
     keys = dict(COMMON_KEYS, **MODEL_KEYS.get(model_name, {}))
     for key, (valid, allowed) in keys.items():
         value = config[key]
+        if value is None and key in OPTIONAL_KEYS:
+            continue
         if value is None:
             raise ConfigError(
                 f"{model_name}: config key {key!r} is missing; load the model's defaults with "

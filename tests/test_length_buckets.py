@@ -100,3 +100,8 @@ def test_invalid_length_buckets_value_is_rejected(make_model):
 
     with pytest.raises(ConfigError, match="length_buckets='yes' is invalid"):
         make_model("Mamba4Rec", length_buckets="yes")
+
+
+def test_a_config_without_the_key_gets_buckets(make_model):
+    """A checkpoint's config from before the key existed still builds its model, bucketed."""
+    assert make_model("SIGMA", length_buckets=None).length_buckets is True
