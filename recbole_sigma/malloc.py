@@ -7,6 +7,11 @@ batch). ``keep_freed_memory()`` serves them from the heap and never trims it, th
 ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>``. The process keeps its peak heap: the
 price is resident memory that stays at its high-water mark.
 
+With batches of varying shapes (length buckets) the never-trimmed heap fragments and its
+resident size creeps up over a long run (a 91-epoch Beauty run reached 9.5 GB). The trainer
+therefore calls ``release_free_memory()`` (glibc's ``malloc_trim``) after every training epoch:
+the resident set falls back to the live memory, for one epoch's worth of page faults.
+
 Set ``RECBOLE_SIGMA_MALLOC_TUNING=0`` to leave the allocator alone. A no-op off glibc.
 """
 import ctypes
@@ -32,3 +37,12 @@ def keep_freed_memory():
         return False
     _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
     return _applied
+
+
+def release_free_memory():
+    """Give the heap's free pages back to the OS (after ``keep_freed_memory``); whether it ran."""
+    if not _applied:
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc_trim(0)
+    return True

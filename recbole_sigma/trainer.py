@@ -49,6 +49,7 @@ import torch
 import torch.distributed as dist
 
 from recbole_sigma.errors import CheckpointError, NonFiniteLossError
+from recbole_sigma.malloc import release_free_memory
 
 FORMAT_VERSION = 1
 
@@ -239,6 +240,7 @@ class ReliableTrainerMixin:
         start = time.perf_counter()
         losses = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._trained_epoch = epoch_idx
+        release_free_memory()  # a fragmented, never-trimmed heap would otherwise creep up (malloc.py)
         if self.on_epoch is not None:
             loss = sum(losses) if isinstance(losses, tuple) else losses
             self.on_epoch({"epoch": epoch_idx, "train_s": time.perf_counter() - start, "loss": float(loss)})
