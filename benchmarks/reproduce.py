@@ -20,7 +20,8 @@ Every (model, variant, seed) is one job, trained in its own child process (this 
 and, once finished, ``result.json``. A job with a ``result.json`` is skipped (``--rerun`` redoes
 it); an unfinished one is resumed from its checkpoint (see ``train``). After every job the report
 (``--output``, default ``docs/results/<dataset>.md``) is rewritten from the ``result.json`` files:
-the overall table (mean +- std over seeds), the grouped-user table and its figure (PNG next to it).
+the overall table (mean +- std over seeds), measured / paper percentages, the training curves and
+the grouped-user table, with their figures (PNGs next to it), and ``<report>.reading.md`` if present.
 
 Identical data and evaluation settings for every model (``COMMON``): leave-one-out, time order,
 full-sort ranking over all items, the dataset YAML's MAX_ITEM_LIST_LENGTH, HR/NDCG/MRR@10,
