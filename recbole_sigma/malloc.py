@@ -20,13 +20,13 @@ import os
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-_applied = False
+_libc = None  # glibc, once the settings are in force
 
 
 def keep_freed_memory():
     """Apply the mallopt settings once per process; return whether they are in force."""
-    global _applied
-    if _applied:
+    global _libc
+    if _libc is not None:
         return True
     if os.environ.get("RECBOLE_SIGMA_MALLOC_TUNING", "1") == "0":
         return False
@@ -35,14 +35,14 @@ def keep_freed_memory():
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
         return False
-    _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    return _applied
+    if mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, 2**31 - 1):
+        _libc = libc
+    return _libc is not None
 
 
 def release_free_memory():
     """Give the heap's free pages back to the OS (after ``keep_freed_memory``); whether it ran."""
-    if not _applied:
+    if _libc is None:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.malloc_trim(0)
+    _libc.malloc_trim(0)
     return True
