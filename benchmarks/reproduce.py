@@ -14,7 +14,8 @@
 
 Every (model, variant, seed) is one job, trained in its own child process (this script with
 ``--child``, which calls ``recbole_sigma.run``), one at a time. A job lives in
-``<runs-dir>/<job>/`` (default ``runs/<dataset>/``): ``job.json`` (its exact config),
+``<runs-dir>/<job>/`` (default ``runs/<dataset>/``): ``job.json`` (its config and the YAML
+defaults it ran with; a started job whose effective settings differ from this invocation's is refused),
 ``train.log`` (the child's output; RecBole's own log is under ``log/`` there),
 ``checkpoints/``, ``epochs.jsonl`` (per-epoch train time, loss, valid score), ``attempts.jsonl``
 and, once finished, ``result.json``. A job with a ``result.json`` is skipped (``--rerun`` redoes
@@ -137,6 +138,21 @@ def job_name(model, variant, seed):
     return f"{model}-s{seed}" if variant == "default" else f"{model}-{variant}-s{seed}"
 
 
+def yaml_defaults(model, dataset, extra_files=()):
+    """What our YAML files (model, dataset, model-dataset) and ``--config_files`` set for a job,
+    merged in RecBole's order: recorded in job.json, so that a finished job whose YAML defaults
+    changed since is not taken for a run of today's defaults."""
+    import yaml
+
+    import recbole_sigma
+
+    merged = {}
+    for path in recbole_sigma.config_files(model, dataset) + list(extra_files):
+        with open(path) as f:
+            merged.update(yaml.safe_load(f) or {})
+    return json.loads(json.dumps(merged))
+
+
 def job_config(model, variant, seed, args, job_dir):
     config = json.loads(json.dumps(COMMON))
     if model not in OURS:
@@ -180,6 +196,7 @@ def plan_jobs(args):
             jobs.append({
                 "key": (model, variant), "model": model, "variant": variant, "seed": seed, "name": name,
                 "dir": job_dir, "config": job_config(model, variant, seed, args, job_dir),
+                "yaml_defaults": yaml_defaults(model, args.dataset, args.config_files),
             })
     return jobs
 
@@ -199,13 +216,26 @@ def has_checkpoint(job):
     return any((job["dir"] / "checkpoints").glob("*.pth"))
 
 
+def effective_config(config, yaml_values):
+    """The settings a job runs with: its YAML defaults under its config (variant, --set, COMMON)."""
+    return _comparable({**(yaml_values or {}), **config})
+
+
 def config_mismatch(job):
-    """Keys whose value differs between the stored job.json and this invocation's config."""
+    """Keys whose effective value differs between the stored job.json and this invocation.
+
+    Compared are the effective settings, not how they were given: a job run with
+    ``dropout_prob: 0.4`` as a variant override matches one where the YAML now says 0.4. A
+    job.json from before YAML defaults were recorded is compared on its config alone."""
     try:
         stored = json.loads((job["dir"] / "job.json").read_text())
     except (OSError, ValueError):
         return []
-    old, new = _comparable(stored.get("config", {})), _comparable(job["config"])
+    if "yaml_defaults" in stored:
+        old = effective_config(stored.get("config", {}), stored["yaml_defaults"])
+        new = effective_config(job["config"], job.get("yaml_defaults"))
+    else:
+        old, new = _comparable(stored.get("config", {})), _comparable(job["config"])
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
@@ -248,7 +278,7 @@ def run_job(job, command):
     spec = {
         "name": job["name"], "model": job["model"], "variant": job["variant"], "seed": job["seed"],
         "dataset": command["dataset"], "config": job["config"], "config_files": command["config_files"],
-        "command": command["line"],
+        "yaml_defaults": job.get("yaml_defaults"), "command": command["line"],
     }
     (job_dir / "job.json").write_text(json.dumps(spec, indent=2))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -421,6 +451,7 @@ def child_main(job_dir):
         "checkpoint": checkpoint,
         "config_files": recbole_sigma.config_files(spec["model"], spec["dataset"]) + (config_file_list or []),
         "config": spec["config"],
+        "yaml_defaults": spec.get("yaml_defaults"),
         "versions": versions(),
         "machine": machine(),
         "device": str(cfg["device"]),

@@ -156,6 +156,36 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
         reproduce.plan_jobs(reproduce.parse_args(["--models", "Nope"]))
 
 
+def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_included(tmp_path):
+    reproduce = load_reproduce()
+    args = reproduce.parse_args(["--dataset", "amazon-beauty", "--models", "SIGMA", "Mamba4Rec",
+                                 "--variants", "default", "dropout04", "--runs-dir", str(tmp_path)])
+    jobs = {j["name"]: j for j in reproduce.plan_jobs(args)}
+    sigma, dropout04, mamba = jobs["SIGMA-s2020"], jobs["SIGMA-dropout04-s2020"], jobs["Mamba4Rec-s2020"]
+    assert sigma["yaml_defaults"]["flip_remain"] == 5 and sigma["yaml_defaults"]["MAX_ITEM_LIST_LENGTH"] == 50
+    assert mamba["yaml_defaults"]["dropout_prob"] == 0.4  # properties/model_dataset/Mamba4Rec-amazon-beauty.yaml
+
+    def store(job, **changes):
+        spec = {"config": job["config"], "yaml_defaults": {**job["yaml_defaults"], **changes}}
+        job["dir"].mkdir(parents=True, exist_ok=True)
+        (job["dir"] / "job.json").write_text(json.dumps(spec))
+
+    store(sigma)
+    assert reproduce.config_mismatch(sigma) == []
+    store(sigma, d_state=16)  # the job ran when the YAML said d_state 16
+    assert reproduce.config_mismatch(sigma) == ["d_state"]
+    # a variant override and a YAML default with the same value are the same setting
+    store(dropout04)
+    dropout04_under_new_yaml = dict(dropout04, config=sigma["config"],
+                                    yaml_defaults={**sigma["yaml_defaults"], "dropout_prob": 0.4})
+    assert reproduce.config_mismatch(dropout04_under_new_yaml) == []
+    assert reproduce.config_mismatch(dict(dropout04, config=sigma["config"])) == ["dropout_prob"]
+    # a job.json from before YAML defaults were recorded: compared on its config alone
+    (mamba["dir"]).mkdir(parents=True)
+    (mamba["dir"] / "job.json").write_text(json.dumps({"config": {**mamba["config"], "seed": 1}}))
+    assert reproduce.config_mismatch(mamba) == ["seed"]
+
+
 # ------------------------------------------------------------------------------------ end to end
 def run_harness(*extra, runs, output):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
