@@ -482,8 +482,14 @@ def _fmt(values, digits=4):
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+# What a variant's row is also known as (tests/test_models.py shows the equivalence).
+ALSO_KNOWN_AS = {"no_flip": "= r >= L"}
+
+
 def label_of(model, variant):
-    return model if variant == "default" else f"{model} ({variant})"
+    if variant == "default":
+        return model
+    return f"{model} ({variant}{', ' + ALSO_KNOWN_AS[variant] if variant in ALSO_KNOWN_AS else ''})"
 
 
 def load_results(jobs):

@@ -195,3 +195,18 @@ def test_cuda_backend_with_an_unsupported_conv_kernel_is_rejected(make_model):
 def test_flip_remain_beyond_the_sequence_length_warns(make_model):
     with pytest.warns(UserWarning, match="flip_remain=12 >= MAX_ITEM_LIST_LENGTH=12"):
         make_model("SIGMA", flip_remain=12)
+
+
+def test_flip_remain_of_at_least_the_max_length_is_the_no_flip_ablation(make_model):
+    """Fig. 5's "r = N represents w/o flipping": same parameters (same seed), same scores, so the
+    r sweep's r >= L point is the no_flip job; it need not be trained twice."""
+    with pytest.warns(UserWarning, match="flip_remain"):
+        r_max = make_model("SIGMA", flip_remain=12).eval()
+    no_flip = make_model("SIGMA", use_partial_flip=False).eval()
+    assert [n for n, _ in r_max.named_parameters()] == [n for n, _ in no_flip.named_parameters()]
+    seq, lengths = padded_batch([12, 9, 5, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(r_max.forward(seq, lengths), no_flip.forward(seq, lengths), rtol=0, atol=0)
+    r5 = make_model("SIGMA", flip_remain=5).eval()  # and a flip that moves items does change them
+    with torch.no_grad():
+        assert not torch.allclose(r5.forward(seq, lengths), no_flip.forward(seq, lengths))
