@@ -697,7 +697,25 @@ def against_the_paper(results, paper):
                 verdict = "ahead of" if sigma[ndcg] > other[ndcg] else "not ahead of"
                 lines.append(f"\nSIGMA is {verdict} {model} on NDCG@10 in this run "
                              f"({sigma[ndcg]:.4f} vs {other[ndcg]:.4f}, {100 * (sigma[ndcg] / other[ndcg] - 1):+.1f} %).")
+        lines += ablation_effects(means, paper)
     return lines + [""]
+
+
+def ablation_effects(means, paper):
+    """Table 4 read the paper's way: each SIGMA variant's NDCG@10 relative to SIGMA's default,
+    in this run and in the paper (where it has the variant)."""
+    ndcg = METRICS.index("ndcg@10")
+    base, paper_base = means[("SIGMA", "default")][ndcg], paper.get(("SIGMA", "default"))
+    variants = [key for key in means if key[0] == "SIGMA" and key[1] != "default"]
+    if not variants:
+        return []
+    lines = ["", "Each SIGMA variant's NDCG@10 relative to SIGMA's default (Table 4 read the paper's way):", "",
+             "| variant | NDCG@10 vs default, this run | the same in the paper |", "| --- | ---: | ---: |"]
+    for key in variants:
+        theirs = paper.get(key)
+        in_paper = (f"{100 * (theirs[ndcg] / paper_base[ndcg] - 1):+.1f} %" if theirs and paper_base else "-")
+        lines.append(f"| {label_of(*key)} | {100 * (means[key][ndcg] / base - 1):+.1f} % | {in_paper} |")
+    return lines
 
 
 def _load(result):

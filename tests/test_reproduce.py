@@ -122,6 +122,12 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
     assert not any("Mamba4Rec" in line for line in lines)
     assert "\nSIGMA is not ahead of SASRec on NDCG@10 in this run (0.0302 vs 0.0400, -24.5 %)." in lines
     assert reproduce.against_the_paper(results, {}) == []
+    assert not any("relative to SIGMA's default" in line for line in lines)  # no variants yet
+    results[("SIGMA", "no_gru")] = [{"test": {"hit@10": 0.04, "ndcg@10": 0.0151, "mrr@10": 0.02}}]
+    results[("SIGMA", "r0")] = [{"test": {"hit@10": 0.04, "ndcg@10": 0.0332, "mrr@10": 0.02}}]
+    lines = reproduce.against_the_paper(results, paper)
+    assert "| SIGMA (no_gru) | -50.0 % | -22.2 % |" in lines  # paper: 0.0470 / 0.0604 - 1
+    assert "| SIGMA (r0) | +9.9 % | - |" in lines  # not in the paper's Table 4
 
 
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
