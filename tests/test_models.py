@@ -210,3 +210,16 @@ def test_flip_remain_of_at_least_the_max_length_is_the_no_flip_ablation(make_mod
     r5 = make_model("SIGMA", flip_remain=5).eval()  # and a flip that moves items does change them
     with torch.no_grad():
         assert not torch.allclose(r5.forward(seq, lengths), no_flip.forward(seq, lengths))
+
+
+def test_fixed_flip_shows_users_of_up_to_22_items_only_padding_before_their_last_position():
+    """The claim in README and the Beauty reading: with the public code's flip (L = 50, r = 5) the
+    flipped Mamba, which is causal, reads nothing but padding up to the predicting position of
+    every user with at most 22 items."""
+    max_len = 50
+    ids = torch.arange(1, max_len + 1, dtype=torch.float64).view(1, max_len, 1)  # position t holds t + 1
+    for length in (1, 8, 22, 23, 45):
+        x = torch.where(torch.arange(max_len).view(1, max_len, 1) < length, ids, torch.zeros_like(ids))  # 0 = pad
+        flipped = PartialFlip(remain=5, length_aware=False)(x, torch.tensor([length]))
+        seen = flipped[0, :length, 0]  # what the causal flipped branch reads up to position length - 1
+        assert bool((seen == 0).all()) == (length <= 22), length
