@@ -487,7 +487,8 @@ ALSO_KNOWN_AS = {"no_flip": "= r >= L"}
 def label_of(model, variant):
     if variant == "default":
         return model
-    return f"{model} ({variant}{', ' + ALSO_KNOWN_AS[variant] if variant in ALSO_KNOWN_AS else ''})"
+    alias = ALSO_KNOWN_AS.get(variant)
+    return f"{model} ({variant}, {alias})" if alias else f"{model} ({variant})"
 
 
 def load_results(jobs):
