@@ -71,6 +71,11 @@ VARIANTS = {
     "no_gru": (("SIGMA",), {"use_fe_gru": False}),  # Table 4 "w/o FE-GRU"
     # SIGMA gives no dropout and defers other details to the baselines' papers; Mamba4Rec uses 0.4 on Amazon.
     "dropout04": (("SIGMA",), {"dropout_prob": 0.4}),
+    # Diagnostics beyond Table 4 (why SIGMA trails Mamba4Rec): all three parts off, leaving two Mamba
+    # blocks on the same sequence, a1 (M0 + M0') W + b; and the public code's gate and mixing weights
+    # (M G + M, frozen 0.8 forward / 0.1 flipped / 0.1 GRU) on the paper's flip, two Mambas and GRU.
+    "two_mamba": (("SIGMA",), {"use_partial_flip": False, "use_ds_gate": False, "use_fe_gru": False}),
+    "public_gate_mix": (("SIGMA",), {"gate_mode": "public_code", "mix_weights": "public_code"}),
     "public_code": (
         ("SIGMA",),
         {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code",

@@ -7,6 +7,7 @@ from recbole_sigma.errors import ConfigError
 from recbole_sigma.model.layers import partial_flip, partial_flip_index
 from recbole_sigma.model.sigma import PartialFlip
 from tests.conftest import padded_batch
+from tests.test_reproduce import load_reproduce
 
 L = 10
 # expected gather index per (length, remain), written out by hand; L = 10
@@ -69,6 +70,34 @@ def test_pf_mamba_without_flip_and_with_shared_mamba_is_twice_the_gated_forward(
     m_fwd, m_flip = block.pf_mamba(h0, torch.tensor([12, 5, 1]))
     expected = 2 * block.gate(h0) * block.mamba(h0)
     torch.testing.assert_close(m_fwd + m_flip, expected, rtol=1e-6, atol=1e-6)
+
+
+def _variant(name):
+    """The config overrides of one of the reproduction harness's named variants."""
+    return load_reproduce().variant_overrides("SIGMA", name)
+
+
+def test_two_mamba_variant_is_the_projected_sum_of_two_mambas_on_the_same_sequence(make_model):
+    block = make_model("SIGMA", **_variant("two_mamba")).layers[0].mixer.eval()
+    h0 = torch.randn(3, 12, 16)
+    expected = block.projection(block.a1 * (block.mamba(h0) + block.mamba_flip(h0)))
+    torch.testing.assert_close(block(h0, torch.tensor([12, 5, 1])), expected)
+    assert block.flip is None and block.fe_gru is None and not hasattr(block, "gate")
+
+
+def test_public_gate_mix_variant_computes_the_public_codes_gate_and_frozen_mix(make_model):
+    block = make_model("SIGMA", **_variant("public_gate_mix")).layers[0].mixer.eval()
+    h0, lengths = torch.randn(3, 12, 16), torch.tensor([12, 7, 2])
+    h0f = partial_flip(h0, lengths, 5)  # the paper's flip stays on
+    g = block.gate
+    u, uf = g.dense_fwd(h0) + h0, g.dense_flip(h0f) + h0f
+    g_fwd = g.silu_proj(torch.nn.functional.silu(u)) + g.sigmoid_proj(torch.sigmoid(u))
+    g_flip = g.silu_proj(torch.nn.functional.silu(uf)) + g.sigmoid_proj(torch.sigmoid(g_fwd))
+    m, mf = block.mamba(h0), block.mamba_flip(h0f)
+    w = torch.softmax(torch.tensor([0.1, 0.1, 0.8]), 0)  # (GRU, flipped, forward)
+    z0 = w[2] * (m * g_fwd + m) + w[1] * (mf * g_flip + mf) + w[0] * block.fe_gru(h0)
+    torch.testing.assert_close(block(h0, lengths), block.projection(z0))
+    assert not any(n in ("a1", "a2") for n, _ in block.named_parameters())
 
 
 def test_ds_gate_is_silu_plus_sigmoid_of_its_pre_activation(make_model):
