@@ -285,20 +285,53 @@ def run_job(job, command):
     }
     (job_dir / "job.json").write_text(json.dumps(spec, indent=2))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    record_lost_attempt(job_dir)
     started = time.time()
     with open(job_dir / "train.log", "a") as log:
-        log.write(f"\n===== {now()} attempt: {' '.join(map(shlex.quote, child_command(job_dir)))}\n")
+        log.write(f"\n===== {now()} {ATTEMPT_MARK} {' '.join(map(shlex.quote, child_command(job_dir)))}\n")
         log.flush()
         proc = subprocess.Popen(child_command(job_dir), cwd=job_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
         _CHILD["proc"] = proc
         try:
-            rc = proc.wait()
+            rc = wait_with_heartbeat(proc, job_dir / HEARTBEAT_FILE, started)
         finally:
             _CHILD["proc"] = None
-    with open(job_dir / "attempts.jsonl", "a") as f:
-        attempt = {"started": iso(started), "finished": now(), "wall_s": time.time() - started, "rc": rc}
-        f.write(json.dumps(attempt) + "\n")
+    record_attempt(job_dir, started, time.time(), rc)
+    (job_dir / HEARTBEAT_FILE).unlink(missing_ok=True)
     return rc
+
+
+# A running attempt rewrites HEARTBEAT_FILE every HEARTBEAT_S seconds. When the whole process tree
+# dies (a session ends, the machine stops) nothing else records the attempt: the next run finds the
+# file and records that attempt up to its last heartbeat, so wall times lose at most HEARTBEAT_S.
+ATTEMPT_MARK = "attempt:"
+HEARTBEAT_FILE = "attempt.json"
+HEARTBEAT_S = 60
+
+
+def wait_with_heartbeat(proc, heartbeat, started, every=None):
+    """proc.wait(), rewriting ``heartbeat`` with {started, alive} meanwhile; the exit code."""
+    while True:
+        heartbeat.write_text(json.dumps({"started": started, "alive": time.time()}))
+        try:
+            return proc.wait(timeout=every or HEARTBEAT_S)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def record_attempt(job_dir, started, finished, rc):
+    with open(job_dir / "attempts.jsonl", "a") as f:
+        attempt = {"started": iso(started), "finished": iso(finished), "wall_s": finished - started, "rc": rc}
+        f.write(json.dumps(attempt) + "\n")
+
+
+def record_lost_attempt(job_dir):
+    """An attempt killed with this process left its heartbeat: record it up to its last sign of life."""
+    heartbeat = job_dir / HEARTBEAT_FILE
+    if heartbeat.is_file():
+        beat = json.loads(heartbeat.read_text())
+        record_attempt(job_dir, beat["started"], beat["alive"], "lost")
+        heartbeat.unlink()
 
 
 def child_command(job_dir):
@@ -511,10 +544,19 @@ def load_results(jobs):
             if attempts.is_file():
                 walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
                 result["total_wall_s"] = sum(walls)
+                result["unrecorded_attempts"] = count_attempts(job["dir"] / "train.log") - len(walls)
             results[job["key"]].append(result)
         else:
             pending.append(job["name"])
     return results, pending
+
+
+def count_attempts(train_log):
+    """Attempts started, from the marker line run_job writes at the head of each in train.log."""
+    if not train_log.is_file():
+        return 0
+    with open(train_log) as f:
+        return sum(line.startswith("===== ") and f" {ATTEMPT_MARK} " in line for line in f)
 
 
 def grouped_means(rows):
@@ -645,15 +687,22 @@ def build_report(args, command, jobs, results, pending):
               "comparable.",
               "", "| job | seed | started | finished | wall min | epochs | resumed | load | checkpoint |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    unrecorded = 0
     for job in jobs:
         path = job["dir"] / "result.json"
         if path.is_file():
             r = next(x for x in results[job["key"]] if x["name"] == job["name"])
+            lost = r.get("unrecorded_attempts", 0)
+            unrecorded += lost
             lines.append(f"| {job['name']} | {job['seed']} | {r['started']} | {r['finished']} | "
-                         f"{r.get('total_wall_s', r['wall_s']) / 60:.1f} | {r['epochs_trained']} | "
+                         f"{r.get('total_wall_s', r['wall_s']) / 60:.1f}{f' (+{lost} unrecorded)' if lost else ''} | "
+                         f"{r['epochs_trained']} | "
                          f"{'yes' if r['resumed'] else 'no'} | {_load(r)} | `{Path(r['checkpoint']).name}` |")
         else:
             lines.append(f"| {job['name']} | {job['seed']} | - | - | - | - | - | - | pending ({job_state(job)}) |")
+    if unrecorded:
+        lines += ["", f"Unrecorded: {unrecorded} attempt(s) killed with the harness before it kept a heartbeat "
+                  "(train.log shows where each began); their wall time is missing from the wall times above."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -271,6 +272,10 @@ def test_unfinished_job_resumes_from_its_checkpoint_without_retraining(harness):
     job = harness["runs"] / "Mamba4Rec-s2020"
     first = result_of(harness, "Mamba4Rec-s2020")
     (job / "result.json").unlink()  # as if the child died after training, before writing its result
+    # ... with the harness itself, whose last heartbeat came 40 s after that attempt started
+    with open(job / "train.log", "a") as log:
+        log.write("\n===== 2026-01-01T00:00:00+00:00 attempt: python reproduce.py --child ...\n")
+    (job / "attempt.json").write_text(json.dumps({"started": 1000.0, "alive": 1040.0}))
     proc, _ = run_harness("--models", "Mamba4Rec", "--dry-run", runs=harness["runs"], output=harness["output"])
     assert "Mamba4Rec-s2020" in proc.stdout and "resume" in proc.stdout
     proc, _ = run_harness("--models", "Mamba4Rec", "SASRec", runs=harness["runs"], output=harness["output"])
@@ -279,7 +284,37 @@ def test_unfinished_job_resumes_from_its_checkpoint_without_retraining(harness):
     again = result_of(harness, "Mamba4Rec-s2020")
     assert again["resumed"] is True and again["epochs_trained"] == 1  # the epoch was not trained again
     assert again["test"] == first["test"] and again["grouped"]["overall"] == first["grouped"]["overall"]
-    assert len((job / "attempts.jsonl").read_text().splitlines()) == 2
+    attempts = [json.loads(line) for line in (job / "attempts.jsonl").read_text().splitlines()]
+    assert [a["rc"] for a in attempts] == [0, "lost", 0] and attempts[1]["wall_s"] == 40.0
+    assert not (job / "attempt.json").exists()
+    wall = next(line for line in harness["output"].read_text().splitlines() if line.startswith("| Mamba4Rec-s2020 |"))
+    assert f"| {sum(a['wall_s'] for a in attempts) / 60:.1f} |" in wall and "unrecorded" not in wall
+
+
+def test_an_attempt_without_a_record_or_heartbeat_is_reported_as_unrecorded(harness, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(harness["runs"] / "SASRec-s2020", runs / "SASRec-s2020")
+    with open(runs / "SASRec-s2020" / "train.log", "a") as log:  # killed before the harness kept a heartbeat
+        log.write("\n===== 2026-01-01T00:00:00+00:00 attempt: python reproduce.py --child ...\n")
+    proc, _ = run_harness("--models", "SASRec", "--report-only", runs=runs, output=tmp_path / "r.md")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / "r.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| SASRec-s2020 |"))
+    assert "(+1 unrecorded)" in row and "Unrecorded: 1 attempt(s)" in text
+
+
+def test_the_heartbeat_of_a_running_attempt_records_it_when_its_harness_dies(tmp_path):
+    reproduce = load_reproduce()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    started = time.time()
+    assert reproduce.wait_with_heartbeat(proc, tmp_path / "attempt.json", started, every=0.05) == 0
+    beat = json.loads((tmp_path / "attempt.json").read_text())  # as a killed harness would leave it
+    assert beat["started"] == started and 0.3 < beat["alive"] - started < 5
+    reproduce.record_lost_attempt(tmp_path)
+    reproduce.record_lost_attempt(tmp_path)  # nothing left to record the second time
+    attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    assert len(attempts) == 1 and attempts[0]["rc"] == "lost"
+    assert attempts[0]["wall_s"] == pytest.approx(beat["alive"] - started)
 
 
 def test_grouped_eval_cli_on_a_checkpoint_equals_recbole_s_own_evaluation(harness, tmp_path):
