@@ -544,7 +544,7 @@ def load_results(jobs):
             if attempts.is_file():
                 walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
                 result["total_wall_s"] = sum(walls)
-                result["unrecorded_attempts"] = count_attempts(job["dir"] / "train.log") - len(walls)
+                result["unrecorded_attempts"] = max(0, count_attempts(job["dir"] / "train.log") - len(walls))
             results[job["key"]].append(result)
         else:
             pending.append(job["name"])
