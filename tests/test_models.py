@@ -6,8 +6,7 @@ import torch
 from recbole_sigma.errors import ConfigError
 from recbole_sigma.model.layers import partial_flip, partial_flip_index
 from recbole_sigma.model.sigma import PartialFlip
-from tests.conftest import padded_batch
-from tests.test_reproduce import load_reproduce
+from tests.conftest import load_reproduce, padded_batch
 
 L = 10
 # expected gather index per (length, remain), written out by hand; L = 10
