@@ -34,6 +34,7 @@ COMMON_KEYS = {
 }
 
 MODEL_KEYS = {
+    "SASRec": {"length_buckets": _BOOL},  # RecBole's own keys are RecBole's to check
     "Mamba4Rec": {"length_buckets": _BOOL},
     "EchoMamba4Rec": {"length_buckets": _BOOL},
     "SIGMA": {
@@ -66,18 +67,7 @@ def option(config, key):
 
 def check_model_config(model_name, config, max_seq_length):
     """Raise ConfigError on the first missing or invalid key of ``model_name``."""
-    keys = dict(COMMON_KEYS, **MODEL_KEYS.get(model_name, {}))
-    for key, (valid, allowed) in keys.items():
-        value = config[key]
-        if value is None and key in OPTIONAL_KEYS:
-            continue
-        if value is None:
-            raise ConfigError(
-                f"{model_name}: config key {key!r} is missing; load the model's defaults with "
-                f"recbole_sigma.config_files({model_name!r}, dataset) (expected {allowed})"
-            )
-        if not valid(value):
-            raise ConfigError(f"{model_name}: {key}={value!r} is invalid; expected {allowed}")
+    check_keys(model_name, config, dict(COMMON_KEYS, **MODEL_KEYS.get(model_name, {})))
     if config["mamba_backend"] == "cuda" and not 2 <= config["d_conv"] <= 4:
         raise ConfigError(
             f"{model_name}: d_conv={config['d_conv']!r} is invalid with mamba_backend='cuda'; "
@@ -89,3 +79,18 @@ def check_model_config(model_name, config, max_seq_length):
             "the partial flip leaves every sequence unchanged",
             stacklevel=3,
         )
+
+
+def check_keys(model_name, config, keys):
+    """Raise ConfigError on the first missing or invalid one of ``keys`` ({key: (valid, allowed)})."""
+    for key, (valid, allowed) in keys.items():
+        value = config[key]
+        if value is None and key in OPTIONAL_KEYS:
+            continue
+        if value is None:
+            raise ConfigError(
+                f"{model_name}: config key {key!r} is missing; load the model's defaults with "
+                f"recbole_sigma.config_files({model_name!r}, dataset) (expected {allowed})"
+            )
+        if not valid(value):
+            raise ConfigError(f"{model_name}: {key}={value!r} is invalid; expected {allowed}")

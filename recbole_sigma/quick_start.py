@@ -25,7 +25,7 @@ from recbole_sigma.errors import (
     RecBoleSigmaError,
     UnknownModelError,
 )
-from recbole_sigma.model import MODELS
+from recbole_sigma.model import BASELINES, MODELS
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 RECBOLE_MODEL_GROUPS = (
@@ -78,11 +78,12 @@ def recbole_model_names():
 
 
 def resolve_model(model):
-    """A model class from a class or a name: ours first, then RecBole's built-in ones."""
+    """A model class from a class or a name: ours first (SASRec: RecBole's, length-bucketed),
+    then RecBole's built-in ones."""
     if not isinstance(model, str):
         return model
-    if model in MODELS:
-        return MODELS[model]
+    if model in MODELS or model in BASELINES:
+        return {**MODELS, **BASELINES}[model]
     from recbole.utils import get_model
 
     try:

@@ -1,4 +1,6 @@
 """Length buckets: a batch run as trimmed groups gives the padded batch's outputs and gradients."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,7 +25,8 @@ def test_groups_are_powers_of_two_and_keep_the_lookahead():
 
 
 def outputs_and_grads(model, seq, lengths, buckets):
-    model.length_buckets = buckets
+    if buckets is not None:
+        model.length_buckets = buckets
     model.zero_grad()
     out = model(seq, lengths)
     (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
@@ -105,3 +108,61 @@ def test_invalid_length_buckets_value_is_rejected(make_model):
 def test_a_config_without_the_key_gets_buckets(make_model):
     """A checkpoint's config from before the key existed still builds its model, bucketed."""
     assert make_model("SIGMA", length_buckets=None).length_buckets is True
+
+
+def sasrec_pair(**overrides):
+    """RecBole's SASRec and ours, with the same weights, from RecBole's YAML defaults."""
+    import recbole
+    import yaml
+    from recbole.model.sequential_recommender.sasrec import SASRec as RecBoleSASRec
+
+    from recbole_sigma.model import SASRec
+    from tests.conftest import FakeDataset, model_config
+
+    recbole_yaml = Path(recbole.__file__).parent / "properties" / "model" / "SASRec.yaml"
+    config = model_config("SASRec", **yaml.safe_load(open(recbole_yaml)))
+    config.update(hidden_size=16, inner_size=32, layer_norm_eps=1e-12, **overrides)  # YAML reads 1e-12 as a string
+    torch.manual_seed(0)
+    reference = RecBoleSASRec(config, FakeDataset(30))
+    ours = SASRec(config, FakeDataset(30))
+    ours.load_state_dict(reference.state_dict())  # same parameter names: checkpoints load either way
+    return reference.double().eval(), ours.double().eval()
+
+
+def test_sasrec_is_recboles_with_bucketed_forward_and_backward():
+    reference, ours = sasrec_pair()
+    assert ours.length_buckets is True
+    seq, lengths = padded_batch(LENGTHS)
+    expected, expected_grads = outputs_and_grads(reference, seq, lengths, buckets=None)
+    got, grads = outputs_and_grads(ours, seq, lengths, buckets=True)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    assert grads.keys() == expected_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-9, atol=1e-12)
+
+
+def test_sasrec_bucketing_is_real_and_can_be_switched_off(monkeypatch):
+    from recbole.model.sequential_recommender.sasrec import SASRec as RecBoleSASRec
+
+    reference, ours = sasrec_pair()
+    widths = []
+    original = RecBoleSASRec.forward
+    monkeypatch.setattr(RecBoleSASRec, "forward", lambda self, s, n: widths.append(s.shape[1]) or original(self, s, n))
+    seq, lengths = padded_batch(LENGTHS)
+    ours(seq, lengths)
+    assert sorted(widths) == [1, 2, 4, 8, 12]  # groups 1, 2, 3-4, 5-8, 9-12
+    widths.clear()
+    ours.length_buckets = False
+    ours(seq, lengths)
+    assert widths == [12]
+
+
+def test_sasrec_resolves_to_ours_and_rejects_a_bad_switch():
+    from recbole.model.sequential_recommender.sasrec import SASRec as RecBoleSASRec
+
+    from recbole_sigma.errors import ConfigError
+    from recbole_sigma.quick_start import resolve_model
+
+    assert resolve_model("SASRec") is not RecBoleSASRec and issubclass(resolve_model("SASRec"), RecBoleSASRec)
+    with pytest.raises(ConfigError, match="SASRec: length_buckets='no' is invalid"):
+        sasrec_pair(length_buckets="no")

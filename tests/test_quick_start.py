@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_models_resolve_by_name_ours_and_recbole_s():
     assert resolve_model("SIGMA") is recbole_sigma.SIGMA
     assert resolve_model("Mamba4Rec") is recbole_sigma.Mamba4Rec
-    assert resolve_model("SASRec").__name__ == "SASRec"
+    assert resolve_model("SASRec") is recbole_sigma.model.SASRec  # RecBole's, length-bucketed
+    assert resolve_model("GRU4Rec").__module__ == "recbole.model.sequential_recommender.gru4rec"
 
 
 def test_unknown_model_lists_the_available_ones():
@@ -33,7 +34,8 @@ def test_unknown_model_lists_the_available_ones():
 def test_config_files_order_model_dataset_and_model_dataset():
     files = [Path(f).relative_to(ROOT / "properties").as_posix() for f in config_files("Mamba4Rec", "amazon-beauty")]
     assert files == ["model/Mamba4Rec.yaml", "dataset/amazon-beauty.yaml", "model_dataset/Mamba4Rec-amazon-beauty.yaml"]
-    assert config_files("SASRec", "ml-100k") == []
+    assert config_files("GRU4Rec", "ml-100k") == []  # RecBole's model: RecBole's YAML only
+    assert [Path(f).name for f in config_files("SASRec", "ml-100k")] == ["SASRec.yaml"]  # + length_buckets
 
 
 def test_yaml_defaults_reach_recbole_config_and_user_keys_win():

@@ -78,14 +78,13 @@ class MambaSequentialRecommender(SequentialRecommender):
         h = self.LayerNorm(self.dropout(self.item_embedding(item_seq)))  # (B, L, D)
         h = self.stack_padded(h, item_seq_len)
         lookahead = self.lookahead() if self.length_buckets else None
+
+        def last_output(h, lengths):
+            return self.gather_indexes(self.stack(h, lengths), lengths - 1)
+
         if lookahead is None:
-            return self.gather_indexes(self.stack(h, item_seq_len), item_seq_len - 1)
-        rows, outputs = [], []
-        for index, width in length_buckets(item_seq_len, h.shape[1], lookahead):
-            lengths = item_seq_len[index]
-            outputs.append(self.gather_indexes(self.stack(h[index, :width], lengths), lengths - 1))
-            rows.append(index)
-        return torch.cat(outputs)[torch.argsort(torch.cat(rows))]  # back to the batch's order
+            return last_output(h, item_seq_len)
+        return in_length_buckets(last_output, h, item_seq_len, lookahead)
 
     def stack_padded(self, h, item_seq_len):
         """The part of the layer stack that must see the whole padded batch: none by default."""
@@ -116,6 +115,16 @@ class MambaSequentialRecommender(SequentialRecommender):
     def full_sort_predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return seq_output @ self.item_embedding.weight.t()  # (B, n_items)
+
+
+def in_length_buckets(fn, x, item_seq_len, lookahead):
+    """``fn(x, item_seq_len) -> (B, ...)`` run on each of :func:`length_buckets`' groups of rows,
+    each trimmed to its width; the rows come back in the batch's order."""
+    rows, outputs = [], []
+    for index, width in length_buckets(item_seq_len, x.shape[1], lookahead):
+        outputs.append(fn(x[index, :width], item_seq_len[index]))
+        rows.append(index)
+    return torch.cat(outputs)[torch.argsort(torch.cat(rows))]
 
 
 def length_buckets(item_seq_len, max_len, lookahead):
