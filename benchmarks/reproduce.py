@@ -26,7 +26,8 @@ Identical data and evaluation settings for every model (``COMMON``): leave-one-o
 full-sort ranking over all items, the dataset YAML's MAX_ITEM_LIST_LENGTH, HR/NDCG/MRR@10,
 NDCG@10 for early stopping (patience 10), batch 2048, Adam lr 1e-3, hidden size 64. Each model
 keeps its own YAML defaults (``recbole_sigma.config_files``); RecBole's built-ins (SASRec,
-GRU4Rec, BERT4Rec, FEARec) keep RecBole's, with CE loss and no negative sampling (``BUILTIN``).
+GRU4Rec, BERT4Rec, FEARec) keep RecBole's, with CE loss and no negative sampling (``BUILTIN``);
+SASRec runs as ``recbole_sigma.model.SASRec`` (RecBole's, length-bucketed: same outputs, faster).
 """
 import argparse
 import ast
@@ -579,6 +580,7 @@ def grouped_means(rows):
 
 def build_report(args, command, jobs, results, pending):
     from recbole_sigma.grouped_eval import format_table, plot_groups
+    from recbole_sigma.quick_start import resolve_model
 
     done = [r for rows in results.values() for r in rows]
     lines = [f"# {args.dataset}: SIGMA paper reproduction", ""]
@@ -611,6 +613,10 @@ def build_report(args, command, jobs, results, pending):
                      f"MAX_ITEM_LIST_LENGTH {d['max_item_list_length']}; eval_args {d['eval_args']}")
     lines.append(f"- settings for every model: `{json.dumps(COMMON)}`; RecBole's built-ins also "
                  f"`{json.dumps(BUILTIN)}`; `--set` {json.dumps(args.overrides) if args.overrides else 'none'}")
+    modules = {m: resolve_model(m).__module__ for m, _ in results}
+    lines.append("- model classes: " + ", ".join(f"{m} `{module}`" for m, module in modules.items())
+                 + ("; `recbole_sigma.model.sasrec` is RecBole's SASRec with a length-bucketed forward "
+                    "(same outputs)" if "recbole_sigma.model.sasrec" in modules.values() else ""))
     used = sorted({v for _, v in results})
     for variant in used:
         if variant != "default":

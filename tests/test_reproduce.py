@@ -213,6 +213,8 @@ def test_harness_writes_the_table_the_grouped_table_and_the_figure(harness):
     text = harness["output"].read_text()
     assert text in harness["proc"].stdout  # printed too
     assert "python benchmarks/reproduce.py --dataset ml-100k" in text and "torch 2." in text and "cores" in text
+    assert ("- model classes: Mamba4Rec `recbole_sigma.model.mamba4rec`, SASRec `recbole_sigma.model.sasrec`; "
+            "`recbole_sigma.model.sasrec` is RecBole's SASRec with a length-bucketed forward") in text
     table = text.split("## Test metrics")[1].split("##")[0]
     for model in ("Mamba4Rec", "SASRec"):
         assert f"| {model} | 1/1 | " in table
