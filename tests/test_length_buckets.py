@@ -33,6 +33,14 @@ def outputs_and_grads(model, seq, lengths, buckets):
     return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def assert_same_outputs_and_grads(got, expected):
+    (out, grads), (expected_out, expected_grads) = got, expected
+    torch.testing.assert_close(out, expected_out, rtol=1e-10, atol=1e-12)
+    assert grads.keys() == expected_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-9, atol=1e-12)
+
+
 CASES = [
     ("Mamba4Rec", {}),
     ("Mamba4Rec", {"num_layers": 2}),
@@ -50,12 +58,9 @@ def test_bucketed_forward_and_backward_equal_the_padded_ones(make_model, name, o
     model = make_model(name, **overrides).double().eval()  # eval: no dropout, so both runs see the same net
     assert model.lookahead() is not None
     seq, lengths = padded_batch(LENGTHS)
-    padded, padded_grads = outputs_and_grads(model, seq, lengths, buckets=False)
-    bucketed, bucketed_grads = outputs_and_grads(model, seq, lengths, buckets=True)
-    torch.testing.assert_close(bucketed, padded, rtol=1e-10, atol=1e-12)
-    assert bucketed_grads.keys() == padded_grads.keys()
-    for name in padded_grads:
-        torch.testing.assert_close(bucketed_grads[name], padded_grads[name], rtol=1e-9, atol=1e-12)
+    assert_same_outputs_and_grads(
+        outputs_and_grads(model, seq, lengths, buckets=True), outputs_and_grads(model, seq, lengths, buckets=False)
+    )
 
 
 @pytest.mark.parametrize("name,overrides", CASES)
@@ -133,12 +138,9 @@ def test_sasrec_is_recboles_with_bucketed_forward_and_backward():
     reference, ours = sasrec_pair()
     assert ours.length_buckets is True
     seq, lengths = padded_batch(LENGTHS)
-    expected, expected_grads = outputs_and_grads(reference, seq, lengths, buckets=None)
-    got, grads = outputs_and_grads(ours, seq, lengths, buckets=True)
-    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
-    assert grads.keys() == expected_grads.keys()
-    for name in grads:
-        torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-9, atol=1e-12)
+    assert_same_outputs_and_grads(
+        outputs_and_grads(ours, seq, lengths, buckets=True), outputs_and_grads(reference, seq, lengths, buckets=None)
+    )
 
 
 def test_sasrec_bucketing_is_real_and_can_be_switched_off(monkeypatch):
