@@ -82,8 +82,9 @@ def resolve_model(model):
     then RecBole's built-in ones."""
     if not isinstance(model, str):
         return model
-    if model in MODELS or model in BASELINES:
-        return {**MODELS, **BASELINES}[model]
+    ours = {**MODELS, **BASELINES}
+    if model in ours:
+        return ours[model]
     from recbole.utils import get_model
 
     try:
