@@ -73,15 +73,13 @@ VARIANTS = {
     # SIGMA gives no dropout and defers other details to the baselines' papers; Mamba4Rec uses 0.4 on Amazon.
     "dropout04": (("SIGMA",), {"dropout_prob": 0.4}),
     # Diagnostics beyond Table 4 (why SIGMA trails Mamba4Rec): all three parts off, leaving two Mamba
-    # blocks on the same sequence, a1 (M0 + M0') W + b; and the public code's gate and mixing weights
-    # (M G + M, frozen 0.8 forward / 0.1 flipped / 0.1 GRU) on the paper's flip, two Mambas and GRU.
+    # blocks on the same sequence, a1 (M0 + M0') W + b; and the public code's gate with mixing weights
+    # frozen at softmax([0.1, 0.1, 0.8]) (0.50 forward / 0.25 flipped / 0.25 GRU; an earlier reading of
+    # that code, which trains them from the raw values) on the paper's flip, two Mambas and GRU.
     "two_mamba": (("SIGMA",), {"use_partial_flip": False, "use_ds_gate": False, "use_fe_gru": False}),
-    "public_gate_mix": (("SIGMA",), {"gate_mode": "public_code", "mix_weights": "public_code"}),
-    "public_code": (
-        ("SIGMA",),
-        {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code",
-         "mix_weights": "public_code", "gru_bias": False, "mamba_init": "public_code"},
-    ),
+    "public_gate_mix": (("SIGMA",), {"gate_mode": "public_code", "mix_weights": "frozen_softmax"}),
+    # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py).
+    "public_code": (("SIGMA",), {"sigma_variant": "public_code"}),
 }
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")

@@ -49,14 +49,15 @@ MODEL_KEYS = {
         "gru_bias": _BOOL,
         "flip_mode": _choice("length_aware", "fixed"),
         "gate_mode": _choice("paper", "public_code"),
-        "mix_weights": _choice("trainable", "public_code"),
+        "mix_weights": _choice("trainable", "public_code", "frozen_softmax"),
+        "sigma_variant": _choice("paper", "public_code"),
     },
 }
 
 
-# Keys that change speed, not results: a config without them (a checkpoint written before they
-# existed) gets this default instead of an error.
-OPTIONAL_KEYS = {"length_buckets": True}
+# Keys a config may lack (a checkpoint written before they existed): it gets this default, which
+# is what such a config computed, instead of an error.
+OPTIONAL_KEYS = {"length_buckets": True, "sigma_variant": "paper"}
 
 
 def option(config, key):

@@ -48,6 +48,9 @@ CASES = [
     ("SIGMA", {"num_layers": 2, "gate_conv_kernel": 5, "gru_conv_kernel": 4}),
     ("SIGMA", {"gate_mode": "public_code", "share_mamba": True, "mix_weights": "public_code"}),
     ("SIGMA", {"use_ds_gate": False, "use_fe_gru": False, "flip_remain": 0}),
+    # the public code's fixed flip (first L - r = 7 positions): short rows' flipped prefixes are padding
+    ("SIGMA", {"sigma_variant": "public_code"}),
+    ("SIGMA", {"flip_mode": "fixed", "flip_remain": 2}),
     ("EchoMamba4Rec", {}),
     ("EchoMamba4Rec", {"num_layers": 2}),
 ]
@@ -91,7 +94,9 @@ def test_a_short_lookahead_would_change_the_outputs(make_model):
     assert not torch.allclose(trimmed[1], full[1])
 
 
-@pytest.mark.parametrize("name,overrides", [("SIGMA", {"flip_mode": "fixed"}), ("Mamba4Rec", {"length_buckets": False})])
+@pytest.mark.parametrize(
+    "name,overrides", [("SIGMA", {"flip_mode": "fixed", "num_layers": 2}), ("Mamba4Rec", {"length_buckets": False})]
+)
 def test_without_a_lookahead_or_with_buckets_off_the_stack_runs_padded(make_model, name, overrides, monkeypatch):
     model = make_model(name, **overrides).eval()
     calls = []

@@ -8,7 +8,8 @@ Beauty training sequence has 8.4 items on average, so most of a padded batch is 
 model's ``stack`` reads at most ``lookahead()`` positions after the last valid item, ``forward``
 runs it on groups of similar length, each trimmed to its longest sequence plus that look-ahead:
 the same outputs (to float rounding) for about a quarter of the work. A model whose first layers
-must see the padding (ECHO's spectral filter) runs them in ``stack_padded`` on the whole batch."""
+must see the padding (ECHO's spectral filter, SIGMA's fixed flip) runs them in ``stack_padded``
+on the whole batch."""
 import torch
 import torch.nn as nn
 from recbole.model.abstract_recommender import SequentialRecommender

@@ -27,7 +27,7 @@ class MixerLayer(nn.Module):
     """mixer -> dropout -> LayerNorm (with a residual only when layers are stacked) -> FFN.
 
     The layer of Mamba4Rec (mixer = one Mamba block) and of SIGMA (mixer = one G-Mamba block).
-    The mixer is called as ``mixer(x, item_seq_len)``.
+    The mixer is called as ``mixer(x, item_seq_len, *mixer_args)``.
     """
 
     def __init__(self, mixer, d_model, dropout, residual):
@@ -38,8 +38,8 @@ class MixerLayer(nn.Module):
         self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
         self.ffn = PointWiseFeedForward(d_model, 4 * d_model, dropout)
 
-    def forward(self, x, item_seq_len):  # (B, L, D), (B,) -> (B, L, D)
-        h = self.dropout(self.mixer(x, item_seq_len))
+    def forward(self, x, item_seq_len, *mixer_args):  # (B, L, D), (B,) -> (B, L, D)
+        h = self.dropout(self.mixer(x, item_seq_len, *mixer_args))
         h = self.LayerNorm(h + x if self.residual else h)
         return self.ffn(h)
 

@@ -16,18 +16,52 @@ One G-Mamba layer, on H0 = LayerNorm(dropout(embedding)) of shape (B, L, D):
 Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a switched-off part
 creates no parameters. The public code's departures from the paper are switches too
 (``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``mamba_init``);
-README.md lists them.
+README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values:
+the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py), one
+G-Mamba layer on H0 of shape (B, L, D):
+
+    H0f = H0 with its first L - r positions reversed (padding included; HEAD hard-codes 45)
+    M0, M0f = Mamba(H0), Mamba(H0f)                          one shared block
+    G  = drop(Ws SiLU(u) + Wg sigmoid(u)),  u = H0 W1 + b1 + H0
+    Gf = drop(Ws SiLU(uf) + Wg sigmoid(G)), uf = H0f W2 + b2 + H0f
+    Z0 = w0 GRU(Conv1d(H0)) + w1 (M0f Gf + M0f) + w2 (M0 G + M0)   w = [0.1, 0.1, 0.8] trainable
+    then Z0 W + b, dropout -> LayerNorm -> PFFN as above; GRU without biases, drop = dropout 0.2.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from recbole_sigma.config_checks import option
 from recbole_sigma.model.base import MambaSequentialRecommender
 from recbole_sigma.model.layers import MixerLayer, partial_flip
 from recbole_sigma.ops.dropout import Dropout
 
-# softmax([0.1, 0.1, 0.8]) of the public code's frozen combining weights: (GRU, flipped, forward)
-PUBLIC_CODE_MIX = torch.softmax(torch.tensor([0.1, 0.1, 0.8]), dim=0)
+# The public code's combining weights (GRU, flipped, forward): trainable, used as they are.
+PUBLIC_CODE_MIX = (0.1, 0.1, 0.8)
+# The dropout of the public code's gate: a constant there, whatever dropout_prob says.
+PUBLIC_CODE_GATE_DROPOUT = 0.2
+# sigma_variant: public_code -- the switches that turn the paper's SIGMA into the public code's.
+PUBLIC_CODE = {
+    "share_mamba": True,
+    "flip_mode": "fixed",
+    "gate_mode": "public_code",
+    "mix_weights": "public_code",
+    "gru_bias": False,
+    "mamba_init": "public_code",
+}
+# What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
+BLOCK_KEYS = (
+    "use_partial_flip", "use_ds_gate", "use_fe_gru", "flip_remain", "gate_conv_kernel", "gru_conv_kernel",
+    *PUBLIC_CODE,
+)
+
+
+def block_settings(config):
+    """The G-Mamba block's keys from ``config``, with ``sigma_variant: public_code`` applied."""
+    settings = {key: config[key] for key in BLOCK_KEYS}
+    if option(config, "sigma_variant") == "public_code":
+        settings.update(PUBLIC_CODE)
+    return settings
 
 
 class PartialFlip(nn.Module):
@@ -68,18 +102,19 @@ class PublicCodeGate(nn.Module):
 
     u = dense(X) + X;  G = dropout(Linear(SiLU(u)) + Linear(sigmoid(v))), applied as M * G + M.
     For the forward branch v = u; for the flipped branch that code passes the forward branch's
-    finished gate as v, so both branches share one pair of Linear maps and one sigmoid input.
+    finished gate (after its dropout) as v, so both branches share one pair of Linear maps. The
+    dropout is the code's constant 0.2.
     """
 
-    def __init__(self, d_model, dropout):
+    def __init__(self, d_model):
         super().__init__()
         self.dense_fwd = nn.Linear(d_model, d_model)
         self.dense_flip = nn.Linear(d_model, d_model)
         self.silu_proj = nn.Linear(d_model, d_model)
         self.sigmoid_proj = nn.Linear(d_model, d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = Dropout(PUBLIC_CODE_GATE_DROPOUT)
 
-    def forward(self, h0, h0f, m0, m0f):
+    def forward(self, h0, h0f, m0, m0f):  # 4 x (B, L, D) -> 2 x (B, L, D)
         u_fwd = self.dense_fwd(h0) + h0
         u_flip = self.dense_flip(h0f) + h0f
         g_fwd = self.dropout(self.silu_proj(F.silu(u_fwd)) + self.sigmoid_proj(torch.sigmoid(u_fwd)))
@@ -101,42 +136,53 @@ class FeatureExtractGRU(nn.Module):
 
 
 class GMambaBlock(nn.Module):
-    """PF-Mamba with its DS gate, FE-GRU and the mixing layer (Eq. 2-9)."""
+    """PF-Mamba with its DS gate, FE-GRU and the mixing layer (Eq. 2-9).
 
-    def __init__(self, config, d_model, make_mamba):
+    ``settings``: the block's keys (:data:`BLOCK_KEYS`, see :func:`block_settings`).
+    """
+
+    def __init__(self, settings, d_model, make_mamba):
         super().__init__()
-        self.use_ds_gate = config["use_ds_gate"]
-        self.gate_mode = config["gate_mode"]
-        self.mix_mode = config["mix_weights"]
+        self.use_ds_gate = settings["use_ds_gate"]
+        self.gate_mode = settings["gate_mode"]
+        self.mix_mode = settings["mix_weights"]
         self.flip = (
-            PartialFlip(config["flip_remain"], config["flip_mode"] == "length_aware")
-            if config["use_partial_flip"]
+            PartialFlip(settings["flip_remain"], settings["flip_mode"] == "length_aware")
+            if settings["use_partial_flip"]
             else None
         )
         self.mamba = make_mamba()
-        self.mamba_flip = None if config["share_mamba"] else make_mamba()
+        self.mamba_flip = None if settings["share_mamba"] else make_mamba()
         if self.use_ds_gate:
             if self.gate_mode == "paper":
-                self.gate = DenseSelectiveGate(d_model, config["gate_conv_kernel"])
+                self.gate = DenseSelectiveGate(d_model, settings["gate_conv_kernel"])
             else:
-                self.gate = PublicCodeGate(d_model, config["dropout_prob"])
+                self.gate = PublicCodeGate(d_model)
         self.fe_gru = (
-            FeatureExtractGRU(d_model, config["gru_conv_kernel"], config["gru_bias"])
-            if config["use_fe_gru"]
+            FeatureExtractGRU(d_model, settings["gru_conv_kernel"], settings["gru_bias"])
+            if settings["use_fe_gru"]
             else None
         )
         if self.mix_mode == "trainable":  # Eq. 8
             self.a1 = nn.Parameter(torch.tensor(0.5))
             self.a2 = nn.Parameter(torch.tensor(0.5)) if self.fe_gru is not None else None
-        else:
-            self.register_buffer("public_code_mix", PUBLIC_CODE_MIX.clone(), persistent=False)
+        else:  # (GRU, flipped, forward), or (flipped, forward) without the FE-GRU
+            mix = torch.tensor(PUBLIC_CODE_MIX if self.fe_gru is not None else PUBLIC_CODE_MIX[1:])
+            if self.mix_mode == "public_code":
+                self.mix = nn.Parameter(mix)
+            else:  # 'frozen_softmax': an earlier reading of the public code (the public_gate_mix diagnostic)
+                self.register_buffer("mix", torch.softmax(torch.tensor(PUBLIC_CODE_MIX), 0)[-len(mix):],
+                                     persistent=False)
         self.projection = nn.Linear(d_model, d_model)  # Eq. 9
 
+    @property
+    def fixed_flip(self):
+        """True when the flip ignores lengths (then it reads padding far past a short user's items)."""
+        return self.flip is not None and not self.flip.length_aware
+
     def lookahead(self):
-        """Positions after an item that its output reads: the 'same' convs read k // 2 ahead;
-        None when the flip ignores lengths (then padding moves into the sequence)."""
-        if self.flip is not None and not self.flip.length_aware:
-            return None
+        """Positions after an item that its output reads, the flip aside: the 'same' convs read
+        k // 2 ahead."""
         reach = 0
         if self.use_ds_gate and self.gate_mode == "paper":
             reach = max(reach, self.gate.conv1d.kernel_size[0] // 2)
@@ -144,9 +190,11 @@ class GMambaBlock(nn.Module):
             reach = max(reach, self.fe_gru.conv1d.kernel_size[0] // 2)
         return reach
 
-    def pf_mamba(self, h0, item_seq_len):
-        """The two gated directions of Eq. 3, position-wise (no flip back); M is their sum."""
-        h0f = self.flip(h0, item_seq_len) if self.flip is not None else h0
+    def pf_mamba(self, h0, item_seq_len, h0f=None):
+        """The two gated directions of Eq. 3, position-wise (no flip back); M is their sum.
+        ``h0f``: the flipped input when the caller flipped it already (see SIGMA.stack_padded)."""
+        if h0f is None:
+            h0f = self.flip(h0, item_seq_len) if self.flip is not None else h0
         m0 = self.mamba(h0)
         m0f = (self.mamba if self.mamba_flip is None else self.mamba_flip)(h0f)
         if not self.use_ds_gate:
@@ -155,35 +203,52 @@ class GMambaBlock(nn.Module):
             return self.gate(h0) * m0, self.gate(h0f) * m0f
         return self.gate(h0, h0f, m0, m0f)
 
-    def forward(self, h0, item_seq_len):  # (B, L, D), (B,) -> (B, L, D)
-        m_fwd, m_flip = self.pf_mamba(h0, item_seq_len)
+    def forward(self, h0, item_seq_len, h0f=None):  # (B, L, D), (B,)[, (B, L, D)] -> (B, L, D)
+        m_fwd, m_flip = self.pf_mamba(h0, item_seq_len, h0f)
         f0 = self.fe_gru(h0) if self.fe_gru is not None else None
         if self.mix_mode == "trainable":
             z0 = self.a1 * (m_fwd + m_flip)
             if f0 is not None:
                 z0 = z0 + self.a2 * f0
         else:
-            w_gru, w_flip, w_fwd = self.public_code_mix
-            z0 = w_fwd * m_fwd + w_flip * m_flip
+            z0 = self.mix[-1] * m_fwd + self.mix[-2] * m_flip
             if f0 is not None:
-                z0 = z0 + w_gru * f0
+                z0 = z0 + self.mix[0] * f0
         return self.projection(z0)  # Eq. 9
 
 
 class SIGMA(MambaSequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        settings = block_settings(config)
         self.layers = nn.ModuleList(
             MixerLayer(
-                GMambaBlock(config, self.hidden_size, lambda: self.make_mamba(config)),
+                GMambaBlock(settings, self.hidden_size, lambda: self.make_mamba(config)),
                 self.hidden_size,
                 self.dropout_prob,
                 residual=self.num_layers > 1,
             )
             for _ in range(self.num_layers)
         )
-        self.init_weights(config)
+        # A fixed flip reads padded positions far past a short user's last item. In a single layer
+        # that input is the padded batch itself: flip it whole in stack_padded, before any length
+        # bucket trims it. Deeper layers would need the earlier layers' outputs on all padding.
+        self.flip_padded = self.num_layers == 1 and self.layers[0].mixer.fixed_flip
+        self.init_weights(settings)
 
     def lookahead(self):
-        reaches = [layer.mixer.lookahead() for layer in self.layers]
-        return None if None in reaches else sum(reaches)
+        if any(layer.mixer.fixed_flip for layer in self.layers) and not self.flip_padded:
+            return None
+        return sum(layer.mixer.lookahead() for layer in self.layers)
+
+    def stack_padded(self, h, item_seq_len):
+        """With a fixed flip (one layer): [H0, H0f] of shape (B, L, 2D), H0f flipped on the padded batch."""
+        if not self.flip_padded:
+            return h
+        return torch.cat([h, self.layers[0].mixer.flip(h, item_seq_len)], dim=-1)
+
+    def stack(self, h, item_seq_len):
+        if not self.flip_padded:
+            return super().stack(h, item_seq_len)
+        h0, h0f = h.chunk(2, dim=-1)  # each (B, W, D)
+        return self.layers[0](h0, item_seq_len, h0f)

@@ -1,0 +1,246 @@
+"""``sigma_variant: public_code`` against a hand transcription of the authors' SIGMA (github
+ziwliu8/SIGMA, model/gated_mamba.py at HEAD, read there and written out here in plain torch under
+that file's parameter names); its combining weights train; the paper's SIGMA is unchanged."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from recbole_sigma.errors import ConfigError
+from tests.conftest import padded_batch
+
+L, D = 50, 16  # HEAD flips the first 45 positions: L - r with the YAML's r = 5
+LENGTHS = [1, 2, 5, 6, 9, 17, 22, 23, 30, 44, 45, 46, 50, 3]
+
+
+def head_names(name):
+    """Our public_code parameter name -> the name of the same parameter in HEAD's SIGMA."""
+    renames = {
+        "layers.0.mixer.mix": "mamba_layers.0.gmamba.combining_weights",
+        "layers.0.mixer.gate.dense_fwd.": "mamba_layers.0.gmamba.dense1.",
+        "layers.0.mixer.gate.dense_flip.": "mamba_layers.0.gmamba.dense2.",
+        "layers.0.mixer.gate.silu_proj.": "mamba_layers.0.gmamba.selective_gate_si.1.",
+        "layers.0.mixer.gate.sigmoid_proj.": "mamba_layers.0.gmamba.selective_gate_sig.1.",
+        "layers.0.mixer.fe_gru.conv1d.": "mamba_layers.0.gmamba.conv1d.",
+        "layers.0.mixer.fe_gru.gru.": "mamba_layers.0.gmamba.gru.",
+        "layers.0.mixer.": "mamba_layers.0.gmamba.",
+        "layers.0.": "mamba_layers.0.",
+    }
+    for ours, theirs in renames.items():
+        if name.startswith(ours):
+            return theirs + name[len(ours):]
+    return name
+
+
+def gru_without_bias(x, w_ih, w_hh):
+    """torch's GRU equations (gates r, z, n), no biases, zero initial state: (B, L, D) -> (B, L, H)."""
+    h = x.new_zeros(x.shape[0], w_hh.shape[1])
+    outputs = []
+    for t in range(x.shape[1]):
+        i_r, i_z, i_n = (x[:, t] @ w_ih.T).chunk(3, dim=1)
+        h_r, h_z, h_n = (h @ w_hh.T).chunk(3, dim=1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        h = (1 - z) * n + z * h
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
+
+
+def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x):
+    """HEAD's SIGMA.forward with one SIGMALayers (dropouts off but the gate's), less the dead line
+    ``gru_input = self.conv1d(g1)``. ``p``: HEAD's parameter names; ``mamba``: its one Mamba block."""
+    g = "mamba_layers.0.gmamba."
+
+    def linear(name, x):
+        return F.linear(x, p[name + ".weight"], p.get(name + ".bias"))
+
+    def layer_norm(name, x):
+        return F.layer_norm(x, x.shape[-1:], p[name + ".weight"], p[name + ".bias"], eps=1e-12)
+
+    x = layer_norm("LayerNorm", F.embedding(item_seq, p["item_embedding.weight"]))
+    # GMambaBlock.forward
+    h1 = linear(g + "dense1", x)
+    g1 = F.conv1d(x.transpose(1, 2), p[g + "conv1d.weight"], p[g + "conv1d.bias"], padding=1).transpose(1, 2)
+    flipped = x.clone()
+    flipped[:, :45, :] = x[:, :45, :].flip(dims=[1])
+    h2 = linear(g + "dense2", flipped) + flipped
+    mamba_output_f = mamba(flipped)
+    mamba_output = mamba(x)
+    h1 = x + h1
+    h1 = linear(g + "selective_gate_si.1", F.silu(h1)) + linear(g + "selective_gate_sig.1", torch.sigmoid(h1))
+    h1 = gate_dropout(h1)
+    h2 = linear(g + "selective_gate_si.1", F.silu(h2)) + linear(g + "selective_gate_sig.1", torch.sigmoid(h1))
+    h2 = gate_dropout(h2)
+    mamba_output = mamba_output * h1 + mamba_output
+    mamba_output_f = mamba_output_f * h2 + mamba_output_f
+    gru_output = gru_without_bias(g1, p[g + "gru.weight_ih_l0"], p[g + "gru.weight_hh_l0"])
+    w = p[g + "combining_weights"]
+    combined = w[2] * mamba_output + w[1] * mamba_output_f + w[0] * gru_output
+    combined = linear(g + "projection", combined)
+    # SIGMALayers.forward with num_layers 1 (no residual), then FeedForward
+    h = layer_norm("mamba_layers.0.LayerNorm", combined)
+    f = linear("mamba_layers.0.ffn.w_2", F.gelu(linear("mamba_layers.0.ffn.w_1", h)))
+    h = layer_norm("mamba_layers.0.ffn.LayerNorm", f + h)
+    return h[torch.arange(len(item_seq_len)), item_seq_len - 1]  # gather_indexes
+
+
+def public_code(make_model, **overrides):
+    return make_model("SIGMA", sigma_variant="public_code", MAX_ITEM_LIST_LENGTH=L, hidden_size=D, **overrides)
+
+
+def head_parameters(model):
+    return {head_names(n): p for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("buckets", [True, False])
+def test_forward_equals_heads_forward_on_the_same_weights(make_model, buckets):
+    model = public_code(make_model, length_buckets=buckets).double().eval()
+    assert model.length_buckets is buckets and model.lookahead() == 1  # one layer: its fixed flip buckets
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    with torch.no_grad():
+        ours = model(seq, lengths)
+        theirs = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths)
+    assert (ours - theirs).abs().max() < 1e-6
+    assert ours.abs().mean() > 0.1  # not a trivial zero
+
+
+class RecordedMasks(nn.Module):
+    """A dropout with fixed masks, used in turn: the same draws for both forwards."""
+
+    def __init__(self, masks, p):
+        super().__init__()
+        self.masks, self.p, self.calls = masks, p, 0
+
+    def forward(self, x):
+        mask = self.masks[self.calls % len(self.masks)]
+        self.calls += 1
+        return x * mask / (1 - self.p)
+
+
+def test_gate_dropout_is_applied_where_heads_is_in_training(make_model):
+    """Training mode, every dropout off but the gate's, whose draws are recorded: the flipped gate's
+    sigmoid term reads the forward gate after its dropout, as in HEAD."""
+    model = public_code(make_model, length_buckets=False).double().train()
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    gen = torch.Generator().manual_seed(1)
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    masks = [(torch.rand(len(LENGTHS), L, D, generator=gen, dtype=torch.float64) > 0.2).double() for _ in range(2)]
+    model.layers[0].mixer.gate.dropout = RecordedMasks(masks, 0.2)
+    with torch.no_grad():
+        ours = model(seq, lengths)
+        theirs = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths,
+                              gate_dropout=RecordedMasks(masks, 0.2))
+        without = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths)
+    assert (ours - theirs).abs().max() < 1e-6
+    assert (ours - without).abs().max() > 1e-3  # the masks do matter
+
+
+def test_gate_dropout_is_the_public_codes_constant(make_model):
+    gate = public_code(make_model, dropout_prob=0.4).layers[0].mixer.gate
+    assert gate.dropout.p == 0.2
+
+
+def test_parameters_are_heads_one_for_one():
+    """At Beauty's sizes (12,102 item ids, D = 64, d_state 32): HEAD's names and shapes, one for
+    one, and HEAD's count, 904,515 (cell 66 of the authors' notebook prints 904,517)."""
+    import recbole_sigma
+    from tests.conftest import FakeDataset, model_config
+
+    config = model_config("SIGMA", sigma_variant="public_code", MAX_ITEM_LIST_LENGTH=50, hidden_size=64, d_state=32)
+    model = recbole_sigma.MODELS["SIGMA"](config, FakeDataset(12102))
+    names = [head_names(n) for n, _ in model.named_parameters()]
+    d, inner, dt_rank, n = 64, 128, 4, 32
+    mamba = {"in_proj.weight": 2 * inner * d, "conv1d.weight": inner * 4, "conv1d.bias": inner,
+             "x_proj.weight": (dt_rank + 2 * n) * inner, "dt_proj.weight": inner * dt_rank, "dt_proj.bias": inner,
+             "A_log": inner * n, "D": inner, "out_proj.weight": d * inner}
+    g = "mamba_layers.0.gmamba."
+    expected = {"item_embedding.weight": 12102 * d, "LayerNorm.weight": d, "LayerNorm.bias": d,
+                g + "combining_weights": 3, g + "conv1d.weight": d * d * 3, g + "conv1d.bias": d,
+                g + "gru.weight_ih_l0": 3 * d * d, g + "gru.weight_hh_l0": 3 * d * d,
+                **{g + "mamba." + k: v for k, v in mamba.items()},
+                "mamba_layers.0.LayerNorm.weight": d, "mamba_layers.0.LayerNorm.bias": d,
+                "mamba_layers.0.ffn.w_1.weight": 4 * d * d, "mamba_layers.0.ffn.w_1.bias": 4 * d,
+                "mamba_layers.0.ffn.w_2.weight": 4 * d * d, "mamba_layers.0.ffn.w_2.bias": d,
+                "mamba_layers.0.ffn.LayerNorm.weight": d, "mamba_layers.0.ffn.LayerNorm.bias": d}
+    for linear in ("dense1", "dense2", "projection", "selective_gate_si.1", "selective_gate_sig.1"):
+        expected.update({g + linear + ".weight": d * d, g + linear + ".bias": d})
+    assert len(names) == len(set(names))
+    assert {n: p.numel() for n, p in zip(names, model.parameters())} == expected
+    assert sum(expected.values()) == 904515
+
+
+def test_init_is_heads_blanket_init(make_model):
+    """normal(0, 0.02) on every Linear and the embedding (Mamba's too, dt bias zeroed), biases 0;
+    the combining weights start at [0.1, 0.1, 0.8]."""
+    model = public_code(make_model)
+    block = model.layers[0].mixer
+    assert block.mix.tolist() == pytest.approx([0.1, 0.1, 0.8])
+    assert torch.equal(block.mamba.dt_proj.bias, torch.zeros_like(block.mamba.dt_proj.bias))
+    assert 0.01 < block.mamba.dt_proj.weight.std() < 0.03  # not mamba-ssm's uniform(+-dt_rank ** -0.5)
+    assert not block.fe_gru.gru.bias and block.mamba_flip is None
+
+
+def test_combining_weights_receive_gradients_and_train(make_model):
+    model = public_code(make_model)
+    seq, lengths = padded_batch([12, 3, 30, 1], max_len=L)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = model.layers[0].mixer.mix.detach().clone()
+    model.calculate_loss({"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4, 5, 6])}).backward()
+    grad = model.layers[0].mixer.mix.grad
+    assert grad is not None and torch.all(grad != 0)
+    optimizer.step()
+    assert torch.all(model.layers[0].mixer.mix != before)
+
+
+def test_preset_is_the_six_switches(make_model):
+    """sigma_variant: public_code builds the model the six public-code switches build, weight for weight."""
+    switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
+                "gru_bias": False, "mamba_init": "public_code"}
+    preset, by_hand = public_code(make_model).eval(), make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **switches).eval()
+    assert preset.state_dict().keys() == by_hand.state_dict().keys()
+    for name, value in preset.state_dict().items():
+        assert torch.equal(value, by_hand.state_dict()[name]), name
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    torch.testing.assert_close(preset(seq, lengths), by_hand(seq, lengths))
+
+
+# The paper's SIGMA (the default) as it was before sigma_variant existed: its parameters, in order.
+PAPER_PARAMETERS = [
+    ("item_embedding.weight", (30, 16)), ("LayerNorm.weight", (16,)), ("LayerNorm.bias", (16,)),
+    *[(f"layers.0.mixer.{m}.{k}", s) for m in ("mamba", "mamba_flip") for k, s in (
+        ("A_log", (32, 4)), ("D", (32,)), ("in_proj.weight", (64, 16)), ("conv1d.weight", (32, 1, 4)),
+        ("conv1d.bias", (32,)), ("x_proj.weight", (9, 32)), ("dt_proj.weight", (32, 1)), ("dt_proj.bias", (32,)),
+        ("out_proj.weight", (16, 32)))],
+    ("layers.0.mixer.gate.dense.weight", (16, 16)), ("layers.0.mixer.gate.dense.bias", (16,)),
+    ("layers.0.mixer.gate.conv1d.weight", (16, 16, 3)), ("layers.0.mixer.gate.conv1d.bias", (16,)),
+    ("layers.0.mixer.gate.delta.weight", (16, 16)), ("layers.0.mixer.gate.delta.bias", (16,)),
+    ("layers.0.mixer.fe_gru.conv1d.weight", (16, 16, 3)), ("layers.0.mixer.fe_gru.conv1d.bias", (16,)),
+    ("layers.0.mixer.fe_gru.gru.weight_ih_l0", (48, 16)), ("layers.0.mixer.fe_gru.gru.weight_hh_l0", (48, 16)),
+    ("layers.0.mixer.fe_gru.gru.bias_ih_l0", (48,)), ("layers.0.mixer.fe_gru.gru.bias_hh_l0", (48,)),
+    ("layers.0.mixer.a1", ()), ("layers.0.mixer.a2", ()),
+    ("layers.0.mixer.projection.weight", (16, 16)), ("layers.0.mixer.projection.bias", (16,)),
+    ("layers.0.LayerNorm.weight", (16,)), ("layers.0.LayerNorm.bias", (16,)),
+    ("layers.0.ffn.w_1.weight", (64, 16)), ("layers.0.ffn.w_1.bias", (64,)),
+    ("layers.0.ffn.w_2.weight", (16, 64)), ("layers.0.ffn.w_2.bias", (16,)),
+    ("layers.0.ffn.LayerNorm.weight", (16,)), ("layers.0.ffn.LayerNorm.bias", (16,)),
+]
+
+
+@pytest.mark.parametrize("variant", ["paper", None])  # None: a config from before the key existed
+def test_paper_variant_keeps_its_parameters(make_model, variant):
+    model = make_model("SIGMA", sigma_variant=variant)
+    assert sorted((n, tuple(p.shape)) for n, p in model.named_parameters()) == sorted(PAPER_PARAMETERS)
+    assert sum(p.numel() for p in model.parameters()) == 11138
+
+
+def test_paper_variant_with_or_without_the_key_is_the_same_model(make_model):
+    seq, lengths = padded_batch([12, 5, 1])
+    a, b = make_model("SIGMA", sigma_variant="paper").eval(), make_model("SIGMA", sigma_variant=None).eval()
+    torch.testing.assert_close(a(seq, lengths), b(seq, lengths), rtol=0, atol=0)
+
+
+def test_unknown_variant_is_rejected(make_model):
+    with pytest.raises(ConfigError, match="SIGMA: sigma_variant='head' is invalid; expected one of 'paper', 'public_code'"):
+        make_model("SIGMA", sigma_variant="head")
