@@ -103,15 +103,16 @@ def test_epoch_summary_takes_the_median_time_and_recboles_first_best_epoch(tmp_p
 def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
     reproduce = load_reproduce()
     paper = reproduce.PAPER["amazon-beauty"]
+    valid = {"hit@10": 0.0986, "ndcg@10": 0.0302, "mrr@10": 0.0244}
     results = {
-        ("SIGMA", "default"): [{"test": {"hit@10": 0.0493, "ndcg@10": 0.0302, "mrr@10": 0.0244}},
-                               {"test": {"hit@10": 0.0493, "ndcg@10": 0.0302, "mrr@10": 0.0244}}],
+        ("SIGMA", "default"): [{"test": {"hit@10": 0.0493, "ndcg@10": 0.0302, "mrr@10": 0.0244}, "best_valid": valid},
+                               {"test": {"hit@10": 0.0493, "ndcg@10": 0.0302, "mrr@10": 0.0244}, "best_valid": valid}],
         ("SASRec", "default"): [{"test": {"hit@10": 0.0852, "ndcg@10": 0.0400, "mrr@10": 0.0392}}],
         ("Mamba4Rec", "default"): [],  # pending
     }
     lines = reproduce.against_the_paper(results, paper)
-    assert "| SIGMA | 50 % | 50 % | 50 % |" in lines
-    assert "| SASRec | 100 % | 75 % | 100 % |" in lines
+    assert "| SIGMA | 100 % | 50 % | 50 % | 50 % | 50 % | 50 % |" in lines  # valid, then test
+    assert "| SASRec | - | - | - | 100 % | 75 % | 100 % |" in lines
     assert not any("Mamba4Rec" in line for line in lines)
     assert "\nSIGMA is not ahead of SASRec on NDCG@10 in this run (0.0302 vs 0.0400, -24.5 %)." in lines
     assert reproduce.against_the_paper(results, {}) == []
@@ -121,6 +122,74 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
     lines = reproduce.against_the_paper(results, paper)
     assert "| SIGMA (no_gru) | -50.0 % | -22.2 % |" in lines  # paper: 0.0470 / 0.0604 - 1
     assert "| SIGMA (r0) | +9.9 % | - |" in lines  # not in the paper's Table 4
+
+
+def _runs(ndcgs, hit=0.08):
+    return [{"test": {"hit@10": hit, "ndcg@10": x, "mrr@10": x / 2},
+             "best_valid": {"hit@10": 2 * hit, "ndcg@10": 2 * x, "mrr@10": x}} for x in ndcgs]
+
+
+def test_welch_p_is_the_one_sided_welch_test():
+    """Against the textbook formula: t = (ma - mb) / sqrt(va/na + vb/nb) with Welch-Satterthwaite
+    degrees of freedom, p = P(T > t)."""
+    from scipy import stats
+
+    reproduce = load_reproduce()
+    a, b = [0.050, 0.052, 0.055], [0.045, 0.049, 0.046, 0.044]
+    ma, mb = sum(a) / 3, sum(b) / 4
+    va, vb = (sum((x - ma) ** 2 for x in a) / 2) / 3, (sum((x - mb) ** 2 for x in b) / 3) / 4
+    t = (ma - mb) / (va + vb) ** 0.5
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
+    assert reproduce.welch_p(a, b) == pytest.approx(stats.t.sf(t, df), rel=1e-9)
+    assert 0.005 < reproduce.welch_p(a, b) < 0.05  # a is clearly higher
+    assert reproduce.welch_p(b, a) == pytest.approx(1 - reproduce.welch_p(a, b), rel=1e-9)  # one-sided
+    assert reproduce.welch_p([1.0, 2.0], [1.0, 2.0]) == pytest.approx(0.5)
+    assert reproduce.welch_p([0.05], b) is None and reproduce.welch_p(a, [0.04, None]) is None
+    assert reproduce.welch_p([0.05, 0.05], [0.05, 0.05]) is None  # no variance, no difference: undefined
+
+
+def test_seeds_table_and_significance():
+    reproduce = load_reproduce()
+    paper = reproduce.PAPER["amazon-beauty"]
+    results = {
+        ("SIGMA", "default"): _runs([0.050, 0.052, 0.055]),
+        ("SIGMA", "public_code"): _runs([0.047]),
+        ("Mamba4Rec", "default"): _runs([0.045, 0.049, 0.046, 0.044]),
+        ("SASRec", "default"): _runs([0.043, 0.045]),
+        ("GRU4Rec", "default"): _runs([0.03]),
+        ("EchoMamba4Rec", "default"): [],
+    }
+    table = reproduce.seeds_table(results, paper, 3)
+    assert "paper HR / NDCG / MRR @10 (validation numbers)" in table[4]
+    assert "| valid HR@10 | valid NDCG@10 | valid MRR@10 | test HR@10 | test NDCG@10 | test MRR@10 |" in table[4]
+    assert ("| SIGMA | 3/3 | 0.1600 ± 0.0000 | 0.1047 ± 0.0050 | 0.0523 ± 0.0025 | 0.0800 ± 0.0000 | "
+            "0.0523 ± 0.0025 | 0.0262 ± 0.0013 | 0.0986 / 0.0604 / 0.0488 |") in table
+    assert "| SIGMA (public_code) | 1/3 | 0.1600 | 0.0940 | 0.0470 | 0.0800 | 0.0470 | 0.0235 | - |" in table
+    assert not any("EchoMamba4Rec" in line for line in table)
+    lines = reproduce.significance(results)
+    assert "| model | vs Mamba4Rec | vs SASRec |" in lines  # the multi-seed baselines only
+    p = reproduce.welch_p([0.050, 0.052, 0.055], [0.045, 0.049, 0.046, 0.044])
+    q = reproduce.welch_p([0.050, 0.052, 0.055], [0.043, 0.045])
+    assert 0.005 < p < 0.05 and 0.001 < q < p
+    assert f"| SIGMA | {p:.3f} | {q:.3f} |" in lines
+    assert not any(line.startswith("| SIGMA (public_code)") for line in lines)  # one seed
+    assert reproduce.significance({("SIGMA", "default"): _runs([0.05, 0.06]), ("SASRec", "default"): _runs([0.04])}) == []
+    assert reproduce.seeds_table({("SIGMA", "default"): []}, paper, 3) == []
+
+
+def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
+    reproduce = load_reproduce()
+    references = reproduce.AUTHORS_CURVES["amazon-beauty"]
+    assert list(references) == ["SIGMA, authors' notebook, cell 66 (quoted)",
+                                "Mamba4Rec, authors' notebook, cell 68 (quoted)"]
+    sigma, mamba = references.values()
+    assert len(sigma) == 31 and max(sigma) == 0.0597 and sigma[12] == 0.0562  # stopped after 31 epochs
+    assert len(mamba) == 37 and max(mamba) == 0.0540  # the paper's Table 2 Mamba4Rec NDCG@10
+    curves = {"SIGMA-s2020": {0: 0.01, 1: 0.02, 2: 0.015}}
+    plain, with_refs = tmp_path / "plain.png", tmp_path / "refs.png"
+    reproduce.plot_curves(curves, plain)
+    reproduce.plot_curves(curves, with_refs, references=references)
+    assert with_refs.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and with_refs.read_bytes() != plain.read_bytes()
 
 
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
@@ -139,6 +208,8 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
     assert reproduce.variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
     assert reproduce.variant_overrides("Mamba4Rec", "dropout04") is None
+    assert reproduce.variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code"}
+    assert reproduce.variant_overrides("SIGMA", "public_gate_mix")["mix_weights"] == "frozen_softmax"
     assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
     assert "use_partial_flip" not in config["SIGMA-s1"] and config["SIGMA-s2"]["seed"] == 2
     for cfg in config.values():

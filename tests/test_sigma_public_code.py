@@ -244,3 +244,12 @@ def test_paper_variant_with_or_without_the_key_is_the_same_model(make_model):
 def test_unknown_variant_is_rejected(make_model):
     with pytest.raises(ConfigError, match="SIGMA: sigma_variant='head' is invalid; expected one of 'paper', 'public_code'"):
         make_model("SIGMA", sigma_variant="head")
+
+
+def test_without_the_fe_gru_two_weights_remain(make_model):
+    """An ablation on top of the preset: (flipped, forward) weights only, every one trained."""
+    model = public_code(make_model, use_fe_gru=False)
+    assert model.layers[0].mixer.mix.tolist() == pytest.approx([0.1, 0.8])
+    seq, lengths = padded_batch([12, 3], max_len=L)
+    model.calculate_loss({"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4])}).backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -166,13 +166,12 @@ class GMambaBlock(nn.Module):
         if self.mix_mode == "trainable":  # Eq. 8
             self.a1 = nn.Parameter(torch.tensor(0.5))
             self.a2 = nn.Parameter(torch.tensor(0.5)) if self.fe_gru is not None else None
-        else:  # (GRU, flipped, forward), or (flipped, forward) without the FE-GRU
-            mix = torch.tensor(PUBLIC_CODE_MIX if self.fe_gru is not None else PUBLIC_CODE_MIX[1:])
-            if self.mix_mode == "public_code":
-                self.mix = nn.Parameter(mix)
-            else:  # 'frozen_softmax': an earlier reading of the public code (the public_gate_mix diagnostic)
-                self.register_buffer("mix", torch.softmax(torch.tensor(PUBLIC_CODE_MIX), 0)[-len(mix):],
-                                     persistent=False)
+        else:  # weights over (GRU, flipped, forward); (flipped, forward) without the FE-GRU
+            n = 3 if self.fe_gru is not None else 2
+            if self.mix_mode == "public_code":  # trainable, from the raw values
+                self.mix = nn.Parameter(torch.tensor(PUBLIC_CODE_MIX[-n:]))
+            else:  # 'frozen_softmax': an earlier misreading of that code (the public_gate_mix diagnostic)
+                self.register_buffer("mix", torch.softmax(torch.tensor(PUBLIC_CODE_MIX), 0)[-n:], persistent=False)
         self.projection = nn.Linear(d_model, d_model)  # Eq. 9
 
     @property
