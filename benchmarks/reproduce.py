@@ -89,6 +89,8 @@ DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "B
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
 METRICS = ("hit@10", "ndcg@10", "mrr@10")
 # Quoted from the paper (arXiv 2408.11451): Table 2 (Beauty column) and Table 4 (ablations on Beauty).
+# These are validation numbers (its Beauty Mamba4Rec row is the best-valid line of the authors' notebook,
+# AUTHORS_CURVES below): the report sets them beside our best-valid metrics.
 PAPER = {
     "amazon-beauty": {
         ("GRU4Rec", "default"): (0.0612, 0.0334, 0.0242),
@@ -103,8 +105,6 @@ PAPER = {
         ("SIGMA", "no_gru"): (0.0750, 0.0470, 0.0382),
     }
 }
-# The paper's Table 2 holds validation numbers: its Beauty Mamba4Rec row is the best-valid line of the
-# authors' notebook (below), so the report sets them beside our best-valid metrics.
 # Valid NDCG@10 after each epoch of the authors' own Beauty runs (dropout 0.2, L 50, seed 2020, batch
 # 2048), quoted from RecMamba.ipynb in github ziwliu8/SIGMA (its cells' printed "valid result" lines).
 AUTHORS_CURVES = {
