@@ -249,7 +249,11 @@ def config_mismatch(job):
 
     Compared are the effective settings, not how they were given: a job run with
     ``dropout_prob: 0.4`` as a variant override matches one where the YAML now says 0.4. A
-    job.json from before YAML defaults were recorded is compared on its config alone."""
+    job.json from before YAML defaults were recorded is compared on its config alone. A key added
+    since the job ran matches when it has the default that stands for what older configs computed
+    (``recbole_sigma.config_checks.OPTIONAL_KEYS``, e.g. ``sigma_variant: paper``)."""
+    from recbole_sigma.config_checks import OPTIONAL_KEYS
+
     try:
         stored = json.loads((job["dir"] / "job.json").read_text())
     except (OSError, ValueError):
@@ -259,6 +263,9 @@ def config_mismatch(job):
         new = effective_config(job["config"], job.get("yaml_defaults"))
     else:
         old, new = _comparable(stored.get("config", {})), _comparable(job["config"])
+    for key, default in OPTIONAL_KEYS.items():
+        old.setdefault(key, default)
+        new.setdefault(key, default)
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 

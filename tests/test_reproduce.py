@@ -244,6 +244,13 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     assert reproduce.config_mismatch(sigma) == []
     store(sigma, d_state=16)  # the job ran when the YAML said d_state 16
     assert reproduce.config_mismatch(sigma) == ["d_state"]
+    # a job from before sigma_variant existed computed the paper's SIGMA, today's default
+    assert sigma["yaml_defaults"]["sigma_variant"] == "paper"
+    (sigma["dir"] / "job.json").write_text(json.dumps({"config": sigma["config"], "yaml_defaults": {
+        k: v for k, v in sigma["yaml_defaults"].items() if k != "sigma_variant"}}))
+    assert reproduce.config_mismatch(sigma) == []
+    assert reproduce.config_mismatch(dict(sigma, config={**sigma["config"], "sigma_variant": "public_code"})) == [
+        "sigma_variant"]
     # a variant override and a YAML default with the same value are the same setting
     store(dropout04)
     dropout04_under_new_yaml = dict(dropout04, config=sigma["config"],
