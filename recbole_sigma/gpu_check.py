@@ -17,7 +17,8 @@
 Without CUDA the first line says so and the same comparisons run CPU against CPU at a small
 size, with mamba-ssm's ``mamba_inner_fn`` replaced by :func:`reference_inner_fn` (its PyTorch
 reference, called exactly as the kernel is) against our fused CPU path: CI runs the script.
-Exit status 1 when a comparison fails.
+Exit status 1 when a comparison fails. ``benchmarks/gpu_session.sh`` runs it on a borrowed GPU
+machine that has no package registry.
 """
 import argparse
 import contextlib

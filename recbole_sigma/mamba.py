@@ -176,6 +176,15 @@ def choose_backend(backend, d_conv, d_state, dtype, on_cuda):
     return Choice(True, None)
 
 
+def _fix(choice, on_cuda):
+    """What to change when mamba_backend 'cuda' cannot be honoured."""
+    if choice.cause is not None:
+        return f"install them: {CUDA_INSTALL_HINT}, or set mamba_backend: auto / torch"
+    if not on_cuda:
+        return "use a CUDA device, or set mamba_backend: auto / torch"
+    return "set mamba_backend: auto or torch"
+
+
 def warn_once(message):
     if message not in _warned:
         _warned.add(message)
@@ -260,15 +269,13 @@ class Mamba(nn.Module):
     def uses_cuda_kernels(self, hidden_states):
         """Whether this input takes mamba-ssm's kernels. ``auto`` falls back to the PyTorch path
         with one warning on a GPU; ``cuda`` raises MambaKernelsUnavailable (the cause attached)."""
-        choice = choose_backend(self.backend, self.d_conv, self.d_state, hidden_states.dtype, _on_cuda(hidden_states))
+        on_cuda = _on_cuda(hidden_states)
+        choice = choose_backend(self.backend, self.d_conv, self.d_state, hidden_states.dtype, on_cuda)
         if choice.kernels or self.backend == "torch":
             return choice.kernels
         if self.backend == "cuda":
-            fix = f"install them: {CUDA_INSTALL_HINT}" if choice.cause else "use a CUDA device"
-            raise MambaKernelsUnavailable(
-                f"mamba_backend='cuda' but {choice.reason}; {fix}, or set mamba_backend: auto / torch"
-            ) from choice.cause
-        if _on_cuda(hidden_states):
+            raise MambaKernelsUnavailable(f"mamba_backend='cuda' but {choice.reason}; {_fix(choice, on_cuda)}") from choice.cause
+        if on_cuda:
             warn_once(f"mamba_backend='auto' on a GPU: {choice.reason}; the Mamba blocks run the slower "
                       "PyTorch path (set mamba_backend: torch to choose it, or cuda to make this an error)")
         return False
