@@ -38,7 +38,9 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "cuda": ["mamba-ssm>=2.2", "causal-conv1d>=1.2"],
+        # The pair that works together (older mamba-ssm calls causal-conv1d's old 7-argument
+        # function); build both with --no-build-isolation against the installed CUDA torch (README).
+        "cuda": ["mamba-ssm>=2.2.5", "causal-conv1d>=1.5.1"],
         "tune": ["ray[tune]==2.6.3", "hyperopt==0.2.5"],
         "plot": ["matplotlib"],
         "test": ["pytest>=7", "ray[tune]==2.6.3", "hyperopt==0.2.5", "matplotlib"],

@@ -4,7 +4,7 @@ Every error is one line naming the model, the key, the value and what is allowed
 import warnings
 
 from recbole_sigma.errors import ConfigError
-from recbole_sigma.mamba import BACKENDS
+from recbole_sigma.mamba import BACKENDS, kernel_limits
 
 
 def _int_at_least(low):
@@ -69,11 +69,10 @@ def option(config, key):
 def check_model_config(model_name, config, max_seq_length):
     """Raise ConfigError on the first missing or invalid key of ``model_name``."""
     check_keys(model_name, config, dict(COMMON_KEYS, **MODEL_KEYS.get(model_name, {})))
-    if config["mamba_backend"] == "cuda" and not 2 <= config["d_conv"] <= 4:
-        raise ConfigError(
-            f"{model_name}: d_conv={config['d_conv']!r} is invalid with mamba_backend='cuda'; "
-            "causal-conv1d supports 2, 3 or 4"
-        )
+    limit = kernel_limits(config["d_conv"], config["d_state"]) if config["mamba_backend"] == "cuda" else None
+    if limit:
+        raise ConfigError(f"{model_name}: {limit.setting} is invalid with mamba_backend='cuda' ({limit.why}); "
+                          "set mamba_backend: auto or torch")
     if model_name == "SIGMA" and config["flip_remain"] >= max_seq_length:
         warnings.warn(
             f"SIGMA: flip_remain={config['flip_remain']} >= MAX_ITEM_LIST_LENGTH={max_seq_length}: "

@@ -34,3 +34,8 @@ class NonFiniteLossError(RecBoleSigmaError, FloatingPointError):
 
 class CheckpointError(RecBoleSigmaError, RuntimeError):
     """A checkpoint that cannot be resumed from: unreadable, or for another model or dataset."""
+
+
+class MambaKernelsUnavailable(RecBoleSigmaError, RuntimeError):
+    """``mamba_backend: cuda`` where mamba-ssm's CUDA kernels cannot run (missing, an incompatible
+    mamba-ssm / causal-conv1d pair, a CPU input, or a block they cannot serve)."""

@@ -4,51 +4,191 @@
 ``mamba_ssm.Mamba`` (mamba-ssm 2.3.x, ``mamba_ssm/modules/mamba_simple.py``), so a state dict
 written on one backend loads on the other with ``load_state_dict(strict=True)``:
 
-* ``cuda``: mamba-ssm's fused ``mamba_inner_fn`` (with causal-conv1d). Imported lazily, on the
-  first CUDA forward: mamba-ssm cannot even be imported without its CUDA build.
+* ``cuda``: mamba-ssm's fused ``mamba_inner_fn`` (with causal-conv1d), or MambaKernelsUnavailable
+  (a one-line error, the import error as its cause).
 * ``torch``: a pure-PyTorch path for CPUs, Macs and CI. The selective scan runs in
   :func:`recbole_sigma.ops.selective_scan.selective_scan` (a fused CPU kernel where available).
-* ``auto`` (default): ``cuda`` when the kernels import and the input lives on a CUDA device,
-  ``torch`` otherwise.
+* ``auto`` (default): ``cuda`` for inputs on a CUDA device where the kernels import and can serve
+  the block (:func:`kernel_limits`: d_conv 2-4, d_state <= 256, no float64), ``torch`` otherwise,
+  with one warning saying why when that happens on a GPU.
+
+The kernels are imported at most once per process, and only for a CUDA input: never at module
+load, never for a CPU model. An installed mamba-ssm / causal-conv1d pair that cannot work
+together (:func:`pair_problem`) counts as missing, named in the error.
 """
+import importlib.metadata
 import math
+import re
+import warnings
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from recbole_sigma.errors import MambaKernelsUnavailable
 from recbole_sigma.ops.selective_scan import selective_scan
 
 BACKENDS = ("auto", "cuda", "torch")
 CUDA_INSTALL_HINT = (
-    "pip install 'recbole-sigma[cuda]' (builds mamba-ssm and causal-conv1d; needs a CUDA "
-    "toolkit matching your torch build)"
+    "pip install packaging ninja wheel && pip install --no-build-isolation 'causal-conv1d>=1.5.1' "
+    "'mamba-ssm>=2.2.5' (README.md, 'On a GPU'; needs nvcc where no prebuilt wheel matches)"
 )
+# The kernels' limits (causal-conv1d's csrc/causal_conv1d.cpp, mamba-ssm's selective_scan.cpp).
+KERNEL_D_CONV = (2, 4)
+KERNEL_MAX_D_STATE = 256
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# mamba-ssm >= 2.2.5 calls causal-conv1d's cpp_functions (new in 1.5.1); older mamba-ssm calls
+# causal_conv1d_cuda.causal_conv1d_fwd with 7 arguments, which takes 8 from causal-conv1d 1.5.1.
+PAIR_SPLIT = {"mamba-ssm": (2, 2, 5), "causal-conv1d": (1, 5, 1)}
 
 
-class MambaKernelsUnavailable(RuntimeError):
-    """``mamba_backend: cuda`` was asked for where mamba-ssm's CUDA kernels cannot run."""
+class KernelLimit(NamedTuple):
+    setting: str  # 'd_conv=5'
+    why: str  # 'causal-conv1d takes 2-4'
+
+    def __str__(self):
+        return f"the kernels cannot run {self.setting} ({self.why})"
 
 
-_cuda_kernels = None  # cached (mamba_inner_fn,) once imported; False once known missing
+def kernel_limits(d_conv, d_state, dtype=None):
+    """A KernelLimit saying why mamba-ssm's kernels cannot run a block with these settings, or None."""
+    low, high = KERNEL_D_CONV
+    if not low <= d_conv <= high:
+        return KernelLimit(f"d_conv={d_conv!r}", f"causal-conv1d takes {low}-{high}")
+    if d_state > KERNEL_MAX_D_STATE:
+        return KernelLimit(f"d_state={d_state!r}", f"the selective-scan kernel takes at most {KERNEL_MAX_D_STATE}")
+    if dtype is not None and dtype not in KERNEL_DTYPES:
+        return KernelLimit(str(dtype).replace("torch.", ""), "the kernels take float32, float16 or bfloat16")
+    return None
+
+
+def kernel_versions():
+    """{'mamba-ssm': version or None, 'causal-conv1d': version or None}, from the installed metadata."""
+    return {name: _dist_version(name) for name in PAIR_SPLIT}
+
+
+def _dist_version(name):
+    for candidate in (name, name.replace("-", "_")):
+        try:
+            return importlib.metadata.version(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _release(version):
+    """'2.2.5.post1' -> (2, 2, 5)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def pair_problem(iface, versions):
+    """Why the imported mamba-ssm (``iface``: its selective_scan_interface) cannot run with the
+    installed causal-conv1d, or None."""
+    mamba_v, conv_v = versions["mamba-ssm"], versions["causal-conv1d"]
+    fix = "install mamba-ssm>=2.2.5 with causal-conv1d>=1.5.1"
+    if mamba_v and conv_v:
+        new = [_release(v) >= PAIR_SPLIT[name] for name, v in versions.items()]
+        if new[0] != new[1]:
+            return f"mamba-ssm {mamba_v} does not work with causal-conv1d {conv_v}; {fix}"
+    if getattr(iface, "causal_conv1d_fwd_function", True) is None or getattr(iface, "causal_conv1d_cuda", True) is None:
+        return f"mamba-ssm {mamba_v} finds no usable causal-conv1d CUDA functions (causal-conv1d {conv_v}); {fix}"
+    takes = _arg_count(getattr(getattr(iface, "causal_conv1d_cuda", None), "causal_conv1d_fwd", None))
+    if takes not in (None, 7):
+        return f"mamba-ssm {mamba_v} calls causal_conv1d_fwd with 7 arguments, causal-conv1d {conv_v} takes {takes}; {fix}"
+    if getattr(iface, "selective_scan_cuda", True) is None:
+        return f"mamba-ssm {mamba_v} was installed without its CUDA extension selective_scan_cuda; reinstall it"
+    return None
+
+
+def _arg_count(fn):
+    """Arguments of a pybind11 function, from its docstring signature ('f(arg0: ..., arg7: bool)')."""
+    numbers = re.findall(r"\barg(\d+)\s*:", (getattr(fn, "__doc__", None) or "").split("\n")[0])
+    return max(map(int, numbers)) + 1 if numbers else None
+
+
+class KernelState(NamedTuple):
+    inner_fn: Optional[Callable]  # mamba_ssm's mamba_inner_fn, None when unusable
+    error: Optional[BaseException]  # why inner_fn is None
+
+
+_kernels = None  # the KernelState, once load_cuda_kernels() has run: the import is tried once
+_warned = set()  # messages already warned, so that each warns once per process
 
 
 def load_cuda_kernels():
-    """Import mamba-ssm's fused kernels; return ``mamba_inner_fn`` or ``None`` when missing."""
-    global _cuda_kernels
-    if _cuda_kernels is None:
-        try:
-            import causal_conv1d  # noqa: F401  (mamba_inner_fn needs it)
-            from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
+    """Import mamba-ssm's fused kernels (once per process); ``mamba_inner_fn``, or None with the
+    reason in :func:`kernel_error`."""
+    global _kernels
+    if _kernels is None:
+        _kernels = _import_kernels()
+    return _kernels.inner_fn
 
-            _cuda_kernels = mamba_inner_fn
-        except Exception:  # ImportError, or an OSError/RuntimeError from a broken CUDA build
-            _cuda_kernels = False
-    return _cuda_kernels or None
+
+def kernel_error():
+    """The exception that made :func:`load_cuda_kernels` return None (imports the kernels if not yet tried)."""
+    load_cuda_kernels()
+    return _kernels.error
+
+
+def _import_kernels():
+    try:
+        import causal_conv1d  # noqa: F401  (mamba_inner_fn needs it)
+        from mamba_ssm.ops import selective_scan_interface as iface
+
+        inner_fn = iface.mamba_inner_fn
+    except Exception as e:  # ImportError, or an OSError/RuntimeError from a broken CUDA build
+        return KernelState(None, e)
+    problem = pair_problem(iface, kernel_versions())
+    if problem:
+        return KernelState(None, ImportError(problem))
+    return KernelState(inner_fn, None)
+
+
+def describe_error(error):
+    """One line naming an exception: 'ModuleNotFoundError: No module named ...'."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _on_cuda(tensor):
     return tensor.is_cuda
+
+
+class Choice(NamedTuple):
+    kernels: bool  # True: mamba-ssm's kernels run the block
+    reason: Optional[str]  # why not, when kernels is False
+    cause: Optional[BaseException] = None  # the import error, when that is why
+
+
+def choose_backend(backend, d_conv, d_state, dtype, on_cuda):
+    """Which path a block takes; imports the kernels only for a CUDA input under auto / cuda."""
+    if backend == "torch":
+        return Choice(False, "mamba_backend='torch'")
+    if not on_cuda:
+        return Choice(False, "the input is on the CPU")
+    limit = kernel_limits(d_conv, d_state, dtype)
+    if limit:
+        return Choice(False, str(limit))
+    if load_cuda_kernels() is None:
+        error = kernel_error()
+        return Choice(False, f"mamba-ssm's CUDA kernels cannot be used ({describe_error(error)})", error)
+    return Choice(True, None)
+
+
+def _fix(choice, on_cuda):
+    """What to change when mamba_backend 'cuda' cannot be honoured."""
+    if choice.cause is not None:
+        return f"install them: {CUDA_INSTALL_HINT}, or set mamba_backend: auto / torch"
+    if not on_cuda:
+        return "use a CUDA device, or set mamba_backend: auto / torch"
+    return "set mamba_backend: auto or torch"
+
+
+def warn_once(message):
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 class Mamba(nn.Module):
@@ -73,6 +213,9 @@ class Mamba(nn.Module):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"mamba_backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+        limit = kernel_limits(d_conv, d_state) if backend == "cuda" else None
+        if limit:
+            raise MambaKernelsUnavailable(f"mamba_backend='cuda' but {limit}; set mamba_backend: auto or torch")
         factory_kwargs = {"device": device, "dtype": dtype}
         self.d_model = d_model
         self.d_state = d_state
@@ -96,8 +239,9 @@ class Mamba(nn.Module):
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **factory_kwargs)
         self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state, device=device, dtype=torch.float32))
         self.D = nn.Parameter(torch.empty(self.d_inner, device=device, dtype=torch.float32))
-        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory_kwargs)
         self.reset_ssm_parameters(dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
+        # built last, as in mamba_simple: the same seed draws the same dt_proj and out_proj
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory_kwargs)
 
     @torch.no_grad()
     def reset_ssm_parameters(self, dt_min=0.001, dt_max=0.1, dt_init="random", dt_scale=1.0, dt_init_floor=1e-4):
@@ -123,23 +267,18 @@ class Mamba(nn.Module):
         self.D._no_weight_decay = True
 
     def uses_cuda_kernels(self, hidden_states):
-        """Which backend this input takes; raises MambaKernelsUnavailable for an impossible 'cuda'."""
-        if self.backend == "torch":
-            return False
-        kernels = load_cuda_kernels()
+        """Whether this input takes mamba-ssm's kernels. ``auto`` falls back to the PyTorch path
+        with one warning on a GPU; ``cuda`` raises MambaKernelsUnavailable (the cause attached)."""
+        on_cuda = _on_cuda(hidden_states)
+        choice = choose_backend(self.backend, self.d_conv, self.d_state, hidden_states.dtype, on_cuda)
+        if choice.kernels or self.backend == "torch":
+            return choice.kernels
         if self.backend == "cuda":
-            if kernels is None:
-                raise MambaKernelsUnavailable(
-                    "mamba_backend='cuda' but mamba-ssm / causal-conv1d cannot be imported. "
-                    f"Install them with: {CUDA_INSTALL_HINT}; or set mamba_backend: torch."
-                )
-            if not _on_cuda(hidden_states):
-                raise MambaKernelsUnavailable(
-                    "mamba_backend='cuda' but the input is on the CPU; set device to a CUDA GPU, "
-                    "or mamba_backend: auto / torch."
-                )
-            return True
-        return kernels is not None and _on_cuda(hidden_states)
+            raise MambaKernelsUnavailable(f"mamba_backend='cuda' but {choice.reason}; {_fix(choice, on_cuda)}") from choice.cause
+        if on_cuda:
+            warn_once(f"mamba_backend='auto' on a GPU: {choice.reason}; the Mamba blocks run the slower "
+                      "PyTorch path (set mamba_backend: torch to choose it, or cuda to make this an error)")
+        return False
 
     def forward(self, hidden_states):
         """hidden_states: (B, L, d_model) -> (B, L, d_model)."""

@@ -1,16 +1,13 @@
-"""The Mamba block: mamba-ssm's parameters and init, backend dispatch, and the PyTorch path
-against an independent float64 re-implementation of mamba_simple's slow path."""
+"""The Mamba block: mamba-ssm's parameters and init, and the PyTorch path against an independent
+float64 re-implementation of mamba_simple's slow path (backend dispatch: test_mamba_kernels.py)."""
 import math
-import sys
-import types
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import recbole_sigma.mamba as mamba_module
-from recbole_sigma.mamba import Mamba, MambaKernelsUnavailable, causal_depthwise_conv
+from recbole_sigma.mamba import Mamba, causal_depthwise_conv
 from recbole_sigma.ops.selective_scan import selective_scan_ref
 
 EXPECTED_SHAPES = {
@@ -45,64 +42,38 @@ def test_initialisation_matches_mamba_ssm():
     assert block.dt_proj.weight.abs().max() <= bound
 
 
+def mamba_simple_construction(d_model, d_state, d_conv, expand):
+    """The parameters mamba_simple.Mamba.__init__ draws, in its order (dt init before out_proj)."""
+    d_inner, dt_rank = expand * d_model, math.ceil(d_model / 16)
+    params = {"in_proj.weight": nn.Linear(d_model, 2 * d_inner, bias=False).weight}
+    conv = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
+    params.update({"conv1d.weight": conv.weight, "conv1d.bias": conv.bias})
+    params["x_proj.weight"] = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False).weight
+    dt_proj = nn.Linear(dt_rank, d_inner)
+    nn.init.uniform_(dt_proj.weight, -(dt_rank**-0.5), dt_rank**-0.5)
+    dt = torch.exp(torch.rand(d_inner) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
+    params.update({"dt_proj.weight": dt_proj.weight, "dt_proj.bias": dt + torch.log(-torch.expm1(-dt))})
+    params["A_log"] = torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1)
+    params["D"] = torch.ones(d_inner)
+    params["out_proj.weight"] = nn.Linear(d_inner, d_model, bias=False).weight
+    return params
+
+
+def test_same_seed_draws_mamba_simples_parameters():
+    torch.manual_seed(3)
+    expected = mamba_simple_construction(d_model=24, d_state=8, d_conv=3, expand=2)
+    torch.manual_seed(3)
+    block = Mamba(d_model=24, d_state=8, d_conv=3, expand=2)
+    got = dict(block.named_parameters())
+    # names and state_dict order as before out_proj moved: own parameters first, then submodules
+    assert list(got) == ["A_log", "D"] + [n for n in EXPECTED_SHAPES if n not in ("A_log", "D")]
+    for name, tensor in expected.items():
+        assert torch.equal(got[name].detach(), tensor.detach()), name
+
+
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="mamba_backend='gpu'.*auto, cuda, torch"):
         Mamba(d_model=8, backend="gpu")
-
-
-def test_cuda_backend_without_kernels_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(mamba_module, "_cuda_kernels", None)
-    monkeypatch.setitem(sys.modules, "mamba_ssm", None)  # makes the import fail
-    block = Mamba(d_model=8, d_state=4, backend="cuda")
-    with pytest.raises(MambaKernelsUnavailable, match=r"pip install 'recbole-sigma\[cuda\]'"):
-        block(torch.randn(2, 5, 8))
-
-
-def _install_stand_in_kernels(monkeypatch, calls):
-    """Fake mamba_ssm / causal_conv1d modules whose mamba_inner_fn records its call."""
-
-    def mamba_inner_fn(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, B, C, D, delta_bias, delta_softplus):
-        calls.append({"xz": xz.shape, "A": A, "delta_softplus": delta_softplus})
-        return torch.zeros(xz.shape[0], xz.shape[2], out_w.shape[0])
-
-    iface = types.ModuleType("mamba_ssm.ops.selective_scan_interface")
-    iface.mamba_inner_fn = mamba_inner_fn
-    for name, module in {
-        "mamba_ssm": types.ModuleType("mamba_ssm"),
-        "mamba_ssm.ops": types.ModuleType("mamba_ssm.ops"),
-        "mamba_ssm.ops.selective_scan_interface": iface,
-        "causal_conv1d": types.ModuleType("causal_conv1d"),
-    }.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(mamba_module, "_cuda_kernels", None)
-
-
-def test_auto_dispatch_picks_the_kernels_on_cuda(monkeypatch):
-    calls = []
-    _install_stand_in_kernels(monkeypatch, calls)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(mamba_module, "_on_cuda", lambda tensor: True)
-    block = Mamba(d_model=16, d_state=4, backend="auto")
-    out = block(torch.randn(3, 7, 16))
-    assert len(calls) == 1 and calls[0]["xz"] == (3, 64, 7) and calls[0]["delta_softplus"]
-    assert torch.equal(calls[0]["A"], -torch.exp(block.A_log))
-    assert out.shape == (3, 7, 16)
-
-
-def test_auto_dispatch_stays_on_torch_for_cpu_tensors(monkeypatch):
-    calls = []
-    _install_stand_in_kernels(monkeypatch, calls)
-    block = Mamba(d_model=16, d_state=4, backend="auto")
-    block(torch.randn(2, 5, 16))
-    assert calls == []
-
-
-def test_torch_backend_never_uses_the_kernels(monkeypatch):
-    calls = []
-    _install_stand_in_kernels(monkeypatch, calls)
-    monkeypatch.setattr(mamba_module, "_on_cuda", lambda tensor: True)
-    Mamba(d_model=16, d_state=4, backend="torch")(torch.randn(2, 5, 16))
-    assert calls == []
 
 
 def test_state_dict_moves_between_backends_strictly():
