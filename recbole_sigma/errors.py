@@ -34,3 +34,7 @@ class NonFiniteLossError(RecBoleSigmaError, FloatingPointError):
 
 class CheckpointError(RecBoleSigmaError, RuntimeError):
     """A checkpoint that cannot be resumed from: unreadable, or for another model or dataset."""
+
+
+class DataFileError(RecBoleSigmaError, ValueError):
+    """An atomic file (.inter, .user, .item) RecBole would misread: the message names the file and line."""
