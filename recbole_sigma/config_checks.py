@@ -1,6 +1,9 @@
 """Validation of the models' config keys, before anything is built or trained.
 
-Every error is one line naming the model, the key, the value and what is allowed."""
+Every error is one line naming the model, the key, the value and what is allowed.
+``check_run_config`` does the same for the RecBole keys a run depends on (learning rate, batch
+sizes, epochs, MAX_ITEM_LIST_LENGTH, topk, metrics, valid_metric, eval_args, ...), before any data
+is read; ``recbole_config_errors`` rewords what RecBole's own Config rejects."""
 import contextlib
 import math
 import warnings
@@ -122,6 +125,8 @@ RUN_KEYS = {
     "stopping_step": _int_at_least(0),
     "eval_step": _int_at_least(1),  # run() reports the best validated epoch: at least one must be
     "seed": _int_at_least(0),
+    "data_path": _nonempty_str(),
+    "checkpoint_dir": _nonempty_str(),
     "field_separator": _nonempty_str(),
     "seq_separator": _nonempty_str(),
 }
@@ -310,6 +315,11 @@ def _check_eval_args(config):
         )
     if eval_args.get("order", "RO") not in ("RO", "TO"):
         raise ConfigError(f"eval_args order={eval_args['order']!r} is invalid; expected RO or TO")
+    if _is_sequential(config) and eval_args.get("order", "RO") != "TO":  # RecBole's default is RO
+        raise ConfigError(
+            f"eval_args order={eval_args.get('order', 'RO')!r}: RecBole's sequential models need order TO "
+            "(by time); expected eval_args with order: TO"
+        )
     group_by = eval_args.get("group_by", "user")
     if not (group_by is None or group_by in ("user", "none", "None")):
         raise ConfigError(f"eval_args group_by={group_by!r} is invalid; expected user or none")
@@ -374,10 +384,9 @@ def recbole_config_errors():
     except (ValueError, TypeError, AttributeError, KeyError, NotImplementedError, RuntimeError,
             AssertionError, SyntaxError) as e:
         raw = _config_being_built(e.__traceback__)
-        if raw is None:
-            raise
         try:
-            check_run_config(raw)
+            if raw is not None:
+                check_run_config(raw)
         except ConfigError as found:
             raise found.with_traceback(None) from e
         except Exception:  # the raw dict is too broken for a check to read: say what RecBole said

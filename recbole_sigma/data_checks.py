@@ -222,16 +222,31 @@ def _check_file(config, path, source, load, unload):
             )
 
 
-def check_splits(config, train_data, valid_data, test_data):
-    """An empty training, validation or test split (too few interactions per user for
-    ``eval_args``' split) is a one-line EmptyDatasetError, before training: RecBole would skip the
-    validation (no best epoch) or fail in the evaluation."""
+def prepare_splits(config, dataset):
+    """RecBole's ``data_preparation`` (train, valid and test loaders), where an empty split (too few
+    interactions per user for ``eval_args``' split) is a one-line EmptyDatasetError, before
+    training: RecBole would fail in torch's sampler (empty training split), skip the validation
+    (no best epoch) or fail in the evaluation."""
+    from recbole.data import data_preparation
+
+    try:
+        splits = data_preparation(config, dataset)
+    except ValueError as e:  # torch's RandomSampler: "num_samples should be a positive integer ..."
+        if "num_samples" not in str(e):
+            raise
+        _empty_split(config, "training")
+    for name, loader in zip(("training", "validation", "test"), splits):
+        if len(loader._dataset) == 0:
+            _empty_split(config, name)
+    return splits
+
+
+def _empty_split(config, name):
     from recbole_sigma.errors import EmptyDatasetError
 
-    for name, loader in (("training", train_data), ("validation", valid_data), ("test", test_data)):
-        if len(loader._dataset) == 0:
-            raise EmptyDatasetError(
-                f"dataset {config['dataset']!r} leaves the {name} split empty "
-                f"(eval_args split={config['eval_args']['split']!r}); expected more interactions per user "
-                "(leave-one-out needs 3: one to train on, one to validate, one to test) or another split"
-            )
+    raise EmptyDatasetError(
+        f"dataset {config['dataset']!r} leaves the {name} split empty "
+        f"(eval_args split={config['eval_args']['split']!r}); expected more interactions per user "
+        "(with {LS: valid_and_test} a sequential model validates only users with 4 or more) "
+        "or another split"
+    )

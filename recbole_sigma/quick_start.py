@@ -171,11 +171,11 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
 
         return spawn(run, model, dataset, config_file_list, config_dict, saved=saved, resume=resume,
                      nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset)
-    from recbole.data import create_dataset, data_preparation
+    from recbole.data import create_dataset
     from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
     from recbole_sigma.config_checks import check_dataset_config, check_run_config, recbole_config_errors
-    from recbole_sigma.data_checks import check_atomic_files, check_splits
+    from recbole_sigma.data_checks import check_atomic_files, prepare_splits
     from recbole_sigma.malloc import keep_freed_memory
     from recbole_sigma.trainer import reliable_trainer
 
@@ -208,8 +208,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
         )
     logger.info(data)
     check_dataset_config(config, data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    check_splits(config, train_data, valid_data, test_data)
+    train_data, valid_data, test_data = prepare_splits(config, data)  # data_preparation, no empty split
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = resolve_model(model)(config, train_data._dataset).to(config["device"])

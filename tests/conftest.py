@@ -92,7 +92,7 @@ TINY_DATA_KEYS = {
 }
 
 
-def write_atomic_dataset(folder, name="tiny", users=8, items=6, per_user=5, seed=0, header=None):
+def write_atomic_dataset(folder, name="tiny", users=8, items=12, per_user=5, seed=0, header=None):
     """``folder/name/name.inter`` with ``users`` x ``per_user`` interactions; returns its path."""
     import random
 

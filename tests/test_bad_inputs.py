@@ -161,3 +161,62 @@ def test_training_error_is_one_line_with_the_traceback_in_the_log_file(tmp_path,
     assert len(logs) == 1
     text = logs[0].read_text()
     assert "Traceback (most recent call last)" in text and "NonFiniteLossError" in text
+
+
+def test_item_file_is_checked_when_load_col_loads_it(cli):
+    (cli.data / "tiny.item").write_text("item_id:token\tprice:float\ni1\t9.5\ni2\tcheap\n")
+    assert_one_line(*cli("--load_col={'inter': ['user_id', 'item_id', 'timestamp'], 'item': ['item_id', 'price']}")[::2],
+                    "tiny.item, line 3: price='cheap' is not a number")
+    (cli.data / "tiny.item").write_text("price:float\n9.5\n")
+    assert_one_line(*cli("--load_col={'inter': ['user_id', 'item_id', 'timestamp'], 'item': '*'}")[::2],
+                    "tiny.item, line 1: no 'item_id' column, which the run needs as ITEM_ID_FIELD")
+
+
+def test_unloaded_columns_are_not_read_but_every_line_is_counted(tmp_path):
+    """A float column load_col leaves out may hold anything (RecBole never parses it); the field
+    count still holds for every line, since pandas splits every line."""
+    from recbole_sigma.data_checks import check_atomic_files
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\tprice:float\n"
+                                       "u\ti\t1\tcheap\n\nu\ti\t2\t3\n")
+    config = {"data_path": str(folder), "dataset": "tiny", "benchmark_filename": None,
+              "additional_feat_suffix": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+              "unload_col": None, "field_separator": "\t", "seq_separator": " ", "encoding": None,
+              "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+              "eval_args": {"order": "TO"}, "MODEL_TYPE": None}
+    check_atomic_files(config)  # the blank line is skipped, as pandas does
+    (folder / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\tprice:float\nu\ti\t1\n")
+    from recbole_sigma.errors import DataFileError
+
+    with pytest.raises(DataFileError, match=r"tiny.inter, line 2: 3 field\(s\); expected 4"):
+        check_atomic_files(config)
+
+
+def test_topk_beyond_the_items_of_the_dataset(cli):
+    assert_one_line(*cli("--topk=[50]", "--valid_metric=NDCG@50")[::2], "topk=[50] asks for more items",
+                    "has 12 items", "expected topk <= 12")
+
+
+def test_users_too_short_for_the_split(cli):
+    write_atomic_dataset(cli.data.parent, per_user=3, items=12)
+    assert_one_line(*cli("--topk=[5]", "--valid_metric=NDCG@5")[::2], "leaves the validation split empty")
+
+
+def test_sequential_model_with_random_order(cli):
+    assert_one_line(*cli("--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}, 'order': 'RO'}")[::2],
+                    "eval_args order='RO': RecBole's sequential models need order TO")
+
+
+def test_a_key_given_twice_with_two_values(cli, monkeypatch):
+    """RecBole reads sys.argv itself and refuses a key given twice with two values: one line."""
+    import sys
+
+    args = ["--model=SIGMA", "--epochs=1", "--epochs=2"]
+    monkeypatch.setattr(sys, "argv", ["recbole-sigma"] + args)
+    assert_one_line(*cli(*args[1:])[::2], "RecBole rejects the config: There are duplicate", "--epochs=2")
+
+
+def test_data_path_of_the_wrong_type(cli):
+    assert_one_line(*cli("--data_path=3")[::2], "data_path=3 is invalid; expected a non-empty string")

@@ -13,8 +13,22 @@ case; without it the same generator runs on fixed seeds. CI draws ``FUZZ_CASES``
 
     RECBOLE_SIGMA_FUZZ_CASES=1000 python -m pytest tests/test_fuzz_inputs.py -q -s
 
-(``-s`` prints the tally of outcomes). The CI run (hypothesis 6.170, derandomized) drew 40 cases:
-OUTCOMES_FILLED_IN_BELOW
+(``-s`` prints the tally of outcomes). What the runs drew (counts from ``-s``):
+
+* CI with hypothesis (6.170, derandomized: the same 40 cases every run): SIGMA 21, SASRec 13,
+  Mamba4Rec 6; 29 clean .inter files and 11 corrupted (non-numeric time 2, NA id 2, empty id,
+  no colon in the header, no time column, empty file, an extra field, a leading quote, a float
+  column with missing values); 54 keys set, 16 of them bad (learning_rate x2, epochs, seed, topk,
+  USER_ID_FIELD, TIME_FIELD x2, n_heads x2 and n_layers (read by SASRec only), hidden_size,
+  gate_conv_kernel x3, flip_remain). Outcomes: 24 finished runs, 16 one-line errors (7 RecBole
+  keys, 2 model keys, 7 file lines).
+* CI without hypothesis (seeds 0-39): SIGMA 14, SASRec 16, Mamba4Rec 10; 20 clean files, 20
+  corrupted over 12 kinds; 11 finished runs, 29 one-line errors.
+* ``RECBOLE_SIGMA_FUZZ_CASES=400`` (random; before the last two eval_args values and data_path
+  were added): 260 clean files and 140 corrupted over all 18 kinds; 217 finished runs, 183
+  one-line errors of 88 kinds; no traceback. Earlier long runs found what is now checked: topk
+  beyond the dataset's items, an empty validation or training split, order RO for a sequential
+  model.
 """
 import contextlib
 import io
@@ -73,9 +87,10 @@ KEYS = {
     "metrics": ([["Hit"], ["Recall", "MRR", "NDCG", "Hit", "Precision"], "NDCG"],
                 [["Bogus"], "AUC", [], 5, ["Hit", 3], ["Hit", "AUC"]]),
     "valid_metric": (["Hit@2", "ndcg@2"], ["Foo@10", "NDCG@99", 3, "NDCG"]),
-    "eval_args": ([{"split": {"RS": [0.6, 0.2, 0.2]}, "order": "RO"}, {"mode": "uni5"}],
+    "eval_args": ([{"split": {"RS": [0.6, 0.2, 0.2]}, "order": "TO"},
+                   {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni5"}],
                   [[1], {"split": {"RS": [0.8, 0.2]}}, {"order": "XO"}, {"mode": "uni0"}, {"group_by": "item"},
-                   {"split": {"LS": "test_only"}}, {"bogus": 1}, {"split": "LS"}]),
+                   {"split": {"LS": "test_only"}}, {"bogus": 1}, {"split": "LS"}, {"order": "RO"}]),
     "stopping_step": ([0, 10], [-1, "x", 1.5]),
     "eval_step": ([1], [0, 2, "x"]),
     "weight_decay": ([0.0, 1e-4], [-1, "x"]),
@@ -93,6 +108,7 @@ KEYS = {
     "TIME_FIELD": (["timestamp"], ["time", 3]),
     "USER_ID_FIELD": (["user_id"], ["uid"]),
     "field_separator": (["\t"], [",", ""]),
+    "data_path": ([], [3, ""]),  # (the good one is the case's folder)
     "user_inter_num_interval": (["[2,inf)"], ["[100,inf)"]),
     "train_neg_sample_args": ([None], [{"distribution": "uniform", "sample_num": 1}, "x"]),
 }
@@ -106,16 +122,16 @@ CORRUPTIONS = (
 
 def draw_inter(rng):
     """(kind, bytes) of a small .inter file, clean or with one corruption."""
-    kind = rng.choice(CORRUPTIONS)
-    users, items, per_user = rng.randint(2, 8), rng.randint(3, 9), rng.randint(3, 6)
+    kind = rng.choice(CORRUPTIONS) if rng.random() < 0.6 else "none"
+    users, items, per_user = rng.randint(2, 8), rng.randint(3, 9), rng.randint(4, 7)
     if kind == "few_rows":
         users, per_user = rng.randint(1, 2), rng.randint(1, 2)
     header = ["user_id:token", "item_id:token", "timestamp:float"]
     rows, time = [], 0
     for user in range(users):
-        for _ in range(per_user):
+        for k in range(per_user):
             time += rng.randint(0, 3)
-            rows.append([f"u{user}", f"i{rng.randrange(items)}", str(time)])
+            rows.append([f"u{user}", f"i{(user + k + rng.randrange(2)) % items}", str(time)])
     if kind == "rating_column":  # a loaded-or-not float column with empty (missing) values: fine
         header.append("rating:float")
         for row in rows:
@@ -165,7 +181,7 @@ def draw_case(rng):
     overrides = {}
     for key in rng.sample(sorted(KEYS), rng.randint(0, 3)):
         good, bad = KEYS[key]
-        pool = rng.choice([good, good, bad, WILD])
+        pool = rng.choice([p for p in (good, good, bad, WILD) if p])
         overrides[key] = rng.choice(pool)
     kind, data = draw_inter(rng)
     return model, overrides, kind, data
@@ -176,9 +192,8 @@ def run_case(rng, workdir, tally):
     case = Path(workdir) / f"case{len(tally['cases'])}"
     (case / "data" / "fuzz").mkdir(parents=True)
     (case / "data" / "fuzz" / "fuzz.inter").write_bytes(data)
-    argv = [f"--model={model}", "--dataset=fuzz", f"--data_path={case / 'data'}",
-            f"--checkpoint_dir={case / 'saved'}"]
-    argv += [f"--{key}={value!r}" for key, value in {**BASE, **overrides}.items()]
+    keys = {"data_path": str(case / "data"), "checkpoint_dir": str(case / "saved"), **BASE, **overrides}
+    argv = [f"--model={model}", "--dataset=fuzz"] + [f"--{key}={value!r}" for key, value in keys.items()]
     out, err = io.StringIO(), io.StringIO()
     saved_argv = sys.argv
     sys.argv = ["recbole-sigma"] + argv  # RecBole's Config reads sys.argv too, as on the command line
