@@ -220,3 +220,26 @@ def test_a_key_given_twice_with_two_values(cli, monkeypatch):
 
 def test_data_path_of_the_wrong_type(cli):
     assert_one_line(*cli("--data_path=3")[::2], "data_path=3 is invalid; expected a non-empty string")
+
+
+def test_unexpected_error_keeps_its_traceback_and_is_logged_to_the_file(tmp_path, monkeypatch):
+    """A bug (not a RecBoleSigmaError) is not hidden behind one line: it propagates with its
+    traceback, and the run's log file holds it too."""
+    import recbole_sigma
+    from tests.test_quick_start import bare_root_logger
+
+    def broken(self, interaction):
+        raise RuntimeError("a bug in calculate_loss")
+
+    monkeypatch.setattr(recbole_sigma.SIGMA, "calculate_loss", broken)
+    monkeypatch.chdir(tmp_path)
+    write_atomic_dataset(tmp_path / "data")
+    args = ["--model=SIGMA", "--dataset=tiny", f"--data_path={tmp_path / 'data'}",
+            f"--checkpoint_dir={tmp_path / 'saved'}", "--state='ERROR'", *TINY_ARGS]
+    with bare_root_logger(), contextlib.redirect_stderr(io.StringIO()):
+        with pytest.raises(RuntimeError, match="a bug in calculate_loss"):
+            main(args)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    text = next((tmp_path / "log").rglob("*.log")).read_text()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: a bug in calculate_loss" in text
