@@ -153,9 +153,6 @@ RECBOLE_MODEL_KEYS = {
         "loss_type": _choice("CE", "BPR"),
     },
 }
-# Our Mamba models: check_model_config checks their keys (COMMON_KEYS + MODEL_KEYS).
-MAMBA_MODELS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
-
 EVAL_ARGS_KEYS = ("split", "order", "group_by", "mode")
 LEAVE_ONE_OUT = "valid_and_test"  # RecBole's data_preparation needs train, valid and test splits
 
@@ -184,7 +181,9 @@ def check_run_config(config):
     _check_metrics(config)
     _check_eval_args(config)
     _check_loss_and_sampling(config)
-    if model in MAMBA_MODELS:
+    from recbole_sigma.model import MODELS  # here: recbole_sigma.model imports this module
+
+    if model in MODELS:  # our Mamba models: COMMON_KEYS + MODEL_KEYS
         with warnings.catch_warnings():  # the model's own check warns again when it is built
             warnings.simplefilter("ignore")
             check_model_config(model, _KeyView(config), _get(config, "MAX_ITEM_LIST_LENGTH"))

