@@ -43,7 +43,7 @@ setup(
         "cuda": ["mamba-ssm>=2.2.5", "causal-conv1d>=1.5.1"],
         "tune": ["ray[tune]==2.6.3", "hyperopt==0.2.5"],
         "plot": ["matplotlib"],
-        "test": ["pytest>=7", "ray[tune]==2.6.3", "hyperopt==0.2.5", "matplotlib"],
+        "test": ["pytest>=7", "ray[tune]==2.6.3", "hyperopt==0.2.5", "matplotlib", "hypothesis"],
     },
     entry_points={"console_scripts": ["recbole-sigma=recbole_sigma.quick_start:main"]},
     classifiers=[

@@ -8,6 +8,7 @@ _compat.apply()
 from recbole_sigma.errors import (  # noqa: E402
     CheckpointError,
     ConfigError,
+    DataFileError,
     DatasetNotFoundError,
     EmptyDatasetError,
     NonFiniteLossError,
@@ -40,6 +41,7 @@ __all__ = [
     "main",
     "RecBoleSigmaError",
     "ConfigError",
+    "DataFileError",
     "UnknownModelError",
     "DatasetNotFoundError",
     "EmptyDatasetError",

@@ -1,6 +1,11 @@
 """Validation of the models' config keys, before anything is built or trained.
 
-Every error is one line naming the model, the key, the value and what is allowed."""
+Every error is one line naming the model, the key, the value and what is allowed.
+``check_run_config`` does the same for the RecBole keys a run depends on (learning rate, batch
+sizes, epochs, MAX_ITEM_LIST_LENGTH, topk, metrics, valid_metric, eval_args, ...), before any data
+is read; ``recbole_config_errors`` rewords what RecBole's own Config rejects."""
+import contextlib
+import math
 import warnings
 
 from recbole_sigma.errors import ConfigError
@@ -94,3 +99,338 @@ def check_keys(model_name, config, keys):
             )
         if not valid(value):
             raise ConfigError(f"{model_name}: {key}={value!r} is invalid; expected {allowed}")
+
+
+# --------------------------------------------------------------------------
+# RecBole's keys that a run depends on (checked before any data is read or model built)
+# --------------------------------------------------------------------------
+def _number(low, inclusive):
+    def check(v):
+        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and (v >= low if inclusive else v > low))
+
+    return check, f"a number {'>=' if inclusive else '>'} {low}"
+
+
+def _nonempty_str():
+    return (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
+
+
+RUN_KEYS = {
+    "learning_rate": _number(0, inclusive=False),
+    "weight_decay": _number(0, inclusive=True),
+    "epochs": _int_at_least(1),
+    "train_batch_size": _int_at_least(1),
+    "eval_batch_size": _int_at_least(1),
+    "stopping_step": _int_at_least(0),
+    "eval_step": _int_at_least(1),  # run() reports the best validated epoch: at least one must be
+    "seed": _int_at_least(0),
+    "data_path": _nonempty_str(),
+    "checkpoint_dir": _nonempty_str(),
+    "field_separator": _nonempty_str(),
+    "seq_separator": _nonempty_str(),
+}
+# Sequential models only (RecBole reads them for nothing else).
+SEQUENCE_KEYS = {
+    "MAX_ITEM_LIST_LENGTH": _int_at_least(1),
+    "USER_ID_FIELD": _nonempty_str(),
+    "ITEM_ID_FIELD": _nonempty_str(),
+    "TIME_FIELD": _nonempty_str(),
+}
+
+# RecBole's own baselines that our runs compare against: what their constructors assume.
+RECBOLE_MODEL_KEYS = {
+    "SASRec": {
+        "n_layers": _int_at_least(1),
+        "n_heads": _int_at_least(1),
+        "hidden_size": _int_at_least(1),
+        "inner_size": _int_at_least(1),
+        "hidden_dropout_prob": _DROPOUT,
+        "attn_dropout_prob": _DROPOUT,
+        "hidden_act": _choice("gelu", "relu", "swish", "tanh", "sigmoid"),
+        "layer_norm_eps": _number(0, inclusive=False),
+        "initializer_range": _number(0, inclusive=False),
+        "loss_type": _choice("CE", "BPR"),
+    },
+}
+EVAL_ARGS_KEYS = ("split", "order", "group_by", "mode")
+LEAVE_ONE_OUT = "valid_and_test"  # RecBole's data_preparation needs train, valid and test splits
+
+
+def _get(config, key):
+    """``config[key]`` on RecBole's Config or a plain dict; None when missing."""
+    return config.get(key) if isinstance(config, dict) else config[key]
+
+
+def check_run_config(config):
+    """Raise ConfigError, in one line naming the key, its value and what is allowed, on the first
+    RecBole key of a run that is missing or invalid; then check the model's own keys.
+
+    ``config`` is RecBole's Config or the plain dict it is built from (``recbole_config_errors``
+    checks that one when RecBole's own checks fail on it). Nothing is read or built here."""
+    _check_plain_keys(config, RUN_KEYS)
+    if _get(config, "eval_step") > _get(config, "epochs"):
+        raise ConfigError(
+            f"eval_step={_get(config, 'eval_step')} is more than epochs={_get(config, 'epochs')}: no epoch "
+            "would be validated; expected eval_step <= epochs"
+        )
+    model = _get(config, "model")
+    if _is_sequential(config):
+        _check_plain_keys(config, SEQUENCE_KEYS)
+        _check_sequence_length(model, config, _get(config, "MAX_ITEM_LIST_LENGTH"))
+    _check_metrics(config)
+    _check_eval_args(config)
+    _check_loss_and_sampling(config)
+    from recbole_sigma.model import MODELS  # here: recbole_sigma.model imports this module
+
+    if model in MODELS:  # our Mamba models: COMMON_KEYS + MODEL_KEYS
+        with warnings.catch_warnings():  # the model's own check warns again when it is built
+            warnings.simplefilter("ignore")
+            check_model_config(model, _KeyView(config), _get(config, "MAX_ITEM_LIST_LENGTH"))
+    elif model in MODEL_KEYS:
+        check_keys(model, _KeyView(config), MODEL_KEYS[model])
+    if model in RECBOLE_MODEL_KEYS:
+        check_keys(model, _KeyView(config), RECBOLE_MODEL_KEYS[model])
+        if model == "SASRec" and _get(config, "hidden_size") % _get(config, "n_heads"):
+            raise ConfigError(
+                f"SASRec: hidden_size={_get(config, 'hidden_size')} is not a multiple of "
+                f"n_heads={_get(config, 'n_heads')}; expected hidden_size divisible by n_heads"
+            )
+
+
+class _KeyView:
+    """``view[key]`` is None for a missing key, on a Config or a dict (as the model checks read)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def __getitem__(self, key):
+        return _get(self.config, key)
+
+
+def _check_plain_keys(config, keys):
+    for key, (valid, allowed) in keys.items():
+        value = _get(config, key)
+        if value is None:
+            raise ConfigError(f"config key {key!r} is missing (None); expected {allowed}")
+        if not valid(value):
+            raise ConfigError(f"{key}={value!r} is invalid; expected {allowed}")
+
+
+def _is_sequential(config):
+    from recbole.utils import ModelType
+
+    return _get(config, "MODEL_TYPE") == ModelType.SEQUENTIAL
+
+
+def _check_sequence_length(model, config, length):
+    """What RecBole's sequential baselines need of MAX_ITEM_LIST_LENGTH beyond >= 1 (SIGMA's
+    'same' convolutions, the Mamba convolutions and SASRec work from length 1)."""
+    if model == "BERT4Rec":
+        ratio = _get(config, "mask_ratio")
+        if isinstance(ratio, (int, float)) and 0 < ratio <= 1 and int(ratio * length) < 1:
+            raise ConfigError(
+                f"BERT4Rec: MAX_ITEM_LIST_LENGTH={length} masks int(mask_ratio * length) = 0 items "
+                f"(mask_ratio={ratio}); expected MAX_ITEM_LIST_LENGTH >= {math.ceil(1 / ratio)} or a larger mask_ratio"
+            )
+    needs = {"SHAN": "short_item_length", "FOSSIL": "order_len"}
+    if model in needs:
+        key = needs[model]
+        value = _get(config, key)
+        if isinstance(value, int) and value > length:
+            raise ConfigError(
+                f"{model}: {key}={value} is longer than MAX_ITEM_LIST_LENGTH={length}; "
+                f"expected {key} <= MAX_ITEM_LIST_LENGTH"
+            )
+
+
+def _metric_registry():
+    """{lower-case name: class} of RecBole's metrics."""
+    from recbole.evaluator.register import metrics_dict
+
+    return metrics_dict
+
+
+def _check_metrics(config):
+    from recbole.evaluator.base_metric import TopkMetric
+    from recbole.utils import EvaluatorType
+
+    registry = _metric_registry()
+    known = ", ".join(sorted(cls.__name__ for cls in registry.values()))
+    metrics = _get(config, "metrics")
+    names = [metrics] if isinstance(metrics, str) else metrics
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(m, str) for m in names):
+        raise ConfigError(f"metrics={metrics!r} is invalid; expected a list of RecBole metric names ({known})")
+    for name in names:
+        if name.lower() not in registry:
+            raise ConfigError(f"metrics: no metric named {name!r}; expected names among {known}")
+    value_metrics = [m for m in names if registry[m.lower()].metric_type == EvaluatorType.VALUE]
+    if value_metrics and len(value_metrics) < len(names):
+        raise ConfigError(
+            f"metrics={list(names)!r} mixes value metrics ({', '.join(value_metrics)}) with ranking metrics; "
+            "expected one kind only"
+        )
+
+    topk = _get(config, "topk")
+    ks = [topk] if isinstance(topk, int) and not isinstance(topk, bool) else topk
+    if (not isinstance(ks, (list, tuple)) or not ks
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks)):
+        raise ConfigError(f"topk={topk!r} is invalid; expected an integer >= 1 or a list of them")
+
+    valid_metric = _get(config, "valid_metric")
+    computed = []
+    for name in names:
+        if issubclass(registry[name.lower()], TopkMetric):
+            computed += [f"{name.lower()}@{k}" for k in ks]
+        else:
+            computed.append(name.lower())
+    if not isinstance(valid_metric, str) or valid_metric.lower() not in computed:
+        raise ConfigError(
+            f"valid_metric={valid_metric!r} is not one of the computed metrics; expected one of "
+            f"{', '.join(computed)} (the metrics at each topk)"
+        )
+
+
+def _check_eval_args(config):
+    eval_args = _get(config, "eval_args")
+    shape = ("a mapping with split ({RS: [train, valid, test]}, {LS: valid_and_test} or "
+             "{TS: [train, valid, test]}), order (RO or TO), group_by (user or none) and mode")
+    if not isinstance(eval_args, dict):
+        raise ConfigError(f"eval_args={eval_args!r} is invalid; expected {shape}")
+    unknown = sorted(set(map(str, eval_args)) - set(EVAL_ARGS_KEYS))
+    if unknown:
+        raise ConfigError(f"eval_args has unknown key(s) {', '.join(unknown)}; expected {shape}")
+    split = eval_args.get("split", {"RS": [0.8, 0.1, 0.1]})
+    ratios_ok = (lambda r: isinstance(r, list) and len(r) == 3
+                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+                         for x in r))
+    if not (isinstance(split, dict) and len(split) == 1 and (
+            ("RS" in split and ratios_ok(split["RS"]))
+            or ("TS" in split and ratios_ok(split["TS"]))
+            or split.get("LS") == LEAVE_ONE_OUT)):
+        raise ConfigError(
+            f"eval_args split={split!r} is invalid; expected {{RS: [train, valid, test]}} or "
+            f"{{TS: [train, valid, test]}} (three positive ratios) or {{LS: {LEAVE_ONE_OUT}}}"
+        )
+    if eval_args.get("order", "RO") not in ("RO", "TO"):
+        raise ConfigError(f"eval_args order={eval_args['order']!r} is invalid; expected RO or TO")
+    if _is_sequential(config) and eval_args.get("order", "RO") != "TO":  # RecBole's default is RO
+        raise ConfigError(
+            f"eval_args order={eval_args.get('order', 'RO')!r}: RecBole's sequential models need order TO "
+            "(by time); expected eval_args with order: TO"
+        )
+    group_by = eval_args.get("group_by", "user")
+    if not (group_by is None or group_by in ("user", "none", "None")):
+        raise ConfigError(f"eval_args group_by={group_by!r} is invalid; expected user or none")
+    mode = eval_args.get("mode", "full")
+    modes = mode.values() if isinstance(mode, dict) else [mode]
+    if isinstance(mode, dict) and not set(mode) <= {"valid", "test"}:
+        raise ConfigError(f"eval_args mode={mode!r} is invalid; expected a mode or {{valid: mode, test: mode}}")
+    for m in modes:
+        if not (isinstance(m, str) and (m in ("full", "labeled")
+                                        or (m[:3] in ("uni", "pop") and m[3:].isdigit() and int(m[3:]) >= 1))):
+            raise ConfigError(
+                f"eval_args mode={mode!r} is invalid; expected full, labeled, uniN or popN (N >= 1), "
+                "or {valid: ..., test: ...} of those"
+            )
+    from recbole.utils import EvaluatorType
+
+    metrics = _get(config, "metrics")
+    names = [metrics] if isinstance(metrics, str) else metrics
+    registry = _metric_registry()
+    if "full" in modes and any(registry[m.lower()].metric_type == EvaluatorType.VALUE for m in names):
+        raise ConfigError(
+            f"eval_args mode={mode!r} (full ranking) cannot compute value metrics {names!r}; "
+            "expected ranking metrics (Hit, NDCG, MRR, ...) or a sampled/labeled mode"
+        )
+
+
+def _check_loss_and_sampling(config):
+    args = _get(config, "train_neg_sample_args")
+    if args is None or args == "None":
+        return
+    if not isinstance(args, dict):
+        raise ConfigError(
+            f"train_neg_sample_args={args!r} is invalid; expected None or a mapping "
+            "{distribution: uniform or popularity, sample_num: N, ...}"
+        )
+    distribution = args.get("distribution", "uniform")
+    if distribution not in (None, "None", "none", "uniform", "popularity"):
+        raise ConfigError(
+            f"train_neg_sample_args distribution={distribution!r} is invalid; expected uniform, popularity or None"
+        )
+    if (_is_sequential(config) and _get(config, "loss_type") == "CE"
+            and distribution not in (None, "None", "none")):
+        raise ConfigError(
+            f"train_neg_sample_args={args!r} with loss_type='CE': CE scores every item; "
+            "expected train_neg_sample_args=None (or loss_type=BPR)"
+        )
+
+
+@contextlib.contextmanager
+def recbole_config_errors():
+    """Turn the exceptions RecBole's Config raises on a bad key into a one-line ConfigError.
+
+    First our checks run on the dict RecBole was building (they name the key, the value and what
+    is allowed); when they find nothing, RecBole's own message, where it raised it on purpose,
+    is kept in one line. Anything else (a bug) propagates unchanged."""
+    from recbole_sigma.errors import RecBoleSigmaError
+
+    try:
+        yield
+    except RecBoleSigmaError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, NotImplementedError, RuntimeError,
+            AssertionError, SyntaxError) as e:
+        raw = _config_being_built(e.__traceback__)
+        try:
+            if raw is not None:
+                check_run_config(raw)
+        except ConfigError as found:
+            raise found.with_traceback(None) from e
+        except Exception:  # the raw dict is too broken for a check to read: say what RecBole said
+            pass
+        if not _raised_in_configurator(e.__traceback__):
+            raise
+        message = " ".join(str(e).split())
+        raise ConfigError(f"RecBole rejects the config: {message}") from e
+
+
+def _config_being_built(tb):
+    """The ``final_config_dict`` of the RecBole Config whose construction raised, if any."""
+    found = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_filename.replace("\\", "/").endswith("recbole/config/configurator.py"):
+            candidate = getattr(frame.f_locals.get("self"), "final_config_dict", None)
+            if isinstance(candidate, dict):
+                found = candidate
+        tb = tb.tb_next
+    return found
+
+
+def _raised_in_configurator(tb):
+    """True when the innermost frame is RecBole's configurator (a deliberate check, not a crash)."""
+    last = None
+    while tb is not None:
+        last = tb.tb_frame
+        tb = tb.tb_next
+    return last is not None and last.f_code.co_filename.replace("\\", "/").endswith("recbole/config/configurator.py")
+
+
+def check_dataset_config(config, dataset):
+    """The keys that need the loaded dataset (before data_preparation and training): topk must
+    not ask for more items than an evaluation scores (full ranking: every item; uniN/popN: the
+    positives and N sampled negatives, so at most N + 1 is safe)."""
+    topk = config["topk"]
+    ks = [topk] if isinstance(topk, int) else list(topk)
+    mode = config["eval_args"]["mode"]
+    modes = mode.values() if isinstance(mode, dict) else [mode]
+    limits = [dataset.item_num - 1]  # item 0 is padding
+    limits += [int(m[3:]) + 1 for m in modes if m[:3] in ("uni", "pop")]
+    if max(ks) > min(limits):
+        raise ConfigError(
+            f"topk={topk!r} asks for more items than an evaluation ranks ({min(limits)}: dataset "
+            f"{config['dataset']!r} has {dataset.item_num - 1} items, eval_args mode={mode!r}); "
+            f"expected topk <= {min(limits)}"
+        )

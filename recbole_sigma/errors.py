@@ -39,3 +39,7 @@ class CheckpointError(RecBoleSigmaError, RuntimeError):
 class MambaKernelsUnavailable(RecBoleSigmaError, RuntimeError):
     """``mamba_backend: cuda`` where mamba-ssm's CUDA kernels cannot run (missing, an incompatible
     mamba-ssm / causal-conv1d pair, a CPU input, or a block they cannot serve)."""
+
+
+class DataFileError(RecBoleSigmaError, ValueError):
+    """An atomic file (.inter, .user, .item) RecBole would misread: the message names the file and line."""

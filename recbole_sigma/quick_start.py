@@ -171,14 +171,18 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
 
         return spawn(run, model, dataset, config_file_list, config_dict, saved=saved, resume=resume,
                      nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset)
-    from recbole.data import create_dataset, data_preparation
+    from recbole.data import create_dataset
     from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
+    from recbole_sigma.config_checks import check_dataset_config, check_run_config, recbole_config_errors
+    from recbole_sigma.data_checks import check_atomic_files, prepare_splits
     from recbole_sigma.malloc import keep_freed_memory
     from recbole_sigma.trainer import reliable_trainer
 
     keep_freed_memory()  # no page-fault storm on every step's large temporaries
-    config = build_config(model, dataset, config_file_list, config_dict)
+    with recbole_config_errors():  # RecBole's own checks, reworded in one line
+        config = build_config(model, dataset, config_file_list, config_dict)
+    check_run_config(config)  # before any data is read or model built
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     if quiet:
@@ -189,6 +193,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     logger.info(config)
 
     check_dataset_available(config)
+    check_atomic_files(config)
     try:
         data = create_dataset(config)
     except ValueError as e:  # RecBole's Dataset._reset_index: "Some feat is empty, please check ..."
@@ -202,7 +207,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
             f"item_inter_num_interval={config['item_inter_num_interval']})"
         )
     logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    check_dataset_config(config, data)
+    train_data, valid_data, test_data = prepare_splits(config, data)  # data_preparation, no empty split
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = resolve_model(model)(config, train_data._dataset).to(config["device"])
@@ -318,7 +324,25 @@ def main(argv=None):
                      nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
                      group_offset=args.group_offset)
     except RecBoleSigmaError as e:
-        print(f"error: {e}", file=sys.stderr)
+        log_traceback_to_file(e)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the message
         return 2
+    except Exception as e:  # a bug, not a bad input: the traceback goes to the console and the log file
+        log_traceback_to_file(e)
+        raise
     print(format_result(result))
     return 0
+
+
+def log_traceback_to_file(error):
+    """Write ``error``'s traceback to the run's log file (RecBole's init_logger's FileHandler on the
+    root logger), not to the console; nothing when no log file was opened yet."""
+    root = logging.getLogger()
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
+    record = root.makeRecord(root.name, logging.ERROR, __file__, 0, f"{type(error).__name__}: {error}",
+                             None, (type(error), error, error.__traceback__))
+    for handler in files:
+        if record.levelno >= handler.level:
+            handler.handle(record)

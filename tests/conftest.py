@@ -81,3 +81,29 @@ def padded_batch(lengths, max_len=12, n_items=30, seed=0):
     for row, n in enumerate(lengths):
         seq[row, :n] = torch.randint(1, n_items, (n,), generator=g)
     return seq, torch.tensor(lengths)
+
+
+# A tiny generated dataset for runs that must only get through one epoch (tests of bad inputs).
+TINY_DATA_KEYS = {
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+    "user_inter_num_interval": "[0,inf)",
+    "item_inter_num_interval": "[0,inf)",
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+}
+
+
+def write_atomic_dataset(folder, name="tiny", users=8, items=12, per_user=5, seed=0, header=None):
+    """``folder/name/name.inter`` with ``users`` x ``per_user`` interactions; returns its path."""
+    import random
+
+    rng = random.Random(seed)
+    path = Path(folder) / name / f"{name}.inter"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [header or "user_id:token\titem_id:token\ttimestamp:float"]
+    time = 0
+    for user in range(users):
+        for _ in range(per_user):
+            time += 1
+            lines.append(f"u{user}\ti{rng.randrange(items)}\t{time}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,245 @@
+"""Issue 18's probes: each bad input is one line on stderr, exit code 2, before training starts.
+
+Every probe runs the command line in-process on a tiny generated dataset with a checkpoint folder
+that must stay empty (no epoch was trained); RecBole's log goes to a temporary working folder."""
+import contextlib
+import io
+import logging
+
+import pytest
+
+from recbole_sigma.quick_start import main
+from tests.conftest import TINY, TINY_DATA_KEYS, write_atomic_dataset
+
+TINY_ARGS = [f"--{k}={v!r}" for k, v in {**TINY, **TINY_DATA_KEYS, "hidden_size": 8, "d_state": 4}.items()]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """main(args) on the 'tiny' dataset -> (exit code, stdout, stderr); asserts no checkpoint was written."""
+    monkeypatch.chdir(tmp_path)  # RecBole's log/ folder
+    data = tmp_path / "data"
+    write_atomic_dataset(data)
+    saved = tmp_path / "saved"
+
+    def run(*args, model="SIGMA", dataset="tiny"):
+        out, err = io.StringIO(), io.StringIO()
+        argv = [f"--model={model}", f"--dataset={dataset}", f"--data_path={data}", f"--checkpoint_dir={saved}"]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv + TINY_ARGS + list(args))
+        return code, out.getvalue(), err.getvalue()
+
+    run.data = data / "tiny"
+    yield run
+    assert not saved.exists() or not any(saved.iterdir()), "a checkpoint was written: training started"
+
+
+def assert_one_line(code, err, *fragments):
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.mark.parametrize("arg, fragments", [
+    ("--learning_rate=-1", ["learning_rate=-1", "a number > 0"]),
+    ("--train_batch_size=0", ["train_batch_size=0", "an integer >= 1"]),
+    ("--eval_batch_size=0", ["eval_batch_size=0", "an integer >= 1"]),
+    ("--topk=[0]", ["topk=[0]", "an integer >= 1 or a list of them"]),
+    ("--metrics=['Bogus']", ["no metric named 'Bogus'", "NDCG"]),
+    ("--valid_metric=Foo@10", ["valid_metric='Foo@10'", "hit@10"]),
+    ("--MAX_ITEM_LIST_LENGTH=0", ["MAX_ITEM_LIST_LENGTH=0", "an integer >= 1"]),
+    ("--hidden_size=abc", ["SIGMA: hidden_size='abc'", "an integer >= 1"]),
+    ("--num_layers=0", ["SIGMA: num_layers=0", "an integer >= 1"]),
+])
+def test_bad_config_value_is_one_line_before_training(cli, arg, fragments):
+    assert_one_line(*cli(arg)[::2], *fragments)
+
+
+def test_unknown_model(cli):
+    assert_one_line(*cli(model="SIGMO")[::2], "unknown model 'SIGMO'")
+
+
+def test_missing_config_file(cli, tmp_path):
+    assert_one_line(*cli(f"--config_files={tmp_path / 'absent.yaml'}")[::2], "absent.yaml", "cannot be read")
+
+
+def test_missing_dataset(cli):
+    assert_one_line(*cli(dataset="no-such-set")[::2], "'no-such-set' not found at data_path")
+
+
+def test_dataset_left_empty_by_filtering(cli):
+    assert_one_line(*cli("--user_inter_num_interval='[100,inf)'")[::2], "no interactions left after filtering")
+
+
+def test_line_without_separators(cli):
+    lines = (cli.data / "tiny.inter").read_text().splitlines()
+    lines[3] = lines[3].replace("\t", " ")
+    (cli.data / "tiny.inter").write_text("\n".join(lines) + "\n")
+    assert_one_line(*cli()[::2], "tiny.inter, line 4: 1 field(s); expected 3 (user_id, item_id, timestamp)")
+
+
+def test_non_numeric_float_value(cli):
+    lines = (cli.data / "tiny.inter").read_text().splitlines()
+    lines[5] = lines[5].rsplit("\t", 1)[0] + "\tyesterday"
+    (cli.data / "tiny.inter").write_text("\n".join(lines) + "\n")
+    assert_one_line(*cli()[::2], "tiny.inter, line 6: timestamp='yesterday' is not a number")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("", "line 1: the file is empty"),
+    ("user_id:token\titem_id:token\ttimestamp:float\n", "line 2: no data lines"),
+    ("user_id\titem_id:token\ttimestamp:float\nu\ti\t1\n", "line 1: header column 'user_id' is not name:type"),
+    ("user_id:token\titem_id:token\ttimestamp:date\nu\ti\t1\n", "line 1: header column 'timestamp:date' is not name:type"),
+    ("user_id:token\titem_id:token\nu\ti\n", "line 1: no 'timestamp' column"),
+    ("user_id:token\titem_id:token\ttimestamp:float\nu\t\t1\n", "line 2: item_id is '', which RecBole reads as missing"),
+    ("user_id:token\titem_id:token\ttimestamp:float\nu\ti\t1\textra\n", "line 2: 4 field(s); expected 3"),
+])
+def test_malformed_atomic_file(cli, content, fragment):
+    (cli.data / "tiny.inter").write_text(content)
+    assert_one_line(*cli()[::2], "tiny.inter, " + fragment)
+
+
+def test_time_field_not_loaded_with_order_to(cli):
+    assert_one_line(*cli("--load_col={'inter': ['user_id', 'item_id']}")[::2],
+                    "load_col / unload_col leave out 'timestamp'", "TIME_FIELD")
+
+
+def test_load_col_field_absent_from_the_file(cli):
+    assert_one_line(*cli("--load_col={'inter': ['user_id', 'item_id', 'timestamp', 'rating']}")[::2],
+                    "load_col names 'rating'")
+
+
+@pytest.mark.parametrize("arg, fragment", [
+    ("--eval_args={'split': {'RS': [0.8, 0.2]}}", "eval_args split="),
+    ("--eval_args=[1]", "eval_args=[1] is invalid"),
+    ("--eval_args={'order': 'XO'}", "eval_args order='XO'"),
+    ("--metrics=5", "metrics=5 is invalid"),
+    ("--valid_metric=3", "valid_metric=3"),
+    ("--topk='ten'", "topk='ten'"),
+    ("--stopping_step=-1", "stopping_step=-1"),
+    ("--epochs=0", "epochs=0"),
+    ("--eval_step=2", "eval_step=2 is more than epochs=1"),
+    ("--learning_rate=[0.1]", "learning_rate=[0.1]"),
+    ("--train_neg_sample_args={'distribution': 'uniform', 'sample_num': 1}", "loss_type='CE'"),
+    ("--repeatable=False", "RecBole rejects the config: Sequential models"),
+])
+def test_more_recbole_keys(cli, arg, fragment):
+    assert_one_line(*cli(arg)[::2], fragment)
+
+
+def test_sasrec_heads_must_divide_hidden_size(cli):
+    assert_one_line(*cli("--hidden_size=10", "--n_heads=3", "--train_neg_sample_args=None", model="SASRec")[::2], "not a multiple of n_heads=3")
+
+
+def test_bert4rec_needs_a_masked_item(cli):
+    assert_one_line(*cli("--MAX_ITEM_LIST_LENGTH=4", model="BERT4Rec")[::2], "BERT4Rec: MAX_ITEM_LIST_LENGTH=4",
+                    ">= 5")
+
+
+def test_training_error_is_one_line_with_the_traceback_in_the_log_file(tmp_path, monkeypatch):
+    """A non-finite loss: one line on the console; the log file RecBole opened holds the traceback."""
+    import recbole_sigma
+    from tests.test_quick_start import bare_root_logger
+
+    calculate_loss = recbole_sigma.SIGMA.calculate_loss
+    monkeypatch.setattr(recbole_sigma.SIGMA, "calculate_loss", lambda *a: calculate_loss(*a) * float("nan"))
+    monkeypatch.chdir(tmp_path)
+    write_atomic_dataset(tmp_path / "data")
+    err = io.StringIO()
+    args = ["--model=SIGMA", "--dataset=tiny", f"--data_path={tmp_path / 'data'}",
+            f"--checkpoint_dir={tmp_path / 'saved'}", "--state='ERROR'", *TINY_ARGS]
+    with bare_root_logger(), contextlib.redirect_stderr(err):
+        code = main(args)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    assert code == 2
+    last = err.getvalue().splitlines()[-1]  # (above it: RecBole's warning about pytest's own arguments)
+    assert last.startswith("error: SIGMA on tiny: training loss is nan at epoch 0, batch 0"), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    logs = list((tmp_path / "log").rglob("*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    assert "Traceback (most recent call last)" in text and "NonFiniteLossError" in text
+
+
+def test_item_file_is_checked_when_load_col_loads_it(cli):
+    (cli.data / "tiny.item").write_text("item_id:token\tprice:float\ni1\t9.5\ni2\tcheap\n")
+    assert_one_line(*cli("--load_col={'inter': ['user_id', 'item_id', 'timestamp'], 'item': ['item_id', 'price']}")[::2],
+                    "tiny.item, line 3: price='cheap' is not a number")
+    (cli.data / "tiny.item").write_text("price:float\n9.5\n")
+    assert_one_line(*cli("--load_col={'inter': ['user_id', 'item_id', 'timestamp'], 'item': '*'}")[::2],
+                    "tiny.item, line 1: no 'item_id' column, which the run needs as ITEM_ID_FIELD")
+
+
+def test_unloaded_columns_are_not_read_but_every_line_is_counted(tmp_path):
+    """A float column load_col leaves out may hold anything (RecBole never parses it); the field
+    count still holds for every line, since pandas splits every line."""
+    from recbole_sigma.data_checks import check_atomic_files
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\tprice:float\n"
+                                       "u\ti\t1\tcheap\n\nu\ti\t2\t3\n")
+    config = {"data_path": str(folder), "dataset": "tiny", "benchmark_filename": None,
+              "additional_feat_suffix": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+              "unload_col": None, "field_separator": "\t", "seq_separator": " ", "encoding": None,
+              "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+              "eval_args": {"order": "TO"}, "MODEL_TYPE": None}
+    check_atomic_files(config)  # the blank line is skipped, as pandas does
+    (folder / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\tprice:float\nu\ti\t1\n")
+    from recbole_sigma.errors import DataFileError
+
+    with pytest.raises(DataFileError, match=r"tiny.inter, line 2: 3 field\(s\); expected 4"):
+        check_atomic_files(config)
+
+
+def test_topk_beyond_the_items_of_the_dataset(cli):
+    assert_one_line(*cli("--topk=[50]", "--valid_metric=NDCG@50")[::2], "topk=[50] asks for more items",
+                    "has 12 items", "expected topk <= 12")
+
+
+def test_users_too_short_for_the_split(cli):
+    write_atomic_dataset(cli.data.parent, per_user=3, items=12)
+    assert_one_line(*cli("--topk=[5]", "--valid_metric=NDCG@5")[::2], "leaves the validation split empty")
+
+
+def test_sequential_model_with_random_order(cli):
+    assert_one_line(*cli("--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}, 'order': 'RO'}")[::2],
+                    "eval_args order='RO': RecBole's sequential models need order TO")
+
+
+def test_a_key_given_twice_with_two_values(cli, monkeypatch):
+    """RecBole reads sys.argv itself and refuses a key given twice with two values: one line."""
+    import sys
+
+    args = ["--model=SIGMA", "--epochs=1", "--epochs=2"]
+    monkeypatch.setattr(sys, "argv", ["recbole-sigma"] + args)
+    assert_one_line(*cli(*args[1:])[::2], "RecBole rejects the config: There are duplicate", "--epochs=2")
+
+
+def test_data_path_of_the_wrong_type(cli):
+    assert_one_line(*cli("--data_path=3")[::2], "data_path=3 is invalid; expected a non-empty string")
+
+
+def test_unexpected_error_keeps_its_traceback_and_is_logged_to_the_file(tmp_path, monkeypatch):
+    """A bug (not a RecBoleSigmaError) is not hidden behind one line: it propagates with its
+    traceback, and the run's log file holds it too."""
+    import recbole_sigma
+    from tests.test_quick_start import bare_root_logger
+
+    def broken(self, interaction):
+        raise RuntimeError("a bug in calculate_loss")
+
+    monkeypatch.setattr(recbole_sigma.SIGMA, "calculate_loss", broken)
+    monkeypatch.chdir(tmp_path)
+    write_atomic_dataset(tmp_path / "data")
+    args = ["--model=SIGMA", "--dataset=tiny", f"--data_path={tmp_path / 'data'}",
+            f"--checkpoint_dir={tmp_path / 'saved'}", "--state='ERROR'", *TINY_ARGS]
+    with bare_root_logger(), contextlib.redirect_stderr(io.StringIO()):
+        with pytest.raises(RuntimeError, match="a bug in calculate_loss"):
+            main(args)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    text = next((tmp_path / "log").rglob("*.log")).read_text()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: a bug in calculate_loss" in text
