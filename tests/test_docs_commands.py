@@ -17,16 +17,20 @@ How each runs (``plan``): as written, in the docs' order, in one scratch folder 
 
 * training (``run_recbole_sigma.py``): ``TRAIN_SUFFIX`` -- one epoch, users with 20-24
   interactions (ml-100k keeps 122 users and 536 items), sequences cut to 10; a search adds
-  ``--max_evals=2`` / ``--num_samples=2``. Asserted: exit 0 and the printed best-valid and test
-  HR/NDCG/MRR@10 as plain numbers (a search: its best parameters too).
+  ``--max_evals=1`` / ``--num_samples=1``. Asserted: exit 0 and the printed best-valid and test
+  HR/NDCG/MRR@10 as plain numbers (a search: its best parameters and test result).
 * ``benchmarks/reproduce.py``: ``HARNESS_SUFFIX`` (the same slice through ``--set``, one seed, the
-  runs and the report in the scratch folder); the commands in ``HARNESS_DRY_RUN`` (the same jobs
-  as another one, or only other variants) are checked with ``--dry-run``, which validates every
-  model and variant they name. Asserted: the report's table, or the plan.
-* ``benchmarks/speed.py`` / ``scan_micro.py``: tiny batches (``BENCH_SUFFIX``); their table.
+  runs and the report in the scratch folder). The Table 2 command that names all seven models
+  trains RecBole's GRU4Rec, BERT4Rec and FEARec (``HARNESS_MODELS``: Mamba4Rec and SASRec already
+  run through the harness in tests/test_reproduce.py); the others run with ``--dry-run``, which
+  still checks every model and variant they name (``harness_dry_run``). Asserted: the report's
+  table and figure, or the plan.
+* ``benchmarks/speed.py`` / ``scan_micro.py``: one model or our fused kernel, tiny batches
+  (``BENCH_SUFFIX``), one ``speed.py`` run per mode (dataset, ``--synthetic``); their table.
 * ``python -m recbole_sigma.grouped_eval``: as written (``--plot`` must write a PNG).
-* Anything in ``NOT_RUN`` is skipped with its reason (a Ray cluster, a placeholder); a command of
-  an unknown kind fails until it gets a plan or a reason.
+* A command whose cut-down run is one already made is skipped, naming it. Anything in ``NOT_RUN``
+  is skipped with its reason (a Ray cluster, a placeholder, the same Ray search on another params
+  file); a command of an unknown kind fails until it gets a plan in ``plan`` or a reason.
 
 Data. ``ml-100k`` ships inside RecBole (which ignores ``data_path`` for it). Amazon Beauty is not in
 CI, so a tiny Beauty-shaped ``amazon-beauty.inter`` (60 users x 20-24 items, each item >= 5 times,
@@ -47,8 +51,9 @@ a second venv: a fresh venv costs a torch download per CI run; the hook costs no
 same way (``ModuleNotFoundError``). ``test_the_import_blocker_refuses_extras_and_allows_the_install``
 shows it works.
 
-Runtime: about 4-5 minutes on 2 busy cores (measured with other jobs on the machine), most of it
-the two local Ray searches and the harness's seven jobs.
+Runtime: 7 minutes wall, 4.3 minutes of CPU, measured once on 2 cores shared with other jobs (load
+about 5); on 2 idle cores about 4 minutes. The largest parts: the harness's three jobs (~60 s), the
+hyperopt and Ray searches (~70 s), the first SIGMA run (which compiles the numba kernels once).
 """
 import ast
 import os
@@ -93,8 +98,9 @@ NOT_RUN = {
     "python -m recbole_sigma.tuning ray start ...": "a placeholder for the two commands above",
     "python benchmarks/reproduce.py --dataset '<dataset>' ...": "a placeholder (docs/results/README.md's table)",
     "python run_recbole_sigma.py --model=SASRec --dataset=ml-100k --params_file=my_sasrec.test --tool=ray":
-        "the Ray search of the command above it (which runs) on the user's own params file; tests/test_tuning.py "
-        "searches RecBole's SASRec through Ray (on a cluster), and SASRec trains here through the command line",
+        "the local Ray search of the `--tool=ray --num_samples=20` command (which runs here) with the user's own "
+        "params file; tests/test_tuning.py searches RecBole's SASRec through Ray (on a cluster), and SASRec trains "
+        "here through the command line",
 }
 # The harness trains (one seed, the slice) the command that names all seven models of DONE_WHEN (Table 2), cut
 # to RecBole's baselines that tests/test_reproduce.py's tiny harness run (Mamba4Rec, SASRec) does not train;
