@@ -36,6 +36,8 @@ setup(
         # The fused CPU selective scan; without it the PyTorch fallback runs (slowly).
         "numba>=0.59",
         "pyyaml",
+        # Plots are part of what the package gives: grouped_eval --plot, the harness's figures.
+        "matplotlib",
     ],
     extras_require={
         # The pair that works together (older mamba-ssm calls causal-conv1d's old 7-argument

@@ -104,8 +104,53 @@ def build_config(model, dataset, config_file_list=None, config_dict=None):
     for path in config_file_list or []:
         check_config_file(path)
     model_class = resolve_model(model)
-    files = config_files(model_class, dataset) + list(config_file_list or [])
-    return Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
+    return config_with_loss_sampling(model_class, dataset, config_files(model_class, dataset),
+                                     list(config_file_list or []), config_dict)
+
+
+def config_with_loss_sampling(model_class, dataset, our_files, user_files, config_dict):
+    """RecBole's Config (our YAML under the user's files and keys), with training negatives that
+    fit the effective ``loss_type``.
+
+    RecBole's overall.yaml samples one negative per positive, and its Config refuses that for a
+    sequential model whose loss is CE (the YAML of RecBole's SASRec, GRU4Rec, BERT4Rec and FEARec
+    say CE). When none of the user's files, ``config_dict`` or command-line keys sets
+    ``train_neg_sample_args`` (our YAML's ``~`` is a default, not a user's choice), a CE model gets
+    none and a BPR model RecBole's default sampling: the Config is built with no negatives, and
+    built again with overall.yaml's when RecBole's layering gives another loss_type. An explicit
+    setting always wins; CE with negatives, or a sequential BPR model without them, is a ConfigError.
+    """
+    import recbole
+    from recbole.config import Config
+    from recbole.utils import ModelType
+
+    key = "train_neg_sample_args"
+    files = list(our_files) + list(user_files)
+
+    def build(extra):
+        try:
+            return Config(model=model_class, dataset=dataset, config_file_list=files,
+                          config_dict={**(config_dict or {}), **extra})
+        except ValueError as e:
+            if "should be None when the loss_type is CE" not in str(e):  # RecBole's message
+                raise
+            raise ConfigError(f"loss_type CE scores every item and takes no sampled negatives: remove {key} "
+                              "(or set it to ~), or set loss_type to BPR") from None
+
+    if model_class.type != ModelType.SEQUENTIAL or hasattr(model_class, "input_type"):
+        return build({})  # RecBole ties negatives to loss_type for sequential models only
+    user_set = key in (config_dict or {}) or any(arg.startswith(f"--{key}=") for arg in sys.argv[1:])
+    for path in user_files:
+        with open(path, encoding="utf-8") as f:
+            user_set = user_set or key in (yaml.safe_load(f) or {})
+    config = build({} if user_set else {key: None})
+    if not user_set and config["loss_type"] != "CE":
+        with open(Path(recbole.__file__).parent / "properties" / "overall.yaml", encoding="utf-8") as f:
+            config = build({key: yaml.safe_load(f)[key]})
+    if config["loss_type"] == "BPR" and config[key]["distribution"] == "none":
+        raise ConfigError(f"loss_type BPR needs a sampled negative per positive: remove {key}: ~ "
+                          "(RecBole's default samples one), or set loss_type to CE")
+    return config
 
 
 def check_config_file(path):
@@ -222,8 +267,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("best valid ", "yellow") + f": {metrics_line(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {metrics_line(test_result)}")
     result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -266,6 +311,11 @@ def load_data_and_model(model_file):
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, data, train_data, valid_data, test_data
+
+
+def metrics_line(metrics):
+    """``hit@10 : 0.0615    ndcg@10 : 0.0301``: plain numbers (not numpy's ``np.float64(...)`` repr)."""
+    return "    ".join(f"{k} : {float(v)}" for k, v in (metrics or {}).items())
 
 
 def format_result(result):
