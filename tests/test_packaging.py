@@ -18,13 +18,13 @@ def wheel(tmp_path_factory):
     return next(out.glob("recbole_sigma-*.whl"))
 
 
-def test_wheel_ships_properties_and_the_ray_boot_file(wheel):
+def test_wheel_ships_properties(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ["recbole_sigma/properties/model/SIGMA.yaml", "recbole_sigma/properties/model/Mamba4Rec.yaml",
                      "recbole_sigma/properties/model/EchoMamba4Rec.yaml",
                      "recbole_sigma/properties/dataset/amazon-beauty.yaml",
                      "recbole_sigma/properties/model_dataset/Mamba4Rec-amazon-beauty.yaml",
-                     "recbole_sigma/_ray_boot/sitecustomize.py", "recbole_sigma/ops/selective_scan.py"]:
+                     "recbole_sigma/ops/selective_scan.py"]:
         assert expected in names
     assert not any(name.startswith("tests/") for name in names)
 
