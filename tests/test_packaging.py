@@ -41,3 +41,15 @@ def test_installed_copy_finds_its_yaml_from_another_directory(wheel, tmp_path):
     assert out[0].startswith(str(target))
     assert f"{target}/recbole_sigma/properties/model/SIGMA.yaml" in out[1]
     assert f"{target}/recbole_sigma/properties/dataset/amazon-beauty.yaml" in out[1]
+
+
+def test_import_without_recbole_names_the_install_command(tmp_path):
+    """setup.py cannot require RecBole (its ray<=2.6.3 pin): a missing RecBole is one clear line."""
+    probe = "import sys; sys.modules['recbole'] = None; import recbole_sigma"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ImportError: recbole-sigma needs RecBole 1.2.1, installed without its pins: "
+        "pip install --no-deps recbole==1.2.1")
