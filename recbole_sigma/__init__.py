@@ -1,7 +1,14 @@
 """recbole-sigma: selective state-space (Mamba) sequential recommenders for RecBole.
 
 Importing the package first makes RecBole 1.2.1 work on today's stack (see ``compat``)."""
-from recbole_sigma import compat as _compat
+import importlib.util as _importlib_util
+
+if _importlib_util.find_spec("recbole") is None:  # setup.py: RecBole is installed on its own
+    raise ImportError(
+        "recbole-sigma needs RecBole 1.2.1, installed without its pins: pip install --no-deps recbole==1.2.1"
+    )
+
+from recbole_sigma import compat as _compat  # noqa: E402
 
 _compat.apply()
 

@@ -2,9 +2,10 @@
 
 RecBole 1.2.1 (the last release) pins ``ray<=2.6.3`` and was written against
 numpy 1, pandas 1/2 and torch < 2.6.  On a fresh install today (torch 2.13,
-numpy 2.4, pandas 3.1, ray 2.6.3, setuptools 84) it breaks in five places;
-each fix below is one small function whose docstring says what breaks, where,
-and why the fix is scoped as it is.
+numpy 2.4, pandas 3.1; RecBole installed without its requirements and no Ray,
+or a current Ray -- see setup.py) it breaks in six places; each fix below is
+one small function whose docstring says what breaks, where, and why the fix
+is scoped as it is.
 
 ``apply()`` is idempotent and cheap: it imports nothing heavy.  Fixes that
 need a RecBole module are attached with a post-import hook, so they run when
@@ -54,7 +55,7 @@ class _HookedLoader(importlib.abc.Loader):
         if getattr(module, "__spec__", None) is not None:
             module.__spec__.loader = self._loader
         hooks = list(_HOOKS.get(self._name, ()))
-        states = [before() if before else None for before, _ in hooks]
+        states = [before(module) if before else None for before, _ in hooks]
         self._loader.exec_module(module)
         for (_, after), state in zip(hooks, states):
             _run_hook(after, module, state)
@@ -101,7 +102,8 @@ def _run_hook(after, module, state):
 
 
 def _when_imported(name, after, before=None):
-    """Call ``after(module, before())`` once ``name`` has been executed.
+    """Call ``after(module, before(module))`` once ``name`` has been executed;
+    ``before`` runs on the new, still empty module right before its code does.
 
     If ``name`` is already imported, ``after(module, None)`` runs now (the
     state before its import is unknown then).  Registration is idempotent.
@@ -130,178 +132,20 @@ def _recbole_version_ok(fix_name):
 
 
 # --------------------------------------------------------------------------
-# Fix 1: pkg_resources (ray 2.6.3 on setuptools >= 81)
-# --------------------------------------------------------------------------
-def _build_pkg_resources_shim():
-    import importlib.metadata
-    import packaging.requirements
-    import packaging.version
-
-    mod = types.ModuleType("pkg_resources")
-    mod.__doc__ = (
-        "Minimal pkg_resources stand-in installed by recbole_sigma.compat "
-        "because setuptools >= 81 no longer ships pkg_resources."
-    )
-    mod.__path__ = []  # a package, so pkg_resources._vendor... resolves
-
-    class ResolutionError(Exception):
-        pass
-
-    class DistributionNotFound(ResolutionError):
-        pass
-
-    class VersionConflict(ResolutionError):
-        pass
-
-    class Distribution:
-        def __init__(self, dist):
-            self.project_name = dist.metadata["Name"]
-            self.key = self.project_name.lower()
-            self.version = dist.version
-            self.parsed_version = packaging.version.parse(dist.version)
-
-        def __str__(self):
-            return f"{self.project_name} {self.version}"
-
-        __repr__ = __str__
-
-    def require(*requirements):
-        dists = []
-        for req in requirements:
-            for line in [req] if isinstance(req, str) else req:
-                parsed = packaging.requirements.Requirement(line)
-                try:
-                    dist = Distribution(importlib.metadata.distribution(parsed.name))
-                except importlib.metadata.PackageNotFoundError:
-                    raise DistributionNotFound(line) from None
-                if parsed.specifier and dist.version not in parsed.specifier:
-                    raise VersionConflict(dist, line)
-                dists.append(dist)
-        return dists
-
-    def get_distribution(dist):
-        return dist if isinstance(dist, Distribution) else require(str(dist))[0]
-
-    def fixup_namespace_packages(path_item, parent=None):
-        """No-op: the shim never registers legacy namespace packages.
-
-        pytest's ``monkeypatch.syspath_prepend`` imports this whenever any
-        ``pkg_resources`` is in ``sys.modules``.
-        """
-
-    def __getattr__(name):
-        raise AttributeError(
-            f"pkg_resources.{name}: this is recbole_sigma's minimal pkg_resources "
-            "shim (setuptools >= 81 removed pkg_resources); it only provides "
-            "what ray 2.6.3 uses"
-        )
-
-    for obj in (ResolutionError, DistributionNotFound, VersionConflict, Distribution):
-        obj.__module__ = "pkg_resources"
-    mod.__dict__.update(
-        ResolutionError=ResolutionError,
-        DistributionNotFound=DistributionNotFound,
-        VersionConflict=VersionConflict,
-        Distribution=Distribution,
-        require=require,
-        get_distribution=get_distribution,
-        parse_version=packaging.version.parse,
-        packaging=packaging,
-        fixup_namespace_packages=fixup_namespace_packages,
-        __getattr__=__getattr__,
-    )
-    vendor = types.ModuleType("pkg_resources._vendor")
-    vendor.__path__ = []
-    vendor.packaging = packaging
-    mod._vendor = vendor
-    return mod, {
-        "pkg_resources._vendor": vendor,
-        "pkg_resources._vendor.packaging": packaging,
-        "pkg_resources._vendor.packaging.version": packaging.version,
-    }
-
-
-class _PkgResourcesShimLoader(importlib.abc.Loader):
-    def create_module(self, spec):
-        module, submodules = _build_pkg_resources_shim()
-        sys.modules.update(submodules)
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
-class _PkgResourcesShimFinder(importlib.abc.MetaPathFinder):
-    """Last on ``sys.meta_path``: consulted only if no real pkg_resources exists."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != "pkg_resources":
-            return None
-        return importlib.machinery.ModuleSpec(
-            fullname, _PkgResourcesShimLoader(), is_package=True
-        )
-
-
-def fix_pkg_resources():
-    """Provide a minimal ``pkg_resources`` when setuptools no longer has one.
-
-    Breaks: ``import recbole.quick_start`` (and ``from ray import tune``,
-    ``ray.init``) with ray 2.6.3 on setuptools >= 81, which removed
-    ``pkg_resources``: ``ray._private.parameter`` does ``import pkg_resources``
-    at import time.
-
-    What ray 2.6.3 uses, and all the shim provides:
-    ``get_distribution(name).version`` (ray/_private/parameter.py, rllib),
-    ``require(name)[0].version`` and ``DistributionNotFound`` (ray/__init__.py,
-    only with pickle5 installed), ``pkg_resources.packaging``
-    (ray.air remote_storage, dashboard SDKs) and
-    ``pkg_resources._vendor.packaging.version.parse`` (ray.data, ray.air
-    tensor extensions, ray._private.utils).  These are backed by
-    ``importlib.metadata`` and the real ``packaging`` (a ray dependency).
-    ``fixup_namespace_packages`` is a no-op because pytest calls it whenever
-    any ``pkg_resources`` module is loaded.  The only other user on RecBole's
-    paths is hyperopt 0.2.5 (``recbole_sigma[tune]``): ``import hyperopt``
-    imports ``hyperopt.atpe``, which imports pkg_resources and calls
-    ``resource_string`` only for the ATPE algorithm, which RecBole does not
-    offer; with the shim, ``HyperTuning`` (exhaustive/random/bayes) runs.
-
-    Scope: the shim is served by a finder appended to the *end* of
-    ``sys.meta_path``, so a real ``pkg_resources`` (setuptools < 81) always
-    wins, and nothing is created until something imports ``pkg_resources``.
-    Any other attribute raises an ``AttributeError`` naming this shim.
-
-    Limit: it only exists in processes that import recbole_sigma.  The
-    processes ``ray.init()`` spawns (raylet's dashboard agent, workers) are
-    fresh interpreters that ``import ray`` first, so Ray Tune still needs a
-    ``pkg_resources`` there: ``recbole_sigma/_ray_boot/sitecustomize.py``
-    applies this fix and the numpy aliases at their start-up
-    (recbole_sigma.tuning puts it on Ray's ``PYTHONPATH``).
-
-    Chosen over pinning ``setuptools<81``: a runtime pin on a build tool would
-    downgrade users' setuptools and only postpones the problem (setuptools 80
-    already warns that pkg_resources is going away).
-    """
-    if not any(isinstance(f, _PkgResourcesShimFinder) for f in sys.meta_path):
-        sys.meta_path.append(_PkgResourcesShimFinder())
-
-
-# --------------------------------------------------------------------------
-# Fix 2: numpy 2 removed aliases
+# Fix 1: numpy 2 removed aliases
 # --------------------------------------------------------------------------
 def _numpy_aliases(np):
     return {
-        # Removed in numpy 2.0; RecBole's Config.compatibility_settings reads
-        # the first three, ray.tune's loggers read bool8 at import.
+        # Removed in numpy 2.0; RecBole's Config.compatibility_settings reads them.
         "float_": np.float64,
         "complex_": np.complex128,
         "unicode_": np.str_,
-        "bool8": np.bool_,
         # Removed in numpy 1.24 (np.bool/np.long came back in 2.0).  RecBole's
         # Config.compatibility_settings sets exactly these values on every
         # Config(); we set them too because a Config unpickled from a
         # checkpoint (load_data_and_model in a fresh process) never runs that
         # method, yet recbole.data.interaction and evaluator.metrics (MRR,
-        # MAP, ...) then use np.float (and hyperopt 0.2.5 np.float/np.int).
+        # MAP, ...) then use np.float.
         "bool": np.bool_,
         "int": np.int_,
         "float": np.float64,
@@ -314,13 +158,13 @@ def _numpy_aliases(np):
 
 
 def fix_numpy_aliases():
-    """Restore the numpy aliases RecBole 1.2.1 and ray 2.6.3 use, where missing.
+    """Restore the numpy aliases RecBole 1.2.1 uses, where missing.
 
     Breaks: every ``recbole.config.Config()`` on numpy >= 2 -- its
     ``compatibility_settings`` reads ``np.float_``, ``np.complex_``,
-    ``np.unicode_`` (removed in numpy 2.0); ``from ray import tune`` (ray
-    2.6.3's tensorboardx/aim loggers read ``np.bool8`` in class bodies);
-    RecBole code run without a fresh ``Config`` (see ``_numpy_aliases``).
+    ``np.unicode_`` (removed in numpy 2.0); RecBole code run without a fresh
+    ``Config`` (see ``_numpy_aliases``).  (Ray 2.6.3 also needed ``np.bool8``;
+    the current Ray of the ``tune`` extra does not.)
 
     Scope: an alias is only set if numpy does not already define it, with the
     same value RecBole itself assigns (``Config()`` overwrites them anyway), so
@@ -342,7 +186,7 @@ def fix_numpy_aliases():
 
 
 # --------------------------------------------------------------------------
-# Fix 3: torch >= 2.6 torch.load(weights_only=True) vs RecBole checkpoints
+# Fix 2: torch >= 2.6 torch.load(weights_only=True) vs RecBole checkpoints
 # --------------------------------------------------------------------------
 class _RecBoleCheckpointTorch(types.ModuleType):
     """``torch`` as seen by recbole.trainer.trainer: ``load`` defaults to
@@ -438,7 +282,7 @@ def fix_checkpoint_loading():
 
 
 # --------------------------------------------------------------------------
-# Fix 4: pandas 3 (copy-on-write, Series.agg) in Dataset
+# Fix 3: pandas 3 (copy-on-write, Series.agg) in Dataset
 # --------------------------------------------------------------------------
 def _dataset_fill_nan(self):
     import numpy as np
@@ -568,9 +412,9 @@ def fix_dataset_pandas3():
 
 
 # --------------------------------------------------------------------------
-# Fix 5: recbole's SINE turns on autograd anomaly detection at import
+# Fix 4: recbole's SINE turns on autograd anomaly detection at import
 # --------------------------------------------------------------------------
-def _anomaly_state():
+def _anomaly_state(_module=None):
     import torch
 
     return torch.is_anomaly_enabled()
@@ -606,12 +450,171 @@ def fix_anomaly_detection():
 
 
 # --------------------------------------------------------------------------
+# Fix 5: RecBole's module-level ``from ray import tune``
+# --------------------------------------------------------------------------
+class _DeferredRayTune(types.ModuleType):
+    """``ray.tune`` as seen by recbole.quick_start.quick_start: imported on first use."""
+
+    def __init__(self):
+        super().__init__("ray.tune", "ray.tune, imported on first use (recbole_sigma.compat)")
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            from ray import tune
+        except ImportError as exc:
+            raise ImportError(
+                f"RecBole's Ray tuning needs Ray ({exc}); install it with "
+                "pip install 'recbole-sigma[tune]'"
+            ) from None
+        return getattr(tune, name)
+
+    def __repr__(self):
+        return "<recbole_sigma.compat: ray.tune, imported on first use>"
+
+
+def _defer_ray_import(module):
+    """Give the module (before its code runs) an ``__import__`` that answers
+    ``from ray import tune`` with ``_DeferredRayTune``; every other import is
+    Python's own."""
+    import builtins
+
+    real_import = builtins.__import__
+    deferred = _DeferredRayTune()
+
+    def import_deferring_ray(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "ray" and level == 0 and tuple(fromlist or ()) == ("tune",):
+            return types.SimpleNamespace(tune=deferred)
+        return real_import(name, globals, locals, fromlist, level)
+
+    scoped = dict(builtins.__dict__)
+    scoped["__import__"] = import_deferring_ray
+    module.__dict__["__builtins__"] = scoped
+    return deferred
+
+
+def _restore_builtins(module, deferred):
+    import builtins
+
+    # Functions defined by the module keep the scoped builtins: their own
+    # ``import`` statements still reach Python's import for anything but ray.tune.
+    module.__dict__["__builtins__"] = builtins
+    if deferred is not None and getattr(module, "tune", None) is not deferred:
+        raise RuntimeError("recbole.quick_start.quick_start did not import ray.tune as expected")
+
+
+def fix_ray_import():
+    """Import Ray only when RecBole's own Ray tuning code runs.
+
+    Breaks: ``import recbole.quick_start`` (its ``quick_start`` module does
+    ``from ray import tune`` at module level) without Ray installed.  Ray is
+    not a requirement of recbole-sigma: RecBole 1.2.1 pins ``ray<=2.6.3``,
+    which has no wheel for Python >= 3.12, so RecBole is installed without its
+    requirements (README) and Ray comes, current, with the ``tune`` extra.
+    It is the only module-level Ray import in RecBole 1.2.1; ``tune`` is used
+    only by ``objective_function`` (``tune.report``, RecBole's
+    ``run_hyper.py --tool=ray``; recbole_sigma.tuning has its own trainable).
+
+    Scope: while ``recbole.quick_start.quick_start`` executes (and only that
+    module), ``from ray import tune`` binds a stand-in that imports the real
+    ``ray.tune`` on first attribute access, with a one-line ImportError naming
+    the extra when Ray is missing.  Nothing is put in ``sys.modules``, and
+    ``import ray`` anywhere else is untouched.  It applies whether or not Ray
+    is installed, which also keeps Ray's import (seconds) out of
+    ``import recbole.quick_start``.
+
+    Not fixed: ``objective_function``'s ``tune.report(**test_result)`` is
+    Ray 2.6.3's call; a current Ray's is ``tune.report(metrics_dict)``
+    (ray 2.60: ``report(metrics, *, checkpoint=None)``), so RecBole's own
+    ``run_hyper.py --tool=ray`` path is not expected to work on it (untested;
+    recbole-sigma's ``--tool=ray`` has its own trainable, docs/tuning.md).
+    """
+    _when_imported("recbole.quick_start.quick_start", _restore_builtins, before=_defer_ray_import)
+
+
+# --------------------------------------------------------------------------
+# Fix 6: exhaustive search on hyperopt >= 0.2.7
+# --------------------------------------------------------------------------
+class _GeneratorRandom(types.ModuleType):
+    """``numpy.random`` whose ``RandomState(seed)`` is ``default_rng(seed)``."""
+
+    def __init__(self, random):
+        super().__init__("numpy.random", random.__doc__)
+        self._random = random
+
+    def __getattr__(self, name):
+        return getattr(self._random, name)
+
+    def RandomState(self, seed=None):  # noqa: N802 (numpy's name)
+        return self._random.default_rng(seed)
+
+
+class _HyperTuningNumpy(types.ModuleType):
+    """``numpy`` as seen by recbole.trainer.hyper_tuning: ``random.RandomState``
+    makes a ``Generator``; every other attribute is the real numpy's."""
+
+    def __init__(self, np):
+        super().__init__("numpy", np.__doc__)
+        self._np = np
+        self.random = _GeneratorRandom(np.random)
+
+    def __getattr__(self, name):
+        return getattr(self._np, name)
+
+    def __repr__(self):
+        return f"<recbole_sigma.compat hyperopt-rng proxy for {self._np!r}>"
+
+
+def _hyperopt_wants_generator():
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("hyperopt")
+    except importlib.metadata.PackageNotFoundError:
+        return True  # not installed now; a current one (the tune extra) would
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts) >= (0, 2, 7)
+
+
+def _patch_hyper_tuning_numpy(module, _state=None):
+    if not isinstance(module.np, _HyperTuningNumpy) and _hyperopt_wants_generator():
+        module.np = _HyperTuningNumpy(module.np)
+
+
+def fix_hyperopt_exhaustive():
+    """Let RecBole's exhaustive search run on hyperopt >= 0.2.7.
+
+    Breaks: ``HyperTuning(algo="exhaustive")`` (``--algo=exhaustive``, the
+    default when every parameter is a ``choice``) fails on its first trial
+    with ``'RandomState' object has no attribute 'integers'``: RecBole's
+    ``exhaustive_search`` samples with ``np.random.RandomState(seed)``, and
+    hyperopt >= 0.2.7 draws ``hp.choice`` indices with ``rng.integers``, a
+    ``numpy.random.Generator`` method.  (RecBole's extra pins hyperopt 0.2.5,
+    whose ``import hyperopt`` needs ``pkg_resources``, gone from setuptools
+    >= 81; the ``tune`` extra takes a current hyperopt instead.)
+
+    Scope: ``recbole.trainer.hyper_tuning`` (only that module) sees a numpy
+    proxy whose ``random.RandomState(seed)`` returns
+    ``np.random.default_rng(seed)``, the generator hyperopt's own
+    ``fmin`` uses; the global numpy is untouched.  Not installed when the
+    installed hyperopt is older than 0.2.7.  ``RandomState`` is the module's
+    only ``np.random`` use; its other numpy calls reach the real numpy.
+    """
+    _when_imported("recbole.trainer.hyper_tuning", _patch_hyper_tuning_numpy)
+
+
+# --------------------------------------------------------------------------
 _FIXES = (
-    fix_pkg_resources,
     fix_numpy_aliases,
     fix_checkpoint_loading,
     fix_dataset_pandas3,
     fix_anomaly_detection,
+    fix_ray_import,
+    fix_hyperopt_exhaustive,
 )
 
 

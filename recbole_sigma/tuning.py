@@ -20,10 +20,10 @@ What RecBole 1.2.1's ``run_hyper.py`` does, and what this module does instead:
   ``valid_score`` (the config's ``valid_metric``);
 * Ray changes each trial's working directory: config files, ``data_path`` and
   ``checkpoint_dir`` are made absolute (``log/`` then lands in each trial's folder);
-* Ray 2.6.3's own processes (raylet workers, the ``ray`` command) die on setuptools >= 81 and
-  numpy 2 before any of our code runs: ``ray_env`` gives them ``recbole_sigma.compat``'s two
-  fixes through a ``sitecustomize`` on their ``PYTHONPATH``. Start cluster nodes with
-  ``python -m recbole_sigma.tuning ray start ...`` (Ray's command with that environment).
+* its trainable reports with Ray 2.6.3's ``tune.report(**metrics)``: ``ray_trial`` uses the
+  current API (``ray.tune.report(dict)``, ``ray.tune.get_context()``; Ray >= 2.60, the ``tune``
+  extra). Ray's own processes need nothing from us: cluster nodes start with Ray's own
+  ``ray start``.
 
 ray and hyperopt are imported only inside the functions that use them.
 """
@@ -35,7 +35,6 @@ import os
 import shlex
 import site
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -204,21 +203,18 @@ def trial_resources(n_trials, num_cpus=None, num_gpus=None):
 
 
 # --------------------------------------------------------------------------------------------
-# Ray's own processes on today's stack
+# Ray's processes and a source checkout
 # --------------------------------------------------------------------------------------------
-def ray_boot_dir():
-    """The folder of ``recbole_sigma/_ray_boot/sitecustomize.py``, for Ray's PYTHONPATH."""
-    return str(Path(__file__).resolve().parent / "_ray_boot")
-
-
 def ray_env(environ=None):
-    """``environ`` (default: ours) with PYTHONPATH set for Ray's processes: the boot folder and,
-    for a source checkout, the folder that holds ``recbole_sigma`` (workers import it by name)."""
+    """``environ`` (default: ours) for Ray's processes: for a source checkout that is not
+    installed, the folder that holds ``recbole_sigma`` first on PYTHONPATH (trials import it by
+    name in Ray's workers; Ray itself only adds the driver's script folder and working directory).
+    An installed package needs nothing: then PYTHONPATH is left as it is."""
     env = dict(os.environ if environ is None else environ)
-    entries = [ray_boot_dir()]
     site_dirs = {os.path.realpath(p) for p in site.getsitepackages() + [site.getusersitepackages()]}
-    if os.path.realpath(_PACKAGE_ROOT) not in site_dirs:
-        entries.append(str(_PACKAGE_ROOT))
+    if os.path.realpath(_PACKAGE_ROOT) in site_dirs:
+        return env
+    entries = [str(_PACKAGE_ROOT)]
     for entry in (env.get("PYTHONPATH") or "").split(os.pathsep):
         if entry and entry not in entries:
             entries.append(entry)
@@ -226,16 +222,13 @@ def ray_env(environ=None):
     return env
 
 
-def ray_command(args, environ=None):
-    """Run Ray's own command (``ray start/stop/status ...``) with ``ray_env``; its exit code."""
-    return subprocess.call([sys.executable, "-m", "ray.scripts.scripts", *args], env=ray_env(environ))
-
-
 @contextlib.contextmanager
 def _ray_pythonpath():
-    """os.environ's PYTHONPATH set for Ray while ``ray.init`` starts a local cluster."""
+    """os.environ's PYTHONPATH set for Ray (``ray_env``) while ``ray.init`` starts a local cluster."""
     before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = ray_env()["PYTHONPATH"]
+    after = ray_env().get("PYTHONPATH")
+    if after is not None:
+        os.environ["PYTHONPATH"] = after
     try:
         yield
     finally:
@@ -297,20 +290,29 @@ def ray_trial(values, *, model, dataset, config_file_list, fixed, params, checkp
     """The Ray trainable: one trial, reporting every validation epoch, then its test result."""
     import ray
     import torch
-    from ray.air import session
+    from ray import tune
 
     torch.set_num_threads(cpus)
     config_dict = {**fixed, **cast_params(values, params)}
     # RecBole sets CUDA_VISIBLE_DEVICES to gpu_id: use exactly the GPU Ray gave this trial ("" = CPU).
     config_dict["gpu_id"] = ",".join(str(g) for g in ray.get_gpu_ids())
     # Trials run side by side; RecBole names checkpoints by the second they were written.
-    config_dict["checkpoint_dir"] = os.path.join(checkpoint_root, session.get_trial_id())
+    config_dict["checkpoint_dir"] = os.path.join(checkpoint_root, tune.get_context().get_trial_id())
 
     def on_validation(epoch_idx, valid_score, valid_result):
-        session.report({METRIC: float(valid_score), "epoch": int(epoch_idx), "valid_result": _plain(valid_result)})
+        tune.report({METRIC: float(valid_score), "epoch": int(epoch_idx), "valid_result": _plain(valid_result)})
 
-    result = train_trial(model, dataset, config_file_list, config_dict, on_validation)
-    session.report(
+    # A current Ray runs a trial in a scratch folder under its session; run it in the trial's own
+    # folder instead, so RecBole's log/ sits beside Ray's progress.csv (paths are absolute).
+    before = os.getcwd()
+    trial_dir = tune.get_context().get_trial_dir()
+    os.makedirs(trial_dir, exist_ok=True)
+    os.chdir(trial_dir)
+    try:
+        result = train_trial(model, dataset, config_file_list, config_dict, on_validation)
+    finally:
+        os.chdir(before)
+    tune.report(
         {
             METRIC: float(result["best_valid_score"]),
             "best_valid_result": _plain(result["best_valid_result"]),
@@ -499,7 +501,7 @@ def _absolute_settings(job):
 def _run_ray(job):
     import ray
     from ray import tune
-    from ray.air import RunConfig
+    from ray.tune import RunConfig
     from ray.tune.schedulers import ASHAScheduler
 
     started = _connect_ray(job.ray_address)
@@ -697,9 +699,3 @@ def main(args, config_dict):
     print(f"re-run: {result.rerun}")
     print(f"all trials: {output_file}")
     return 0
-
-
-if __name__ == "__main__":  # python -m recbole_sigma.tuning ray start --head ...
-    if sys.argv[1:2] != ["ray"]:
-        sys.exit("usage: python -m recbole_sigma.tuning ray ARGS...  (Ray's command, with recbole_sigma's fixes)")
-    sys.exit(ray_command(sys.argv[2:]))

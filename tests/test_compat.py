@@ -1,5 +1,5 @@
 """Tests for recbole_sigma.compat: RecBole 1.2.1 on torch>=2.6 / numpy 2 /
-pandas 3 / setuptools>=81.
+pandas 3, installed without its ray<=2.6.3 pin.
 
 For each fix there is
 * ``test_<fix>_still_needed``: shows the breakage is real, in a fresh
@@ -68,40 +68,6 @@ def expect_broken(proc, marker, what):
 
 
 # --------------------------------------------------------------------------
-# Fix 1: pkg_resources
-def test_pkg_resources_still_needed(tmp_path):
-    proc = run_python("import recbole.quick_start", tmp_path, skip_fix="fix_pkg_resources")
-    expect_broken(proc, "No module named 'pkg_resources'", "import recbole.quick_start")
-
-
-def test_pkg_resources():
-    import recbole.quick_start  # noqa: F401
-    from ray import tune  # noqa: F401
-    from ray._private.parameter import RayParams
-
-    RayParams()  # pkg_resources.get_distribution("numpy").version
-    import pkg_resources
-    from pkg_resources import packaging
-    from pkg_resources._vendor.packaging.version import parse
-
-    assert parse("2.10") > parse("2.9")
-    assert packaging.version.parse("1.0") == parse("1.0")
-    assert pkg_resources.require("numpy")[0].version == np.__version__
-    with pytest.raises(pkg_resources.DistributionNotFound):
-        pkg_resources.get_distribution("surely-not-installed-dist-xyz")
-
-
-def test_pkg_resources_real_one_wins(tmp_path):
-    (tmp_path / "pkg_resources.py").write_text("REAL = True\n")
-    proc = run_python(
-        "import pkg_resources; print('REAL', pkg_resources.REAL)",
-        tmp_path,
-        pythonpath=tmp_path,
-    )
-    assert "REAL True" in proc.stdout, proc.stderr[-3000:]
-
-
-# --------------------------------------------------------------------------
 # Fix 2: numpy aliases
 def test_numpy_aliases_still_needed(tmp_path):
     code = """
@@ -116,10 +82,9 @@ def test_numpy_aliases():
     from recbole.config import Config
 
     Config(model="BPR", dataset="ml-100k", config_dict={"state": "ERROR"})
-    import ray.tune.logger.tensorboardx  # np.bool8 in a class body
 
     assert np.float_ is np.float64 and np.complex_ is np.complex128
-    assert np.unicode_ is np.str_ and np.bool8 is np.bool_
+    assert np.unicode_ is np.str_
     assert np.float is np.float64 and np.int is np.int_  # what Config sets
 
 
@@ -400,6 +365,82 @@ print("USER_OFF", torch.is_anomaly_enabled())
 
 
 # --------------------------------------------------------------------------
+# Fix 5: RecBole's module-level ``from ray import tune``
+NO_RAY = """
+import sys
+sys.modules["ray"] = None   # as if Ray were not installed: ``import ray`` raises ImportError
+"""
+
+
+def test_ray_import_still_needed(tmp_path):
+    proc = run_python(NO_RAY + "import recbole.quick_start\n", tmp_path, skip_fix="fix_ray_import")
+    expect_broken(proc, "ray", "import recbole.quick_start without Ray")
+    assert "ImportError" in proc.stderr or "ModuleNotFoundError" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_ray_import_deferred_without_ray(tmp_path):
+    code = NO_RAY + """
+from recbole.quick_start import run_recbole, load_data_and_model
+from recbole.quick_start import quick_start
+print("NO_RAY_LOADED", sys.modules["ray"] is None)
+try:
+    quick_start.tune.report
+except ImportError as e:
+    print("ERROR", e)
+"""
+    proc = run_python(code, tmp_path, import_package=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "NO_RAY_LOADED True" in proc.stdout
+    error = next(line for line in proc.stdout.splitlines() if line.startswith("ERROR "))
+    assert "pip install 'recbole-sigma[tune]'" in error
+
+
+def test_ray_import_deferred_until_used(tmp_path):
+    pytest.importorskip("ray.tune")
+    code = """
+import sys
+import recbole.quick_start.quick_start as qs
+print("LOADED_AT_IMPORT", "ray" in sys.modules)
+import ray.tune
+print("SAME", qs.tune.report is ray.tune.report)
+"""
+    proc = run_python(code, tmp_path, import_package=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LOADED_AT_IMPORT False" in proc.stdout and "SAME True" in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# Fix 6: exhaustive search on hyperopt >= 0.2.7
+EXHAUSTIVE = """
+from recbole.trainer.hyper_tuning import HyperTuning
+
+seen = []
+def objective(config_dict, config_file_list):
+    seen.append((config_dict["a"], config_dict["b"]))
+    return {"model": "M", "best_valid_score": config_dict["a"] + config_dict["b"],
+            "valid_score_bigger": True, "best_valid_result": {}, "test_result": {}}
+
+tuner = HyperTuning(objective, params_dict={"choice": {"a": [1, 2, 3], "b": [10, 20]}}, algo="exhaustive")
+tuner.run()
+print("SEEN", sorted(seen))
+"""
+
+
+def test_hyperopt_exhaustive_still_needed(tmp_path):
+    pytest.importorskip("hyperopt")
+    proc = run_python(EXHAUSTIVE, tmp_path, skip_fix="fix_hyperopt_exhaustive")
+    expect_broken(proc, "no attribute 'integers'", "RecBole's exhaustive search")
+
+
+def test_hyperopt_exhaustive(tmp_path):
+    pytest.importorskip("hyperopt")
+    proc = run_python(EXHAUSTIVE, tmp_path, import_package=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = next(line for line in proc.stdout.splitlines() if line.startswith("SEEN "))
+    assert seen == "SEEN [(1, 10), (1, 20), (2, 10), (2, 20), (3, 10), (3, 20)]"  # every point once
+
+
+# --------------------------------------------------------------------------
 def test_apply_is_idempotent():
     import recbole.trainer.trainer as trainer_module
 
@@ -410,6 +451,5 @@ def test_apply_is_idempotent():
         fix()
         fix()
     assert sys.meta_path.count(compat._HOOK_FINDER) == 1
-    assert sum(isinstance(f, compat._PkgResourcesShimFinder) for f in sys.meta_path) == 1
     assert all(len(hooks) == len(set(hooks)) for hooks in compat._HOOKS.values())
     assert trainer_module.torch is proxy

@@ -18,13 +18,13 @@ def wheel(tmp_path_factory):
     return next(out.glob("recbole_sigma-*.whl"))
 
 
-def test_wheel_ships_properties_and_the_ray_boot_file(wheel):
+def test_wheel_ships_properties(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ["recbole_sigma/properties/model/SIGMA.yaml", "recbole_sigma/properties/model/Mamba4Rec.yaml",
                      "recbole_sigma/properties/model/EchoMamba4Rec.yaml",
                      "recbole_sigma/properties/dataset/amazon-beauty.yaml",
                      "recbole_sigma/properties/model_dataset/Mamba4Rec-amazon-beauty.yaml",
-                     "recbole_sigma/_ray_boot/sitecustomize.py", "recbole_sigma/ops/selective_scan.py"]:
+                     "recbole_sigma/ops/selective_scan.py"]:
         assert expected in names
     assert not any(name.startswith("tests/") for name in names)
 
@@ -41,3 +41,15 @@ def test_installed_copy_finds_its_yaml_from_another_directory(wheel, tmp_path):
     assert out[0].startswith(str(target))
     assert f"{target}/recbole_sigma/properties/model/SIGMA.yaml" in out[1]
     assert f"{target}/recbole_sigma/properties/dataset/amazon-beauty.yaml" in out[1]
+
+
+def test_import_without_recbole_names_the_install_command(tmp_path):
+    """setup.py cannot require RecBole (its ray<=2.6.3 pin): a missing RecBole is one clear line."""
+    probe = "import sys; sys.modules['recbole'] = None; import recbole_sigma"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ImportError: recbole-sigma needs RecBole 1.2.1, installed without its pins: "
+        "pip install --no-deps recbole==1.2.1")

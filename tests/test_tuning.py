@@ -209,6 +209,7 @@ def test_ray_search_of_sigma_on_a_local_ray(tmp_path, two_rates, monkeypatch, ca
         rows = path.read_text().splitlines()
         assert rows[0].split(",").count("valid_score") == 1
         assert len(rows) == 3  # header, the epoch's validation, the final test report
+        assert len(list(path.parent.glob("log/SIGMA/*.log"))) == 1  # the trial's RecBole log beside it
     assert len(list((tmp_path / "saved").glob("SIGMA-ml-100k-*/*/SIGMA-ml-100k-best.pth"))) >= 1
 
 
