@@ -28,6 +28,8 @@ How each runs (``plan``): as written, in the docs' order, in one scratch folder 
 * ``benchmarks/speed.py`` / ``scan_micro.py``: one model or our fused kernel, tiny batches
   (``BENCH_SUFFIX``), one ``speed.py`` run per mode (dataset, ``--synthetic``); their table.
 * ``python -m recbole_sigma.grouped_eval``: as written (``--plot`` must write a PNG).
+* ``python -m recbole_sigma.gpu_check``: with ``--quick`` (on a CPU the full size takes minutes and
+  measures nothing new); both report files.
 * A command whose cut-down run is one already made is skipped, naming it. Anything in ``NOT_RUN``
   is skipped with its reason (a Ray cluster, a placeholder, the same Ray search on another params
   file); a command of an unknown kind fails until it gets a plan in ``plan`` or a reason.
@@ -38,15 +40,14 @@ so that its YAML's 5-core filter keeps it all) is written to ``<scratch>/shared/
 the docs' ``../shared/datasets`` reaches from the scratch folder ``<scratch>/work`` -- and to the
 default ``dataset/`` there; the docs' ``/work/shared/datasets`` is pointed at it.
 
-The environment. CI installs ``.[test]``; a user runs the README's ``pip install torch -e .``. So
+The environment. CI installs ``.[test]``; a user runs the README's install (``-e .``, no extra). So
 that a module only an extra brings (pytest, hyperopt, ...) cannot hide a missing dependency, each
 command runs with a ``sitecustomize`` on ``PYTHONPATH`` (inherited by every child process: the
-harness's jobs, the benchmarks' workers) whose import hook refuses every top-level module of an
-installed distribution outside the dependency closure of setup.py's ``install_requires`` (read with
+harness's jobs, the benchmarks' workers) that hides from the site-packages finders every top-level
+module of an installed distribution outside the dependency closure of setup.py's ``install_requires`` (read with
 ``ast``, expanded with ``importlib.metadata``; pip/setuptools/wheel count as the venv's own). A
 search (``--params_file``) is documented to need ``pip install -e ".[tune]"``, so its closure adds
-the ``tune`` extra. (Ray's own workers start with ``recbole_sigma/_ray_boot``'s sitecustomize,
-which comes first on their PYTHONPATH, so the hook guards the driver only there.) A hook rather than
+the ``tune`` extra. A hook rather than
 a second venv: a fresh venv costs a torch download per CI run; the hook costs nothing and fails the
 same way (``ModuleNotFoundError``). ``test_the_import_blocker_refuses_extras_and_allows_the_install``
 shows it works.
@@ -56,6 +57,7 @@ about 5); on 2 idle cores about 4 minutes. The largest parts: the harness's thre
 hyperopt and Ray searches (~70 s), the first SIGMA run (which compiles the numba kernels once).
 """
 import ast
+import json
 import os
 import re
 import shlex
@@ -87,15 +89,7 @@ NOT_RUN = {
     "python run_recbole_sigma.py --model=SIGMA --dataset=ml-100k --params_file=hyper.test --tool=ray "
     "--ray_address=auto":
         "needs a running Ray cluster; tests/test_tuning.py::test_ray_search_of_a_recbole_model_on_a_running_cluster "
-        "starts one with `python -m recbole_sigma.tuning ray start --head` and searches on it",
-    "python -m recbole_sigma.tuning ray start --head --port=6379 --num-cpus=16":
-        "starts a Ray head on a fixed port for other machines to join; the ray_head fixture of tests/test_tuning.py "
-        "runs the same wrapper on a free port",
-    "python -m recbole_sigma.tuning ray start --address=HEAD_IP:6379":
-        "joins another machine's Ray head (HEAD_IP is a placeholder)",
-    "python -m recbole_sigma.tuning ray stop":
-        "stops every Ray process of this user on the machine, not only ones this test started",
-    "python -m recbole_sigma.tuning ray start ...": "a placeholder for the two commands above",
+        "starts one (`ray start --head` on a free port) and searches on it",
     "python benchmarks/reproduce.py --dataset '<dataset>' ...": "a placeholder (docs/results/README.md's table)",
     "python run_recbole_sigma.py --model=SASRec --dataset=ml-100k --params_file=my_sasrec.test --tool=ray":
         "the local Ray search of the `--tool=ray --num_samples=20` command (which runs here) with the user's own "
@@ -247,29 +241,52 @@ def blocked_modules(extras=()):
 
     install, extra_requires = setup_requirements()
     allowed = dependency_closure(install + [r for e in extras for r in extra_requires[e]])
-    allowed |= {"recbole-sigma", "pip", "setuptools", "wheel"}
+    # recbole: the README's first command installs it alone (--no-deps; see setup.py)
+    allowed |= {"recbole-sigma", "recbole", "pip", "setuptools", "wheel"}
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
     return sorted(module for module, dists in md.packages_distributions().items()
                   if module not in stdlib and not any(_norm(d) in allowed for d in dists))
 
 
 BLOCKER = '''\
-"""Test-only import hook (tests/test_docs_commands.py): modules the README's install would not bring."""
+"""Test-only (tests/test_docs_commands.py): modules the README's install would not bring look not installed.
+
+Each site-packages entry's finder is wrapped so that it does not see them: an import fails with
+ModuleNotFoundError and ``importlib.util.find_spec`` returns None, as in a venv without them (torch,
+for one, probes optional modules with find_spec)."""
 import os
 import sys
 
 _BLOCKED = frozenset(filter(None, os.environ.get("DOCS_TEST_BLOCKED", "").split(",")))
 
 
-class _NotInstalled:
-    def find_spec(self, name, path=None, target=None):
+class _Without:
+    def __init__(self, finder):
+        self._finder = finder
+
+    def find_spec(self, name, target=None):
         if name.partition(".")[0] in _BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (not installed by the README's install command)",
-                                      name=name)
-        return None
+            return None
+        return self._finder.find_spec(name, target)
+
+    def __getattr__(self, attr):  # invalidate_caches, iter_modules, ...
+        return getattr(self._finder, attr)
 
 
-sys.meta_path.insert(0, _NotInstalled())
+def _finder(entry):
+    for hook in sys.path_hooks:
+        try:
+            return hook(entry)
+        except ImportError:
+            pass
+    return None
+
+
+for _entry in sys.path:
+    if os.path.basename(_entry) in ("site-packages", "dist-packages") and os.path.isdir(_entry):
+        _found = sys.path_importer_cache.get(_entry) or _finder(_entry)
+        if _found is not None and not isinstance(_found, _Without):
+            sys.path_importer_cache[_entry] = _Without(_found)
 '''
 
 
@@ -338,6 +355,8 @@ def plan(command, ws):
         return argv, (), (check_plan if dry else check_report(name)), tuple(argv)
     if words[1] == "-m" and words[2] == "recbole_sigma.grouped_eval":
         return argv, (), check_grouped(words), tuple(argv)
+    if words[1] == "-m" and words[2] == "recbole_sigma.gpu_check":
+        return argv + ["--quick"], (), check_gpu_check(words), tuple(argv)
     if words[1].startswith("benchmarks/") and Path(words[1]).name in BENCH_SUFFIX:
         name = Path(words[1]).name
         # speed.py's commands differ in models, dataset and L; cut to one model, one run per mode covers each path
@@ -385,6 +404,15 @@ def check_grouped(words):
     return check
 
 
+def check_gpu_check(words):
+    def check(proc, ws):
+        out = ws["work"] / (words[words.index("--out") + 1] if "--out" in words else ".")
+        report = json.loads((out / "gpu_report.json").read_text(encoding="utf-8"))
+        assert report["comparisons"] and report["backends"], proc.stdout[-2000:]
+        assert (out / "gpu_report.md").read_text(encoding="utf-8").startswith("# gpu_check"), proc.stdout[-2000:]
+    return check
+
+
 def check_table(proc, ws):
     assert re.search(r"^\| SIGMA \| \d+\.\d\d \| ", proc.stdout, re.M), proc.stdout[-2000:]
 
@@ -419,9 +447,10 @@ def test_the_import_blocker_refuses_extras_and_allows_the_install(workspace):
     assert "pytest" in workspace["blocked"][()] and "hyperopt" in workspace["blocked"][()]
     assert "hyperopt" not in workspace["blocked"][("tune",)]
     assert "matplotlib" not in workspace["blocked"][()]  # an install dependency: the docs' plots work
-    code = "import matplotlib, recbole, torch\ntry:\n    import pytest\nexcept ModuleNotFoundError as e:\n    print(e)"
+    code = ("import importlib.util, matplotlib, recbole, torch\nprint(importlib.util.find_spec('pytest'))\n"
+            "try:\n    import pytest\nexcept ModuleNotFoundError as e:\n    print(e)")
     proc = run_command([sys.executable, "-c", code], workspace)
-    assert proc.returncode == 0 and "No module named 'pytest' (not installed" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and proc.stdout.split("\n")[:2] == ["None", "No module named 'pytest'"], proc.stderr
 
 
 @pytest.mark.parametrize("where, command", COMMANDS, ids=[i for i, _ in COMMANDS])
