@@ -7,7 +7,7 @@ Any other --key=value is a RecBole config key. Installed as the ``recbole-sigma`
 """
 import sys
 
-from recbole_sigma import main
+from recbole_sigma.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

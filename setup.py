@@ -68,7 +68,7 @@ setup(
         "plot": ["matplotlib"],
         "test": ["pytest>=7", "ray[tune]>=2.60", "hyperopt>=0.3.0", "matplotlib", "hypothesis"],
     },
-    entry_points={"console_scripts": ["recbole-sigma=recbole_sigma.quick_start:main"]},
+    entry_points={"console_scripts": ["recbole-sigma=recbole_sigma.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.11",

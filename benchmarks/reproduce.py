@@ -193,7 +193,7 @@ def plan_jobs(args):
     from recbole.model.abstract_recommender import SequentialRecommender
 
     from recbole_sigma.errors import UnknownModelError
-    from recbole_sigma.quick_start import resolve_model
+    from recbole_sigma.config import resolve_model
 
     for model in args.models:
         try:
@@ -465,7 +465,9 @@ def child_main(job_dir):
 
     import recbole_sigma
     from recbole_sigma import grouped_eval
+    from recbole_sigma.malloc import keep_freed_memory
 
+    keep_freed_memory()  # the child is a training process: the allocator as the command line sets it
     config = dict(spec["config"])
     config_file_list = list(spec.get("config_files") or [])
     checkpoint_dir = Path(config["checkpoint_dir"])
@@ -606,7 +608,7 @@ def grouped_means(rows):
 
 def build_report(args, command, jobs, results, pending):
     from recbole_sigma.grouped_eval import format_table, plot_groups
-    from recbole_sigma.quick_start import resolve_model
+    from recbole_sigma.config import resolve_model
 
     done = [r for rows in results.values() for r in rows]
     lines = [f"# {args.dataset}: SIGMA paper reproduction", ""]

@@ -24,14 +24,9 @@ from recbole_sigma.errors import (  # noqa: E402
 )
 from recbole_sigma.mamba import Mamba  # noqa: E402
 from recbole_sigma.model import MODELS, SIGMA, EchoMamba4Rec, Mamba4Rec  # noqa: E402
-from recbole_sigma.quick_start import (  # noqa: E402
-    build_config,
-    config_files,
-    load_data_and_model,
-    main,
-    resolve_model,
-    run,
-)
+from recbole_sigma.cli import main  # noqa: E402
+from recbole_sigma.config import build_config, config_files, resolve_model  # noqa: E402
+from recbole_sigma.pipeline import load_data_and_model, run  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

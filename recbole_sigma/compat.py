@@ -226,7 +226,7 @@ def _load_data_and_model(model_file):
     """RecBole's ``load_data_and_model``, served by ``recbole_sigma.load_data_and_model``: the same
     body with the checkpoint read as ``torch.load(model_file, weights_only=False)`` (see
     fix_checkpoint_loading), which also resolves recbole-sigma's models by name."""
-    from recbole_sigma.quick_start import load_data_and_model
+    from recbole_sigma.pipeline import load_data_and_model
 
     return load_data_and_model(model_file)
 

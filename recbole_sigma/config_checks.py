@@ -38,6 +38,10 @@ COMMON_KEYS = {
     "mamba_init": _choice("native", "public_code"),
 }
 
+# recbole_sigma.model.MODELS by name (that package imports this module, not the other way round):
+# their keys are COMMON_KEYS + MODEL_KEYS[name].
+MAMBA_MODELS = ("Mamba4Rec", "SIGMA", "EchoMamba4Rec")
+
 MODEL_KEYS = {
     "SASRec": {"length_buckets": _BOOL},  # RecBole's own keys are RecBole's to check
     "Mamba4Rec": {"length_buckets": _BOOL},
@@ -181,9 +185,7 @@ def check_run_config(config):
     _check_metrics(config)
     _check_eval_args(config)
     _check_loss_and_sampling(config)
-    from recbole_sigma.model import MODELS  # here: recbole_sigma.model imports this module
-
-    if model in MODELS:  # our Mamba models: COMMON_KEYS + MODEL_KEYS
+    if model in MAMBA_MODELS:  # our Mamba models: COMMON_KEYS + MODEL_KEYS
         with warnings.catch_warnings():  # the model's own check warns again when it is built
             warnings.simplefilter("ignore")
             check_model_config(model, _KeyView(config), _get(config, "MAX_ITEM_LIST_LENGTH"))

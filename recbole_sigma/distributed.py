@@ -95,7 +95,9 @@ class _WorkerFailure:
 
 def _worker(rank, run, args, kwargs, queue, threads):
     from recbole_sigma.errors import RecBoleSigmaError
+    from recbole_sigma.malloc import keep_freed_memory
 
+    keep_freed_memory()  # a worker is a process of its own, tuned as the command line's (malloc.py)
     if threads:
         torch.set_num_threads(threads)
     kwargs = dict(kwargs, queue=queue)

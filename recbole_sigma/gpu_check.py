@@ -39,7 +39,7 @@ import yaml
 import recbole_sigma
 from recbole_sigma import mamba
 from recbole_sigma.ops.selective_scan import selective_scan_ref
-from recbole_sigma.quick_start import config_files, resolve_model
+from recbole_sigma.config import config_files, resolve_model
 
 # Largest |difference| over the largest |value| of each compared tensor (float32 on both sides;
 # the kernels accumulate in another order, and their backward with atomics).

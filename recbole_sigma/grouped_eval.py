@@ -216,7 +216,7 @@ def evaluate(model, config, train_data, valid_data, test_data, k=10, bounds=DEFA
 
 def evaluate_checkpoint(path, k=10, bounds=DEFAULT_BOUNDS, time_batches=False):
     """``evaluate`` on a checkpoint RecBole saved (ours or RecBole's models)."""
-    from recbole_sigma.quick_start import load_data_and_model
+    from recbole_sigma.pipeline import load_data_and_model
 
     config, model, _dataset_, train_data, valid_data, test_data = load_data_and_model(str(path))
     report = evaluate(model, config, train_data, valid_data, test_data, k, bounds, time_batches)

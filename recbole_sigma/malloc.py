@@ -12,7 +12,11 @@ resident size creeps up over a long run (a 91-epoch Beauty run reached 9.5 GB). 
 therefore calls ``release_free_memory()`` (glibc's ``malloc_trim``) after every training epoch:
 the resident set falls back to the live memory, for one epoch's worth of page faults.
 
-Set ``RECBOLE_SIGMA_MALLOC_TUNING=0`` to leave the allocator alone. A no-op off glibc.
+This is process-wide, so a library call never makes it: the command line (``recbole_sigma.cli``),
+the processes it spawns for DDP or Ray trials, and the benchmarks' training children call
+``keep_freed_memory()``; ``recbole_sigma.run`` called from your own code leaves the allocator as
+it is (and ``release_free_memory()`` is then a no-op). Set ``RECBOLE_SIGMA_MALLOC_TUNING=0`` to
+leave the allocator alone on the command line too. A no-op off glibc.
 """
 import ctypes
 import ctypes.util

@@ -269,7 +269,7 @@ def train_trial(model, dataset, config_file_list=None, config_dict=None, on_vali
 
     ``on_validation(epoch_idx, valid_score, valid_result)`` is called after every validation.
     """
-    from recbole_sigma.quick_start import run
+    from recbole_sigma.pipeline import run
 
     def on_epoch(event):
         if on_validation is not None and "valid_score" in event:
@@ -292,6 +292,10 @@ def ray_trial(values, *, model, dataset, config_file_list, fixed, params, checkp
     import torch
     from ray import tune
 
+    from recbole_sigma.malloc import keep_freed_memory
+
+    # A Ray worker is a trial's own process: tuned as the command line tunes its own (malloc.py).
+    keep_freed_memory()
     torch.set_num_threads(cpus)
     config_dict = {**fixed, **cast_params(values, params)}
     # RecBole sets CUDA_VISIBLE_DEVICES to gpu_id: use exactly the GPU Ray gave this trial ("" = CPU).
@@ -368,7 +372,8 @@ class _Job:
 
 def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict, ray_address,
              output_file, prog):
-    from recbole_sigma.quick_start import build_config, check_dataset_available
+    from recbole_sigma.config import build_config
+    from recbole_sigma.pipeline import check_dataset_available
 
     if tool not in TOOLS:
         raise ConfigError(f"unknown --tool {tool!r}; use one of {', '.join(TOOLS)}")
@@ -586,7 +591,7 @@ def rerun_command(job, params, prog="python run_recbole_sigma.py"):
 
 
 def _cli_value(value):
-    """A value that ``--key=value`` parses back to itself (quick_start._split_cli_value)."""
+    """A value that ``--key=value`` parses back to itself (``recbole_sigma.cli._split_cli_value``)."""
     if isinstance(value, str):
         try:
             ast.literal_eval(value)
@@ -662,29 +667,10 @@ def tune(model, dataset, params_file, tool="hyperopt", algo=None, n_trials=None,
                         output_file=output_file)
 
 
-def _prog():
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return "recbole-sigma" if name == "recbole-sigma" else "python run_recbole_sigma.py"
-
-
-def main(args, config_dict):
-    """The command line's tuning branch (``quick_start.main`` with ``--params_file``); exit code."""
-    model = args.model
-    output_file = args.output_file or f"hyper_{model}_{args.dataset}.result"
-    n_trials = (args.num_samples or args.max_evals) if args.tool == "ray" else (args.max_evals or args.num_samples)
-    result = tune(
-        model,
-        args.dataset,
-        args.params_file,
-        tool=args.tool,
-        algo=args.algo,
-        n_trials=n_trials,
-        config_file_list=args.config_file_list,
-        config_dict=config_dict,
-        ray_address=args.ray_address,
-        output_file=output_file,
-        prog=_prog(),
-    )
+def tune_and_print(model, dataset, params_file, output_file, **kwargs):
+    """``tune`` (same arguments), its summary printed; the exit code (1: no trial completed).
+    The command line's tuning branch (``recbole_sigma.cli``) calls it with its flags' values."""
+    result = tune(model, dataset, params_file, output_file=output_file, **kwargs)
     done = sum(t.status == "completed" for t in result.trials)
     print(f"\n{len(result.trials)} trial(s), {done} completed; best by valid {result.metric} ({result.mode})")
     for trial in result.trials:

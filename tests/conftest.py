@@ -7,7 +7,7 @@ import torch
 import yaml
 
 import recbole_sigma
-from recbole_sigma.quick_start import config_files
+from recbole_sigma.config import config_files
 
 REPRODUCE_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from recbole_sigma.quick_start import main
+from recbole_sigma.cli import main
 from tests.conftest import TINY, TINY_DATA_KEYS, write_atomic_dataset
 
 TINY_ARGS = [f"--{k}={v!r}" for k, v in {**TINY, **TINY_DATA_KEYS, "hidden_size": 8, "d_state": 4}.items()]
@@ -140,7 +140,7 @@ def test_bert4rec_needs_a_masked_item(cli):
 def test_training_error_is_one_line_with_the_traceback_in_the_log_file(tmp_path, monkeypatch):
     """A non-finite loss: one line on the console; the log file RecBole opened holds the traceback."""
     import recbole_sigma
-    from tests.test_quick_start import bare_root_logger
+    from tests.test_pipeline import bare_root_logger
 
     calculate_loss = recbole_sigma.SIGMA.calculate_loss
     monkeypatch.setattr(recbole_sigma.SIGMA, "calculate_loss", lambda *a: calculate_loss(*a) * float("nan"))
@@ -226,7 +226,7 @@ def test_unexpected_error_keeps_its_traceback_and_is_logged_to_the_file(tmp_path
     """A bug (not a RecBoleSigmaError) is not hidden behind one line: it propagates with its
     traceback, and the run's log file holds it too."""
     import recbole_sigma
-    from tests.test_quick_start import bare_root_logger
+    from tests.test_pipeline import bare_root_logger
 
     def broken(self, interaction):
         raise RuntimeError("a bug in calculate_loss")

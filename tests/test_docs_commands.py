@@ -338,7 +338,7 @@ def plan(command, ws):
     key of one run before it is not run again."""
     words = shlex.split(command.replace("/work/shared/datasets", str(ws["datasets"])))
     if words[0] == "recbole-sigma":
-        words = ["python", "-c", "import sys; from recbole_sigma.quick_start import main; sys.exit(main())",
+        words = ["python", "-c", "import sys; from recbole_sigma.cli import main; sys.exit(main())",
                  *words[1:]]
     argv = [sys.executable, *words[1:]]
     if words[1] in ("run_recbole_sigma.py", "-c"):

@@ -4,7 +4,7 @@
 Each case draws a model (SIGMA, Mamba4Rec or SASRec), zero to three config keys set to a good or a
 bad value (wrong type, out of range, None for a missing key, a list where a scalar is expected, a
 key RecBole checks itself), and a small atomic ``.inter`` file, clean or corrupted in one of
-``CORRUPTIONS``, then runs ``recbole_sigma.quick_start.main`` in-process, as the CLI would (sys.argv
+``CORRUPTIONS``, then runs ``recbole_sigma.cli.main`` in-process, as the CLI would (sys.argv
 holds the same arguments, which RecBole also reads), for at most one epoch of a tiny model.
 
 With hypothesis installed (``pip install -e ".[test]"``) it drives the draws and shrinks a failing
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from recbole_sigma.quick_start import main
+from recbole_sigma.cli import main
 
 try:
     import hypothesis

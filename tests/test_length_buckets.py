@@ -168,7 +168,7 @@ def test_sasrec_resolves_to_ours_and_rejects_a_bad_switch():
     from recbole.model.sequential_recommender.sasrec import SASRec as RecBoleSASRec
 
     from recbole_sigma.errors import ConfigError
-    from recbole_sigma.quick_start import resolve_model
+    from recbole_sigma.config import resolve_model
 
     assert resolve_model("SASRec") is not RecBoleSASRec and issubclass(resolve_model("SASRec"), RecBoleSASRec)
     with pytest.raises(ConfigError, match="SASRec: length_buckets='no' is invalid"):

@@ -2,7 +2,8 @@
 import pytest
 
 from recbole_sigma.errors import ConfigError
-from recbole_sigma.quick_start import build_config, main
+from recbole_sigma.cli import main
+from recbole_sigma.config import build_config
 
 NONE = "none"
 SAMPLED = {"distribution": "uniform", "sample_num": 1}

@@ -17,7 +17,7 @@ import torch
 
 import recbole_sigma
 from recbole_sigma.errors import CheckpointError, EmptyDatasetError, NonFiniteLossError, RecBoleSigmaError
-from recbole_sigma.quick_start import main
+from recbole_sigma.cli import main
 from recbole_sigma.trainer import TEST_PAUSE_ENV, atomic_save, load_checkpoint
 
 from tests.conftest import padded_batch

@@ -15,11 +15,11 @@ import pytest
 import recbole_sigma
 from recbole_sigma import grouped_eval
 from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
-from recbole_sigma.quick_start import build_config
+from recbole_sigma.config import build_config
 from tests.conftest import REPRODUCE_SCRIPT as SCRIPT, load_reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
-# The tiny CI settings (tests/test_quick_start.py), plus a 1-layer, 1-head SASRec.
+# The tiny CI settings (tests/test_pipeline.py), plus a 1-layer, 1-head SASRec.
 TINY_SET = ["epochs=1", "MAX_ITEM_LIST_LENGTH=10", "hidden_size=16", "d_state=8", "show_progress=False",
             "train_batch_size=4096", "n_layers=1", "n_heads=1", "inner_size=32"]
 LOO = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}

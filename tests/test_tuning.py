@@ -21,7 +21,7 @@ import pytest
 import recbole_sigma
 from recbole_sigma import tuning
 from recbole_sigma.errors import ConfigError
-from recbole_sigma.quick_start import main, parse_args
+from recbole_sigma.cli import main, parse_args
 from tests import conftest
 
 pytest.importorskip("hyperopt")
@@ -150,7 +150,7 @@ def test_trial_resources_ask_for_a_gpu_fraction_with_cuda(monkeypatch):
 def test_plain_training_never_imports_ray_or_hyperopt():
     code = (
         "import sys, recbole_sigma\n"
-        "from recbole_sigma.quick_start import build_config, parse_args\n"
+        "from recbole_sigma.cli import parse_args\nfrom recbole_sigma.config import build_config\n"
         "from recbole.utils import get_trainer\n"
         "args, d = parse_args(['--model=SIGMA', '--epochs=1'])\n"
         "c = build_config(args.model, args.dataset, None, d)\n"

@@ -10,7 +10,9 @@ import pytest
 
 import recbole_sigma
 from recbole_sigma.errors import ConfigError, DatasetNotFoundError, UnknownModelError
-from recbole_sigma.quick_start import build_config, config_files, format_result, main, resolve_model
+from recbole_sigma.cli import main
+from recbole_sigma.config import build_config, config_files, resolve_model
+from recbole_sigma.pipeline import format_result
 from tests.conftest import TINY, TINY_SASREC
 
 ROOT = Path(__file__).resolve().parents[1]

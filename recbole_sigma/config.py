@@ -1,0 +1,150 @@
+"""Configuration: our YAML defaults, the model registry and RecBole's Config built from both.
+
+RecBole only knows the models under ``recbole.model`` and the YAML under its own ``properties/``:
+``resolve_model`` and ``config_files`` pass ours.
+"""
+import inspect
+import sys
+from pathlib import Path
+
+import yaml
+
+from recbole_sigma.errors import ConfigError, UnknownModelError
+from recbole_sigma.model import BASELINES, MODELS
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+RECBOLE_MODEL_GROUPS = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+)
+
+
+def properties_dir():
+    """``properties/``: inside the installed package, or at the root of a source checkout."""
+    for candidate in (_PACKAGE_DIR / "properties", _PACKAGE_DIR.parent / "properties"):
+        if (candidate / "model").is_dir():
+            return candidate
+    raise FileNotFoundError(f"recbole_sigma's properties/ folder is missing next to {_PACKAGE_DIR}")
+
+
+def config_files(model, dataset):
+    """Our YAML defaults for ``model`` (a name or class) on ``dataset``, lowest priority first.
+
+    Another RecBole project passes them with its own files after them:
+
+        Config(model=SIGMA, dataset="amazon-beauty",
+               config_file_list=recbole_sigma.config_files("SIGMA", "amazon-beauty") + ["my.yaml"])
+    """
+    name = model if isinstance(model, str) else model.__name__
+    root = properties_dir()
+    candidates = [
+        root / "model" / f"{name}.yaml",
+        root / "dataset" / f"{dataset}.yaml",
+        root / "model_dataset" / f"{name}-{dataset}.yaml",
+    ]
+    return [str(path) for path in candidates if path.is_file()]
+
+
+def recbole_model_names():
+    """Names of RecBole's built-in models (the classes its ``get_model`` can find)."""
+    import importlib
+
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    names = set()
+    for group in RECBOLE_MODEL_GROUPS:
+        module = importlib.import_module(f"recbole.model.{group}")
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, AbstractRecommender) and obj.__module__.endswith(name.lower()):
+                names.add(name)
+    return sorted(names)
+
+
+def resolve_model(model):
+    """A model class from a class or a name: ours first (SASRec: RecBole's, length-bucketed),
+    then RecBole's built-in ones."""
+    if not isinstance(model, str):
+        return model
+    ours = {**MODELS, **BASELINES}
+    if model in ours:
+        return ours[model]
+    from recbole.utils import get_model
+
+    try:
+        return get_model(model)
+    except (ValueError, ImportError):  # ImportError: its search imports exlib (lightgbm, xgboost)
+        pass
+    raise UnknownModelError(
+        f"unknown model {model!r}. recbole-sigma models: {', '.join(MODELS)}. "
+        f"RecBole models: {', '.join(recbole_model_names())}"
+    )
+
+
+def build_config(model, dataset, config_file_list=None, config_dict=None):
+    """RecBole's Config with our YAML defaults under the user's files and keys."""
+    for path in config_file_list or []:
+        check_config_file(path)
+    model_class = resolve_model(model)
+    return config_with_loss_sampling(model_class, dataset, config_files(model_class, dataset),
+                                     list(config_file_list or []), config_dict)
+
+
+def config_with_loss_sampling(model_class, dataset, our_files, user_files, config_dict):
+    """RecBole's Config (our YAML under the user's files and keys), with training negatives that
+    fit the effective ``loss_type``.
+
+    RecBole's overall.yaml samples one negative per positive, and its Config refuses that for a
+    sequential model whose loss is CE (the YAML of RecBole's SASRec, GRU4Rec, BERT4Rec and FEARec
+    say CE). When none of the user's files, ``config_dict`` or command-line keys sets
+    ``train_neg_sample_args`` (our YAML's ``~`` is a default, not a user's choice), a CE model gets
+    none and a BPR model RecBole's default sampling: the Config is built with no negatives, and
+    built again with overall.yaml's when RecBole's layering gives another loss_type. An explicit
+    setting always wins; CE with negatives, or a sequential BPR model without them, is a ConfigError.
+    """
+    import recbole
+    from recbole.config import Config
+    from recbole.utils import ModelType
+
+    key = "train_neg_sample_args"
+    files = list(our_files) + list(user_files)
+
+    def build(extra):
+        try:
+            return Config(model=model_class, dataset=dataset, config_file_list=files,
+                          config_dict={**(config_dict or {}), **extra})
+        except ValueError as e:
+            if "should be None when the loss_type is CE" not in str(e):  # RecBole's message
+                raise
+            raise ConfigError(f"loss_type CE scores every item and takes no sampled negatives: remove {key} "
+                              "(or set it to ~), or set loss_type to BPR") from None
+
+    if model_class.type != ModelType.SEQUENTIAL or hasattr(model_class, "input_type"):
+        return build({})  # RecBole ties negatives to loss_type for sequential models only
+    user_set = key in (config_dict or {}) or any(arg.startswith(f"--{key}=") for arg in sys.argv[1:])
+    for path in user_files:
+        with open(path, encoding="utf-8") as f:
+            user_set = user_set or key in (yaml.safe_load(f) or {})
+    config = build({} if user_set else {key: None})
+    if not user_set and config["loss_type"] != "CE":
+        with open(Path(recbole.__file__).parent / "properties" / "overall.yaml", encoding="utf-8") as f:
+            config = build({key: yaml.safe_load(f)[key]})
+    if config["loss_type"] == "BPR" and config[key]["distribution"] == "none":
+        raise ConfigError(f"loss_type BPR needs a sampled negative per positive: remove {key}: ~ "
+                          "(RecBole's default samples one), or set loss_type to CE")
+    return config
+
+
+def check_config_file(path):
+    """A config file that does not exist or is not a YAML mapping is a one-line error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"config file {path!r} cannot be read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping of keys to values, not {type(content).__name__}")
+

@@ -1,0 +1,225 @@
+"""The training and evaluation path: ``run()`` trains and tests one model on one dataset,
+``load_data_and_model()`` reads a checkpoint back.
+
+A call leaves the process as it was: the root logger's handlers and level are restored after
+RecBole's ``init_logger`` (the log file is written and closed), and the allocator is left alone
+(``recbole_sigma.malloc`` is the command line's and the benchmarks' choice).
+"""
+import contextlib
+import inspect
+import logging
+import os
+import urllib.request
+from pathlib import Path
+
+import torch.distributed as dist
+import yaml
+
+from recbole_sigma.config import build_config, resolve_model
+from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
+
+def check_dataset_available(config):
+    """Fail with a clear message, before RecBole tries (and fails) to download offline."""
+    path = config["data_path"]
+    if os.path.isdir(path):
+        return
+    name = config["dataset"]
+    with open(Path(inspect.getfile(__import__("recbole"))).parent / "properties/dataset/url.yaml") as f:
+        url = (yaml.safe_load(f) or {}).get(name)
+    hint = (
+        f"dataset {name!r} not found at data_path {path!r}. Put the atomic files "
+        f"({name}.inter, and optionally {name}.item / {name}.user) in that folder, or point "
+        f"--data_path at the folder that contains {name}/"
+    )
+    if url is None:
+        raise DatasetNotFoundError(hint + f"; {name!r} is not a dataset RecBole can download.")
+    try:
+        urllib.request.urlopen(url, timeout=10).close()
+    except OSError as e:
+        raise DatasetNotFoundError(hint + f"; downloading it from RecBole's mirror failed ({e}).") from None
+
+
+@contextlib.contextmanager
+def restored_root_logger():
+    """The root logger's handlers and level as they were before, once the block ends: RecBole's
+    ``init_logger`` adds a file and a console handler to it and sets its level; those it added are
+    closed (the log file is complete) and removed."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = [handler.level for handler in handlers]  # run(quiet=True) quiets the console handlers
+    try:
+        yield root
+    except BaseException as e:  # its traceback into the log file, before that file is closed
+        log_traceback_to_file(e)
+        raise
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler, handler_level in zip(handlers, levels):
+            if handler not in root.handlers:
+                root.addHandler(handler)
+            handler.setLevel(handler_level)
+        root.setLevel(level)
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True, queue=None, resume=False,
+        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0, on_epoch=None, quiet=False):
+    """Train ``model`` on ``dataset``, evaluate full-sort on the test split; return the results.
+
+    Returns {'best_valid_score', 'valid_score_bigger', 'best_valid_result', 'test_result', 'checkpoint'}.
+
+    Checkpoints go to ``checkpoint_dir`` as ``<model>-<dataset>-best.pth`` and ``-last.pth`` (after
+    every epoch; see ``recbole_sigma.trainer``). ``resume=True`` continues from the last checkpoint
+    when there is one (a path: from that checkpoint). ``nproc`` > 1 (or ``world_size`` > 0) trains
+    with DDP as RecBole's ``run`` does, on CPU (gloo) too: see ``recbole_sigma.distributed``.
+    ``on_epoch(event)`` is told of every epoch's training and validation (a dict; see
+    ``recbole_sigma.trainer``), single-process runs only. ``quiet=True`` keeps the console to
+    warnings (the log file still gets everything).
+    """
+    distributed = nproc > 1 or (world_size is not None and world_size > 0)
+    if on_epoch is not None and distributed:
+        raise ValueError("run(on_epoch=...) needs a single-process run (nproc=1)")
+    if distributed:
+        from recbole_sigma.distributed import spawn
+
+        return spawn(run, model, dataset, config_file_list, config_dict, saved=saved, resume=resume,
+                     nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset)
+    from recbole.utils import init_seed
+
+    from recbole_sigma.config_checks import check_run_config, recbole_config_errors
+
+    with recbole_config_errors():  # RecBole's own checks, reworded in one line
+        config = build_config(model, dataset, config_file_list, config_dict)
+    check_run_config(config)  # before any data is read or model built
+    init_seed(config["seed"], config["reproducibility"])
+    with restored_root_logger():  # RecBole's init_logger adds the log file and the console to it
+        return _train_and_test(config, model, saved, queue, resume, on_epoch, quiet)
+
+
+def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
+    """``run``'s body once its Config is built and checked; RecBole logs to the root logger."""
+    from recbole.data import create_dataset
+    from recbole.utils import get_trainer, init_logger, init_seed, set_color
+
+    from recbole_sigma.config_checks import check_dataset_config
+    from recbole_sigma.data_checks import check_atomic_files, prepare_splits
+    from recbole_sigma.trainer import reliable_trainer
+
+    init_logger(config)
+    if quiet:
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:  # the console; file handlers are subclasses
+                handler.setLevel(logging.WARNING)
+    logger = logging.getLogger()
+    logger.info(config)
+
+    check_dataset_available(config)
+    check_atomic_files(config)
+    try:
+        data = create_dataset(config)
+    except ValueError as e:  # RecBole's Dataset._reset_index: "Some feat is empty, please check ..."
+        if "Some feat is empty" not in str(e):
+            raise
+        data = None
+    if data is None or data.inter_num == 0:
+        raise EmptyDatasetError(
+            f"dataset {config['dataset']!r} has no interactions left after filtering "
+            f"(user_inter_num_interval={config['user_inter_num_interval']}, "
+            f"item_inter_num_interval={config['item_inter_num_interval']})"
+        )
+    logger.info(data)
+    check_dataset_config(config, data)
+    train_data, valid_data, test_data = prepare_splits(config, data)  # data_preparation, no empty split
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = resolve_model(model)(config, train_data._dataset).to(config["device"])
+    logger.info(net)
+
+    trainer = reliable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
+    trainer.on_epoch = on_epoch  # ignored by trainers that are not RecBole Trainers
+    if resume:
+        trainer.resume_from(None if resume is True else resume)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {metrics_line(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {metrics_line(test_result)}")
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": dict(best_valid_result),
+        "test_result": dict(test_result),
+        "checkpoint": trainer.saved_model_file if saved else None,
+    }
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if queue is not None and config["local_rank"] == 0:
+        queue.put(result)
+    return result
+
+
+def load_data_and_model(model_file):
+    """RecBole's ``load_data_and_model`` for any model, ours included.
+
+    Returns (config, model, dataset, train_data, valid_data, test_data), the model holding the
+    checkpoint's weights. The checkpoint must be one RecBole wrote (it unpickles its Config).
+    """
+    import torch
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_logger, init_seed
+
+    # RecBole's own file: it pickles its Config. Read on the CPU so that a GPU checkpoint loads
+    # on a machine without one (the Mamba block's parameters are the same on both backends).
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    config = checkpoint["config"]
+    if config["device"].type == "cuda" and not torch.cuda.is_available():
+        config["device"] = torch.device("cpu")
+    init_seed(config["seed"], config["reproducibility"])
+    with restored_root_logger() as logger:  # RecBole's init_logger adds the log file and the console to it
+        init_logger(config)
+        logger.info(config)
+        data = create_dataset(config)
+        logger.info(data)
+        train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    model = resolve_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, data, train_data, valid_data, test_data
+
+
+def metrics_line(metrics):
+    """``hit@10 : 0.0615    ndcg@10 : 0.0301``: plain numbers (not numpy's ``np.float64(...)`` repr)."""
+    return "    ".join(f"{k} : {float(v)}" for k, v in (metrics or {}).items())
+
+
+def format_result(result):
+    """Two lines: best valid and test metrics."""
+
+    def line(metrics):
+        return "  ".join(f"{k}: {v:.4f}" for k, v in metrics.items())
+
+    return f"best valid: {line(result['best_valid_result'])}\ntest result: {line(result['test_result'])}"
+
+
+def log_traceback_to_file(error):
+    """Write ``error``'s traceback to the run's log file (RecBole's init_logger's FileHandler on the
+    root logger), not to the console; nothing when no log file was opened yet."""
+    if getattr(error, "_recbole_sigma_logged", False):  # restored_root_logger wrote it already
+        return
+    root = logging.getLogger()
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
+    record = root.makeRecord(root.name, logging.ERROR, __file__, 0, f"{type(error).__name__}: {error}",
+                             None, (type(error), error, error.__traceback__))
+    for handler in files:
+        if record.levelno >= handler.level:
+            handler.handle(record)
+    try:
+        error._recbole_sigma_logged = True
+    except AttributeError:  # an exception type without a __dict__
+        pass
