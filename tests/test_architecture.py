@@ -116,3 +116,11 @@ def test_the_check_finds_a_cycle(tmp_path):
     assert find_cycle(graph) == ["recbole_sigma.a", "recbole_sigma.b", "recbole_sigma.sub.c", "recbole_sigma.a"]
     (package / "sub" / "c.py").write_text("def h():\n    import recbole_sigma\n")  # the package: no node
     assert find_cycle(import_graph(tmp_path)) is None
+
+
+def test_config_checks_names_the_models_of_recbole_sigma_model():
+    """config_checks cannot import recbole_sigma.model (which imports it): it names its models."""
+    from recbole_sigma.config_checks import MAMBA_MODELS
+    from recbole_sigma.model import MODELS
+
+    assert sorted(MAMBA_MODELS) == sorted(MODELS)

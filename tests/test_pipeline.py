@@ -13,7 +13,7 @@ from recbole_sigma.errors import ConfigError, DatasetNotFoundError, UnknownModel
 from recbole_sigma.cli import main
 from recbole_sigma.config import build_config, config_files, resolve_model
 from recbole_sigma.pipeline import format_result
-from tests.conftest import TINY, TINY_SASREC
+from tests.conftest import TINY, TINY_DATA_KEYS, TINY_SASREC, write_atomic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,3 +159,32 @@ def test_another_recbole_project_gets_our_defaults_with_one_call():
                     config_file_list=config_files("Mamba4Rec", "amazon-beauty"))
     assert config["model"] == "Mamba4Rec" and config["d_state"] == 32 and config["dropout_prob"] == 0.4
     assert config["MAX_ITEM_LIST_LENGTH"] == 50 and config["eval_args"]["split"] == {"LS": "valid_and_test"}
+
+
+def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(tmp_path, monkeypatch):
+    """No process-wide side effect from ``run()``: glibc's allocator is the command line's choice
+    (recbole_sigma.malloc), and RecBole's init_logger's handlers go once the run is over (its log
+    file written and closed); the root logger's level is put back."""
+    from recbole_sigma import malloc
+
+    calls = []
+    monkeypatch.setattr(malloc, "_libc", None)  # the allocator untouched so far in this process
+    monkeypatch.setattr(malloc, "keep_freed_memory", lambda: calls.append("keep_freed_memory") or False)
+    monkeypatch.chdir(tmp_path)  # RecBole's log/ lands here
+    root = logging.getLogger()
+    with bare_root_logger():
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            write_atomic_dataset(tmp_path / "data")
+            settings = {**TINY, **TINY_DATA_KEYS, "hidden_size": 8, "d_state": 4, "data_path": str(tmp_path / "data"),
+                        "checkpoint_dir": str(tmp_path / "saved")}
+            result = recbole_sigma.run("SIGMA", "tiny", config_dict=settings, quiet=True)
+            handlers, level_after = root.handlers[:], root.level
+        finally:
+            root.setLevel(level)
+    assert calls == [] and malloc._libc is None and not malloc.release_free_memory()
+    assert handlers == [] and level_after == logging.ERROR
+    logs = list((tmp_path / "log").rglob("*.log"))
+    assert len(logs) == 1 and "test result" in logs[0].read_text()
+    assert result["test_result"]
