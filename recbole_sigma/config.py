@@ -117,8 +117,8 @@ def config_with_loss_sampling(model_class, dataset, our_files, user_files, confi
         except ValueError as e:
             if "should be None when the loss_type is CE" not in str(e):  # RecBole's message
                 raise
-            raise ConfigError(f"loss_type CE scores every item and takes no sampled negatives: remove {key} "
-                              "(or set it to ~), or set loss_type to BPR") from None
+            raise ConfigError(f"loss_type='CE' scores every item and takes no sampled negatives: remove {key} "
+                              "(or set it to ~), or set loss_type=BPR") from None
 
     if model_class.type != ModelType.SEQUENTIAL or hasattr(model_class, "input_type"):
         return build({})  # RecBole ties negatives to loss_type for sequential models only
@@ -131,8 +131,8 @@ def config_with_loss_sampling(model_class, dataset, our_files, user_files, confi
         with open(Path(recbole.__file__).parent / "properties" / "overall.yaml", encoding="utf-8") as f:
             config = build({key: yaml.safe_load(f)[key]})
     if config["loss_type"] == "BPR" and config[key]["distribution"] == "none":
-        raise ConfigError(f"loss_type BPR needs a sampled negative per positive: remove {key}: ~ "
-                          "(RecBole's default samples one), or set loss_type to CE")
+        raise ConfigError(f"loss_type='BPR' needs a sampled negative per positive: remove {key}: ~ "
+                          "(RecBole's default samples one), or set loss_type=CE")
     return config
 
 

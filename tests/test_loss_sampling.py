@@ -36,15 +36,15 @@ def test_the_users_explicit_setting_wins(tmp_path):
 
 
 def test_impossible_combinations_are_one_line_config_errors(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="^loss_type CE scores every item and takes no sampled negatives: remove"):
+    with pytest.raises(ConfigError, match="^loss_type='CE' scores every item and takes no sampled negatives: remove"):
         build_config("SASRec", "ml-100k", config_dict={"train_neg_sample_args": SAMPLED})
     path = tmp_path / "bpr.yaml"
     path.write_text("loss_type: BPR\ntrain_neg_sample_args: ~\n")
-    with pytest.raises(ConfigError, match="^loss_type BPR needs a sampled negative per positive"):
+    with pytest.raises(ConfigError, match="^loss_type='BPR' needs a sampled negative per positive"):
         build_config("GRU4Rec", "ml-100k", config_file_list=[str(path)])
     assert main(["--model=GRU4Rec", "--dataset=ml-100k", "--train_neg_sample_args={'distribution': 'uniform'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: loss_type CE scores every item") and "Traceback" not in "".join(err)
+    assert err[-1].startswith("error: loss_type='CE' scores every item") and "Traceback" not in "".join(err)
 
 
 def test_general_models_keep_recboles_own_handling():
