@@ -26,6 +26,7 @@ def _split_cli_value(text):
 
 
 def parse_args(argv=None):
+    """Every flag, a run's and the tuning's; (args, config_dict of the other ``--key=value``)."""
     parser = argparse.ArgumentParser(
         description="Train and evaluate a sequential recommender (recbole-sigma's or RecBole's).",
         epilog="Any other --key=value is a RecBole config key (e.g. --epochs=1 --data_path=dataset/).",
