@@ -33,7 +33,6 @@ GRU4Rec, BERT4Rec, FEARec) keep RecBole's, with CE loss and no negative sampling
 SASRec runs as ``recbole_sigma.model.SASRec`` (RecBole's, length-bucketed: same outputs, faster).
 """
 import argparse
-import ast
 import contextlib
 import datetime as dt
 import json
@@ -904,14 +903,9 @@ def write_report(args, command, jobs):
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-def parse_value(text):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def parse_args(argv=None):
+    from recbole_sigma.cli import parse_cli_value
+
     parser = argparse.ArgumentParser(
         description="Train models on one dataset with identical settings, one job at a time, resumably; "
                     "write the Markdown report (overall table, grouped users, figure).",
@@ -941,7 +935,7 @@ def parse_args(argv=None):
         key, sep, value = item.partition("=")
         if not key or not sep:
             parser.error(f"--set takes key=value, not {item!r}")
-        args.overrides[key] = parse_value(value)
+        args.overrides[key] = parse_cli_value(value)
     args.runs_dir = (args.runs_dir or ROOT / "runs" / args.dataset).resolve()
     if args.output is None:
         suffix = "" if args.variants == ["default"] else "-variants-" + "-".join(args.variants)

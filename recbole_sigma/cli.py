@@ -17,7 +17,7 @@ from recbole_sigma.malloc import keep_freed_memory
 from recbole_sigma.pipeline import format_result, log_traceback_to_file, run
 
 
-def _split_cli_value(text):
+def parse_cli_value(text):
     """``--key=value``'s value: a Python literal when it reads as one, else the text."""
     try:
         return ast.literal_eval(text)
@@ -57,7 +57,7 @@ def parse_args(argv=None):
         key, sep, value = item[2:].partition("=") if item.startswith("--") else ("", "", "")
         if not key or not sep:
             parser.error(f"unrecognised argument {item!r}: RecBole keys are given as --key=value")
-        config_dict[key] = _split_cli_value(value)
+        config_dict[key] = parse_cli_value(value)
     args.config_file_list = args.config_files.split() if args.config_files else None
     return args, config_dict
 

@@ -591,7 +591,7 @@ def rerun_command(job, params, prog="python run_recbole_sigma.py"):
 
 
 def _cli_value(value):
-    """A value that ``--key=value`` parses back to itself (``recbole_sigma.cli._split_cli_value``)."""
+    """A value that ``--key=value`` parses back to itself (``recbole_sigma.cli.parse_cli_value``)."""
     if isinstance(value, str):
         try:
             ast.literal_eval(value)

@@ -8,6 +8,7 @@ import yaml
 
 import recbole_sigma
 from recbole_sigma.config import config_files
+from recbole_sigma.gpu_check import DictConfig, FakeDataset  # noqa: F401 (the tests' fakes too)
 
 REPRODUCE_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 
@@ -31,21 +32,6 @@ TINY = {
 }
 # RecBole's SASRec at the same scale, trained with CE like our models.
 TINY_SASREC = {"n_layers": 1, "n_heads": 1, "inner_size": 32, "train_neg_sample_args": None, "loss_type": "CE"}
-
-
-class DictConfig(dict):
-    """What a model reads from RecBole's Config: missing keys are None."""
-
-    def __getitem__(self, key):
-        return self.get(key)
-
-
-class FakeDataset:
-    def __init__(self, n_items):
-        self.n_items = n_items
-
-    def num(self, field):
-        return self.n_items
 
 
 def model_config(name, **overrides):
