@@ -84,11 +84,11 @@ def resolve_model(model):
 
 def build_config(model, dataset, config_file_list=None, config_dict=None):
     """RecBole's Config with our YAML defaults under the user's files and keys."""
-    for path in config_file_list or []:
-        check_config_file(path)
+    # an empty file sets nothing; RecBole 1.2.1 itself fails on one ('NoneType' is not iterable)
+    user_files = [path for path in config_file_list or [] if check_config_file(path)]
     model_class = resolve_model(model)
     return config_with_loss_sampling(model_class, dataset, config_files(model_class, dataset),
-                                     list(config_file_list or []), config_dict)
+                                     user_files, config_dict)
 
 
 def config_with_loss_sampling(model_class, dataset, our_files, user_files, config_dict):
@@ -137,7 +137,8 @@ def config_with_loss_sampling(model_class, dataset, our_files, user_files, confi
 
 
 def check_config_file(path):
-    """A config file that does not exist or is not a YAML mapping is a one-line error."""
+    """The mapping a config file holds ({} for an empty file); a file that does not exist or is not
+    a YAML mapping is a one-line error."""
     try:
         with open(path, encoding="utf-8") as f:
             content = yaml.safe_load(f)
@@ -147,4 +148,5 @@ def check_config_file(path):
         raise ConfigError(f"config file {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
     if content is not None and not isinstance(content, dict):
         raise ConfigError(f"config file {path!r} must hold a mapping of keys to values, not {type(content).__name__}")
+    return content or {}
 

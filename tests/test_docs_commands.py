@@ -304,7 +304,7 @@ def workspace(tmp_path_factory):
     datasets = base / "shared" / "datasets"
     write_tiny_beauty(datasets / "amazon-beauty")
     (work / "dataset").symlink_to(datasets)
-    # the user's files of the README's --config_files example (RecBole 1.2.1 fails on an empty one)
+    # the user's files of the README's --config_files example
     (work / "a.yaml").write_text("stopping_step: 10\n")
     (work / "b.yaml").write_text("eval_batch_size: 4096\n")
     (work / "my_sasrec.test").write_text("dropout_prob choice [0.2,0.5]\n")  # docs/tuning.md's SASRec search

@@ -74,6 +74,15 @@ def test_malformed_config_file_is_a_clear_error(tmp_path, content, message):
         build_config("SIGMA", "ml-100k", config_file_list=[str(tmp_path / "absent.yaml")])
 
 
+def test_an_empty_config_file_sets_nothing(tmp_path):
+    empty, comments = tmp_path / "empty.yaml", tmp_path / "comments.yaml"
+    empty.write_text("")
+    comments.write_text("# nothing set yet\n")
+    config = build_config("SIGMA", "ml-100k", config_file_list=[str(empty), str(comments)],
+                          config_dict={"hidden_size": 16})
+    assert config["hidden_size"] == 16 and config["d_state"] == build_config("SIGMA", "ml-100k")["d_state"]
+
+
 def test_cli_reports_errors_in_one_line_with_exit_code_2(capsys):
     assert main(["--model=NoSuchModel", "--dataset=ml-100k"]) == 2
     err = capsys.readouterr().err
