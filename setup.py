@@ -24,7 +24,7 @@ setup(
     # the package so that an installed copy finds its YAML from any working directory.
     package_dir={"recbole_sigma.properties": "properties"},
     package_data={
-        "recbole_sigma.properties": ["*.md", "model/*.yaml", "dataset/*.yaml", "model_dataset/*.yaml"],
+        "recbole_sigma.properties": ["*.md", "model/*.yaml", "dataset/*.yaml"],
     },
     # RecBole 1.2.1 (the newest release) is installed by the README's first command with
     # `pip install --no-deps recbole==1.2.1`, not listed here: it pins ray<=2.6.3, and Ray 2.6.3 has

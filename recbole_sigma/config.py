@@ -42,7 +42,6 @@ def config_files(model, dataset):
     candidates = [
         root / "model" / f"{name}.yaml",
         root / "dataset" / f"{dataset}.yaml",
-        root / "model_dataset" / f"{name}-{dataset}.yaml",
     ]
     return [str(path) for path in candidates if path.is_file()]
 

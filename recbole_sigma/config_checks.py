@@ -24,7 +24,8 @@ def _choice(*options):
 
 
 _BOOL = ((lambda v: isinstance(v, bool)), "True or False")
-_DROPOUT = ((lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1), "a number in [0, 1)")
+_DROPOUT = ((lambda v: v == "auto" or isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1),
+            "a number in [0, 1) or 'auto'")
 
 COMMON_KEYS = {
     "hidden_size": _int_at_least(1),

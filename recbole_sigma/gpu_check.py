@@ -76,8 +76,11 @@ class DictConfig(dict):
 
 
 class FakeDataset:
-    def __init__(self, n_items):
+    """The sizes a model reads from a RecBole dataset; 9 interactions per user, as on Amazon."""
+
+    def __init__(self, n_items, inter_num=900, user_num=101):
         self.n_items = n_items
+        self.inter_num, self.user_num = inter_num, user_num  # user_num counts the padding id
 
     def num(self, field):
         return self.n_items

@@ -23,7 +23,6 @@ def test_wheel_ships_properties(wheel):
     for expected in ["recbole_sigma/properties/model/SIGMA.yaml", "recbole_sigma/properties/model/Mamba4Rec.yaml",
                      "recbole_sigma/properties/model/EchoMamba4Rec.yaml",
                      "recbole_sigma/properties/dataset/amazon-beauty.yaml",
-                     "recbole_sigma/properties/model_dataset/Mamba4Rec-amazon-beauty.yaml",
                      "recbole_sigma/ops/selective_scan.py"]:
         assert expected in names
     assert not any(name.startswith("tests/") for name in names)

@@ -33,16 +33,16 @@ def test_unknown_model_lists_the_available_ones():
     assert "SASRec" in message and "GRU4Rec" in message
 
 
-def test_config_files_order_model_dataset_and_model_dataset():
+def test_config_files_order_model_then_dataset():
     files = [Path(f).relative_to(ROOT / "properties").as_posix() for f in config_files("Mamba4Rec", "amazon-beauty")]
-    assert files == ["model/Mamba4Rec.yaml", "dataset/amazon-beauty.yaml", "model_dataset/Mamba4Rec-amazon-beauty.yaml"]
+    assert files == ["model/Mamba4Rec.yaml", "dataset/amazon-beauty.yaml"]
     assert config_files("GRU4Rec", "ml-100k") == []  # RecBole's model: RecBole's YAML only
     assert [Path(f).name for f in config_files("SASRec", "ml-100k")] == ["SASRec.yaml"]  # + length_buckets
 
 
 def test_yaml_defaults_reach_recbole_config_and_user_keys_win():
     config = build_config("Mamba4Rec", "amazon-beauty", config_dict={"learning_rate": 0.005})
-    assert config["dropout_prob"] == 0.4  # Mamba4Rec's Amazon setting
+    assert config["dropout_prob"] == "auto"  # Mamba4Rec's per-domain rule: 0.4 on Amazon (test_models)
     assert config["d_state"] == 32 and config["MAX_ITEM_LIST_LENGTH"] == 50
     assert config["learning_rate"] == 0.005
     assert config["valid_metric"] == "NDCG@10"
@@ -166,7 +166,7 @@ def test_another_recbole_project_gets_our_defaults_with_one_call():
 
     config = Config(model=recbole_sigma.Mamba4Rec, dataset="amazon-beauty",
                     config_file_list=config_files("Mamba4Rec", "amazon-beauty"))
-    assert config["model"] == "Mamba4Rec" and config["d_state"] == 32 and config["dropout_prob"] == 0.4
+    assert config["model"] == "Mamba4Rec" and config["d_state"] == 32 and config["dropout_prob"] == "auto"
     assert config["MAX_ITEM_LIST_LENGTH"] == 50 and config["eval_args"]["split"] == {"LS": "valid_and_test"}
 
 

@@ -233,7 +233,7 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     jobs = {j["name"]: j for j in reproduce.plan_jobs(args)}
     sigma, dropout04, mamba = jobs["SIGMA-s2020"], jobs["SIGMA-dropout04-s2020"], jobs["Mamba4Rec-s2020"]
     assert sigma["yaml_defaults"]["flip_remain"] == 5 and sigma["yaml_defaults"]["MAX_ITEM_LIST_LENGTH"] == 50
-    assert mamba["yaml_defaults"]["dropout_prob"] == 0.4  # properties/model_dataset/Mamba4Rec-amazon-beauty.yaml
+    assert mamba["yaml_defaults"]["dropout_prob"] == "auto"  # the per-domain rule, 0.4 on Beauty
 
     def store(job, **changes):
         spec = {"config": job["config"], "yaml_defaults": {**job["yaml_defaults"], **changes}}
