@@ -14,7 +14,7 @@ import sys
 
 from recbole_sigma.errors import RecBoleSigmaError
 from recbole_sigma.malloc import keep_freed_memory
-from recbole_sigma.pipeline import format_result, log_traceback_to_file, run
+from recbole_sigma.pipeline import format_result, run
 
 
 def parse_cli_value(text):
@@ -72,13 +72,9 @@ def main(argv=None):
         result = run(args.model, args.dataset, args.config_file_list, config_dict, resume=args.resume,
                      nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
                      group_offset=args.group_offset)
-    except RecBoleSigmaError as e:
-        log_traceback_to_file(e)
+    except RecBoleSigmaError as e:  # its traceback is in the run's log file (pipeline.restored_root_logger)
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the message
         return 2
-    except Exception as e:  # a bug, not a bad input: the traceback goes to the console and the log file
-        log_traceback_to_file(e)
-        raise
     print(format_result(result))
     return 0
 

@@ -65,17 +65,6 @@ MODEL_KEYS = {
 }
 
 
-# Keys a config may lack (a checkpoint written before they existed): it gets this default, which
-# is what such a config computed, instead of an error.
-OPTIONAL_KEYS = {"length_buckets": True, "sigma_variant": "paper"}
-
-
-def option(config, key):
-    """``config[key]``, or the default of an optional key when it is missing."""
-    value = config[key]
-    return OPTIONAL_KEYS[key] if value is None else value
-
-
 def check_model_config(model_name, config, max_seq_length):
     """Raise ConfigError on the first missing or invalid key of ``model_name``."""
     check_keys(model_name, config, dict(COMMON_KEYS, **MODEL_KEYS.get(model_name, {})))
@@ -95,8 +84,6 @@ def check_keys(model_name, config, keys):
     """Raise ConfigError on the first missing or invalid one of ``keys`` ({key: (valid, allowed)})."""
     for key, (valid, allowed) in keys.items():
         value = config[key]
-        if value is None and key in OPTIONAL_KEYS:
-            continue
         if value is None:
             raise ConfigError(
                 f"{model_name}: config key {key!r} is missing; load the model's defaults with "
@@ -185,7 +172,7 @@ def check_run_config(config):
         _check_sequence_length(model, config, _get(config, "MAX_ITEM_LIST_LENGTH"))
     _check_metrics(config)
     _check_eval_args(config)
-    _check_loss_and_sampling(config)
+    _check_train_neg_sample_args(config)
     if model in MAMBA_MODELS:  # our Mamba models: COMMON_KEYS + MODEL_KEYS
         with warnings.catch_warnings():  # the model's own check warns again when it is built
             warnings.simplefilter("ignore")
@@ -348,7 +335,9 @@ def _check_eval_args(config):
         )
 
 
-def _check_loss_and_sampling(config):
+def _check_train_neg_sample_args(config):
+    """Its shape only: CE with sampled negatives is refused while the Config is built
+    (``recbole_sigma.config.config_with_loss_sampling``)."""
     args = _get(config, "train_neg_sample_args")
     if args is None or args == "None":
         return
@@ -361,12 +350,6 @@ def _check_loss_and_sampling(config):
     if distribution not in (None, "None", "none", "uniform", "popularity"):
         raise ConfigError(
             f"train_neg_sample_args distribution={distribution!r} is invalid; expected uniform, popularity or None"
-        )
-    if (_is_sequential(config) and _get(config, "loss_type") == "CE"
-            and distribution not in (None, "None", "none")):
-        raise ConfigError(
-            f"train_neg_sample_args={args!r} with loss_type='CE': CE scores every item; "
-            "expected train_neg_sample_args=None (or loss_type=BPR)"
         )
 
 

@@ -111,7 +111,23 @@ def _required_fields(config, source):
 
 
 def _check_file(config, path, source, load, unload):
-    separator = config["field_separator"]
+    """Raise on the first problem in one atomic file: its text, its header, then every line."""
+    lines = _read_text(config, path).split("\n")
+    names, types = _parse_header(path, lines[0], config["field_separator"])
+    loaded = [n for n in names if (load is None or n in load) and not (unload and n in unload)]
+    _check_columns(config, path, source, names, types, load, loaded)
+    if not any(line.strip("\r") for line in lines[1:]):
+        raise DataFileError(f"{path}, line 2: no data lines after the header; expected one line per record")
+    columns = _Columns(names, types, loaded, {names.index(f) for f in _required_fields(config, source)})
+    for number, line in enumerate(lines[1:], start=2):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if line:  # pandas skips blank lines
+            _check_line(config, path, number, line, columns)
+
+
+def _read_text(config, path):
+    """The file's text in the config's encoding; one-line errors for an unreadable, undecodable or empty file."""
     encoding = config["encoding"]
     try:
         with open(path, "rb") as f:
@@ -130,8 +146,11 @@ def _check_file(config, path, source, load, unload):
         ) from None
     if not text.strip():
         raise DataFileError(f"{path}, line 1: the file is empty; expected a header of name:type columns, then data lines")
-    lines = text.split("\n")
-    header = lines[0]
+    return text
+
+
+def _parse_header(path, header, separator):
+    """(names, types) of the header's ``name:type`` columns."""
     if header.startswith("\ufeff"):
         raise DataFileError(
             f"{path}, line 1: the header starts with a byte-order mark; expected the file saved without one "
@@ -151,8 +170,11 @@ def _check_file(config, path, source, load, unload):
             raise DataFileError(f"{path}, line 1: column {name!r} appears twice; expected each name once")
         names.append(name)
         types.append(kind)
-    loaded = [n for n in names if (load is None or n in load) and not (unload and n in unload)]
+    return names, types
 
+
+def _check_columns(config, path, source, names, types, load, loaded):
+    """The fields the run needs are in the header and loaded; load_col names only header columns."""
     header_text = ", ".join(f"{n}:{t}" for n, t in zip(names, types))
     for field, why in _required_fields(config, source).items():
         if field not in names:
@@ -170,83 +192,61 @@ def _check_file(config, path, source, load, unload):
                 f"{path}, line 1: load_col names {field!r}, which the header does not have ({header_text}); "
                 f"expected a {field!r} column or load_col without it"
             )
-    if not any(line.strip("\r") for line in lines[1:]):
-        raise DataFileError(f"{path}, line 2: no data lines after the header; expected one line per record")
 
-    required = {names.index(f) for f in _required_fields(config, source)}
-    floats = [i for i, n in enumerate(names) if n in loaded and types[i] == "float"]
-    float_seqs = [i for i, n in enumerate(names) if n in loaded and types[i] == "float_seq"]
-    checked = sorted(set(floats) | required)
-    count = len(names)
-    seq_separator = config["seq_separator"]
-    for number, line in enumerate(lines[1:], start=2):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line:
-            continue  # pandas skips blank lines
-        fields = line.split(separator)
-        if len(fields) != count:
+
+class _Columns:
+    """What a data line is checked against: the header's names and types, which are read."""
+
+    def __init__(self, names, types, loaded, required):
+        self.names, self.types, self.required = names, types, required
+        floats = {i for i, n in enumerate(names) if n in loaded and types[i] == "float"}
+        self.checked = sorted(floats | required)  # required ids and times, loaded floats
+        self.float_seqs = [i for i, n in enumerate(names) if n in loaded and types[i] == "float_seq"]
+
+
+def _check_line(config, path, number, line, columns):
+    """One data line: its field count, required values, float and float_seq values, no leading quote."""
+    names, separator = columns.names, config["field_separator"]
+    fields = line.split(separator)
+    if len(fields) != len(names):
+        raise DataFileError(
+            f"{path}, line {number}: {len(fields)} field(s); expected {len(names)} ({', '.join(names)}) "
+            f"separated by {separator!r}"
+        )
+    for i in columns.checked:
+        _check_value(path, number, names[i], columns.types[i], fields[i], i in columns.required)
+    for i in columns.float_seqs:
+        _check_float_seq(path, number, names[i], fields[i], config["seq_separator"])
+    if '"' in line and any(f.startswith('"') for f in fields):
+        column = names[next(i for i, f in enumerate(fields) if f.startswith('"'))]
+        raise DataFileError(
+            f"{path}, line {number}: {column} starts with a double quote, which RecBole's CSV reader takes "
+            "as a quoted value spanning separators; expected values without a leading quote"
+        )
+
+
+def _check_value(path, number, name, kind, value, required):
+    if required and (value in NA_VALUES or value.strip() in NA_VALUES):
+        raise DataFileError(
+            f"{path}, line {number}: {name} is {value!r}, which RecBole reads as missing; "
+            f"expected a value ({name} is required)"
+        )
+    if kind == "float" and value not in NA_VALUES:
+        try:
+            float(value)
+        except ValueError:
             raise DataFileError(
-                f"{path}, line {number}: {len(fields)} field(s); expected {count} ({', '.join(names)}) "
-                f"separated by {separator!r}"
-            )
-        for i in checked:
-            value = fields[i]
-            if i in required and (value in NA_VALUES or value.strip() in NA_VALUES):
-                raise DataFileError(
-                    f"{path}, line {number}: {names[i]} is {value!r}, which RecBole reads as missing; "
-                    f"expected a value ({names[i]} is required)"
-                )
-            if types[i] == "float" and value not in NA_VALUES:
-                try:
-                    float(value)
-                except ValueError:
-                    raise DataFileError(
-                        f"{path}, line {number}: {names[i]}={value!r} is not a number; expected a float "
-                        f"(the column is {names[i]}:float)"
-                    ) from None
-        for i in float_seqs:
-            for piece in filter(None, fields[i].split(seq_separator)):
-                try:
-                    float(piece)
-                except ValueError:
-                    raise DataFileError(
-                        f"{path}, line {number}: {names[i]} has {piece!r}, not a number; expected floats "
-                        f"separated by {seq_separator!r} (the column is {names[i]}:float_seq)"
-                    ) from None
-        if '"' in line and any(f.startswith('"') for f in fields):
-            column = names[next(i for i, f in enumerate(fields) if f.startswith('"'))]
+                f"{path}, line {number}: {name}={value!r} is not a number; expected a float "
+                f"(the column is {name}:float)"
+            ) from None
+
+
+def _check_float_seq(path, number, name, value, seq_separator):
+    for piece in filter(None, value.split(seq_separator)):
+        try:
+            float(piece)
+        except ValueError:
             raise DataFileError(
-                f"{path}, line {number}: {column} starts with a double quote, which RecBole's CSV reader takes "
-                "as a quoted value spanning separators; expected values without a leading quote"
-            )
-
-
-def prepare_splits(config, dataset):
-    """RecBole's ``data_preparation`` (train, valid and test loaders), where an empty split (too few
-    interactions per user for ``eval_args``' split) is a one-line EmptyDatasetError, before
-    training: RecBole would fail in torch's sampler (empty training split), skip the validation
-    (no best epoch) or fail in the evaluation."""
-    from recbole.data import data_preparation
-
-    try:
-        splits = data_preparation(config, dataset)
-    except ValueError as e:  # torch's RandomSampler: "num_samples should be a positive integer ..."
-        if "num_samples" not in str(e):
-            raise
-        _empty_split(config, "training")
-    for name, loader in zip(("training", "validation", "test"), splits):
-        if len(loader._dataset) == 0:
-            _empty_split(config, name)
-    return splits
-
-
-def _empty_split(config, name):
-    from recbole_sigma.errors import EmptyDatasetError
-
-    raise EmptyDatasetError(
-        f"dataset {config['dataset']!r} leaves the {name} split empty "
-        f"(eval_args split={config['eval_args']['split']!r}); expected more interactions per user "
-        "(with {LS: valid_and_test} a sequential model validates only users with 4 or more) "
-        "or another split"
-    )
+                f"{path}, line {number}: {name} has {piece!r}, not a number; expected floats "
+                f"separated by {seq_separator!r} (the column is {name}:float_seq)"
+            ) from None

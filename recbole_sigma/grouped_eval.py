@@ -161,17 +161,34 @@ def evaluate(model, config, train_data, valid_data, test_data, k=10, bounds=DEFA
     dataset = _dataset(test_data)
     if not hasattr(dataset, "item_list_length_field"):
         raise ValueError("grouped evaluation is for sequential models (history lengths of a sequential dataset)")
-    device = config["device"]
     model.eval()
-    n_items = dataset.item_num
-    uid_field = dataset.uid_field
     topk = max(max(config["topk"] or [k]), k)  # the Collector's torch.topk(scores, max(topk))
-
-    timings = []
+    ranked = _rank_test_split(model, config["device"], test_data, topk, time_batches)
+    if not np.array_equal(ranked["uids"], dataset.inter_feat[dataset.uid_field].numpy()):
+        raise RuntimeError("the test loader's rows are not in the test split's order")
+    hist = history_lengths(train_data, valid_data, test_data)
+    report = group_metrics(hist, per_user_metrics(ranked["pos_index"], ranked["pos_len"], k), bounds)
+    report.update(
+        model=config["model"],
+        dataset=config["dataset"],
+        k=k,
+        max_item_list_length=config["MAX_ITEM_LIST_LENGTH"],
+        history={"mean": float(hist.mean()), "max": int(hist.max())},
+    )
     if time_batches:
+        report["eval"] = _timing_report(config, ranked["timings"], ranked["sizes"])
+    return report
+
+
+def _rank_test_split(model, device, test_data, topk, time_batches):
+    """RecBole's full-sort ranking of every test row: {'pos_index' (rows, topk) bool, 'pos_len' (rows,),
+    'uids' (rows,), 'timings' (ms per batch), 'sizes' (users per batch)}."""
+    dataset = _dataset(test_data)
+    n_items, uid_field = dataset.item_num, dataset.uid_field
+    if time_batches:  # the untimed warm-up batch
         batch = next(iter(test_data))
         _full_sort_scores(model, batch[0], batch[1], n_items, device)
-    rows, lens, uids, sizes = [], [], [], []
+    rows, lens, uids, timings, sizes = [], [], [], [], []
     for interaction, history_index, positive_u, positive_i in test_data:
         _sync(device)
         start = time.perf_counter()
@@ -186,32 +203,21 @@ def evaluate(model, config, train_data, valid_data, test_data, k=10, bounds=DEFA
         rows.append(torch.gather(pos_matrix, dim=1, index=topk_idx).cpu())
         lens.append(pos_len.squeeze(-1).cpu())
         uids.append(interaction[uid_field].cpu())
+    return {"pos_index": torch.cat(rows).numpy().astype(bool), "pos_len": torch.cat(lens).numpy(),
+            "uids": torch.cat(uids).numpy(), "timings": timings, "sizes": sizes}
 
-    seen_uid = torch.cat(uids).numpy()
-    if not np.array_equal(seen_uid, dataset.inter_feat[uid_field].numpy()):
-        raise RuntimeError("the test loader's rows are not in the test split's order")
-    hist = history_lengths(train_data, valid_data, test_data)
-    pos_index = torch.cat(rows).numpy().astype(bool)
-    user_metrics = per_user_metrics(pos_index, torch.cat(lens).numpy(), k)
-    report = group_metrics(hist, user_metrics, bounds)
-    report.update(
-        model=config["model"],
-        dataset=config["dataset"],
-        k=k,
-        max_item_list_length=config["MAX_ITEM_LIST_LENGTH"],
-        history={"mean": float(hist.mean()), "max": int(hist.max())},
-    )
-    if time_batches:
-        full = [t for t, n in zip(timings, sizes) if n == sizes[0]]
-        report["eval"] = {
-            "batch_size": int(config["eval_batch_size"]),
-            "batch_users": int(sizes[0]),  # users in the timed (full) batches: fewer if the test split is smaller
-            "batches": len(timings),
-            "ms_per_batch": float(np.mean(full)),  # full-size batches; the last one is smaller
-            "batch_ms": [round(t, 3) for t in timings],
-            "device": str(device),
-        }
-    return report
+
+def _timing_report(config, timings, sizes):
+    """The 'eval' entry of a timed report."""
+    full = [t for t, n in zip(timings, sizes) if n == sizes[0]]
+    return {
+        "batch_size": int(config["eval_batch_size"]),
+        "batch_users": int(sizes[0]),  # users in the timed (full) batches: fewer if the test split is smaller
+        "batches": len(timings),
+        "ms_per_batch": float(np.mean(full)),  # full-size batches; the last one is smaller
+        "batch_ms": [round(t, 3) for t in timings],
+        "device": str(config["device"]),
+    }
 
 
 def evaluate_checkpoint(path, k=10, bounds=DEFAULT_BOUNDS, time_batches=False):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch.distributed as dist
 import yaml
 
-from recbole_sigma.config import build_config, resolve_model
+from recbole_sigma.config import build_config, properties_dir, resolve_model
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
 def check_dataset_available(config):
@@ -50,7 +50,7 @@ def restored_root_logger():
     try:
         yield root
     except BaseException as e:  # its traceback into the log file, before that file is closed
-        log_traceback_to_file(e)
+        _log_traceback_to_file(e)
         raise
     finally:
         for handler in root.handlers[:]:
@@ -100,12 +100,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
 
 def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
     """``run``'s body once its Config is built and checked; RecBole logs to the root logger."""
-    from recbole.data import create_dataset
-    from recbole.utils import get_trainer, init_logger, init_seed, set_color
-
-    from recbole_sigma.config_checks import check_dataset_config
-    from recbole_sigma.data_checks import check_atomic_files, prepare_splits
-    from recbole_sigma.trainer import reliable_trainer
+    from recbole.utils import init_logger, init_seed
 
     init_logger(config)
     if quiet:
@@ -114,6 +109,26 @@ def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
                 handler.setLevel(logging.WARNING)
     logger = logging.getLogger()
     logger.info(config)
+    train_data, valid_data, test_data = _load_splits(config)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = resolve_model(model)(config, train_data._dataset).to(config["device"])
+    logger.info(net)
+    result = _fit_and_evaluate(config, net, train_data, valid_data, test_data, saved, resume, on_epoch)
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if queue is not None and config["local_rank"] == 0:
+        queue.put(result)
+    return result
+
+
+def _load_splits(config):
+    """The dataset checked and loaded, then split: (train, valid, test) dataloaders, or a one-line
+    error for a missing dataset, a bad atomic file, no interactions, or an empty split."""
+    from recbole.data import create_dataset
+
+    from recbole_sigma.config_checks import check_dataset_config
+    from recbole_sigma.data_checks import check_atomic_files
 
     check_dataset_available(config)
     check_atomic_files(config)
@@ -129,13 +144,44 @@ def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
             f"(user_inter_num_interval={config['user_inter_num_interval']}, "
             f"item_inter_num_interval={config['item_inter_num_interval']})"
         )
-    logger.info(data)
+    logging.getLogger().info(data)
     check_dataset_config(config, data)
-    train_data, valid_data, test_data = prepare_splits(config, data)  # data_preparation, no empty split
+    return prepare_splits(config, data)  # data_preparation, no empty split
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = resolve_model(model)(config, train_data._dataset).to(config["device"])
-    logger.info(net)
+
+def prepare_splits(config, dataset):
+    """RecBole's ``data_preparation`` (train, valid and test loaders), where an empty split (too few
+    interactions per user for ``eval_args``' split) is a one-line EmptyDatasetError, before
+    training: RecBole would fail in torch's sampler (empty training split), skip the validation
+    (no best epoch) or fail in the evaluation."""
+    from recbole.data import data_preparation
+
+    try:
+        splits = data_preparation(config, dataset)
+    except ValueError as e:  # torch's RandomSampler: "num_samples should be a positive integer ..."
+        if "num_samples" not in str(e):
+            raise
+        _empty_split(config, "training")
+    for name, loader in zip(("training", "validation", "test"), splits):
+        if len(loader._dataset) == 0:
+            _empty_split(config, name)
+    return splits
+
+
+def _empty_split(config, name):
+    raise EmptyDatasetError(
+        f"dataset {config['dataset']!r} leaves the {name} split empty "
+        f"(eval_args split={config['eval_args']['split']!r}); expected more interactions per user "
+        "(with {LS: valid_and_test} a sequential model validates only users with 4 or more) "
+        "or another split"
+    )
+
+
+def _fit_and_evaluate(config, net, train_data, valid_data, test_data, saved, resume, on_epoch):
+    """Train ``net`` (resumed if asked), test the best model; ``run``'s result dict."""
+    from recbole.utils import get_trainer, set_color
+
+    from recbole_sigma.trainer import reliable_trainer
 
     trainer = reliable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
     trainer.on_epoch = on_epoch  # ignored by trainers that are not RecBole Trainers
@@ -145,20 +191,16 @@ def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger = logging.getLogger()
     logger.info(set_color("best valid ", "yellow") + f": {metrics_line(best_valid_result)}")
     logger.info(set_color("test result", "yellow") + f": {metrics_line(test_result)}")
-    result = {
+    return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": dict(best_valid_result),
         "test_result": dict(test_result),
         "checkpoint": trainer.saved_model_file if saved else None,
     }
-    if not config["single_spec"]:
-        dist.destroy_process_group()
-    if queue is not None and config["local_rank"] == 0:
-        queue.put(result)
-    return result
 
 
 def load_data_and_model(model_file):
@@ -175,6 +217,8 @@ def load_data_and_model(model_file):
     # on a machine without one (the Mamba block's parameters are the same on both backends).
     checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
     config = checkpoint["config"]
+    if "recbole_sigma" not in checkpoint:  # written by RecBole's own trainer
+        add_model_defaults(config)
     if config["device"].type == "cuda" and not torch.cuda.is_available():
         config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])
@@ -191,6 +235,19 @@ def load_data_and_model(model_file):
     return config, model, data, train_data, valid_data, test_data
 
 
+def add_model_defaults(config):
+    """The keys our model YAML adds that ``config`` lacks, set to their defaults: a checkpoint
+    RecBole's own trainer wrote for RecBole's SASRec has no ``length_buckets``, which our SASRec
+    (the class ``resolve_model`` gives) requires."""
+    path = properties_dir() / "model" / f"{config['model']}.yaml"
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as f:
+        for key, value in (yaml.safe_load(f) or {}).items():
+            if config[key] is None:
+                config[key] = value
+
+
 def metrics_line(metrics):
     """``hit@10 : 0.0615    ndcg@10 : 0.0301``: plain numbers (not numpy's ``np.float64(...)`` repr)."""
     return "    ".join(f"{k} : {float(v)}" for k, v in (metrics or {}).items())
@@ -205,21 +262,12 @@ def format_result(result):
     return f"best valid: {line(result['best_valid_result'])}\ntest result: {line(result['test_result'])}"
 
 
-def log_traceback_to_file(error):
+def _log_traceback_to_file(error):
     """Write ``error``'s traceback to the run's log file (RecBole's init_logger's FileHandler on the
     root logger), not to the console; nothing when no log file was opened yet."""
-    if getattr(error, "_recbole_sigma_logged", False):  # restored_root_logger wrote it already
-        return
     root = logging.getLogger()
-    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
-    if not files:
-        return
     record = root.makeRecord(root.name, logging.ERROR, __file__, 0, f"{type(error).__name__}: {error}",
                              None, (type(error), error, error.__traceback__))
-    for handler in files:
-        if record.levelno >= handler.level:
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
             handler.handle(record)
-    try:
-        error._recbole_sigma_logged = True
-    except AttributeError:  # an exception type without a __dict__
-        pass

@@ -10,9 +10,8 @@ subclasses for RecBole's own models); ``recbole_sigma.run`` always does. On top 
   config key ``checkpoint_name``, by default ``<model>-<dataset>`` (set it to tell apart runs of
   one model on one dataset that share a ``checkpoint_dir``). Both are ordinary RecBole checkpoints
   (``load_data_and_model`` and ``Trainer.resume_checkpoint`` read them) with one more entry,
-  ``"recbole_sigma"``: the best valid result, whether early stopping ended the run, the RNG
-  states (Python, numpy, torch, the training data loader's shuffling generator), the best-model
-  file's name.
+  ``"recbole_sigma"``: the best valid result, the RNG states (Python, numpy, torch, the training
+  data loader's shuffling generator), the best-model file's name.
 * writes every checkpoint atomically (:func:`atomic_save`): a temporary file in the same folder,
   flushed and fsync'ed, then ``os.replace`` and an fsync of the folder. A kill at any moment leaves
   the previous file whole.
@@ -51,8 +50,6 @@ import torch.distributed as dist
 from recbole_sigma.errors import CheckpointError, NonFiniteLossError
 from recbole_sigma.malloc import release_free_memory
 
-FORMAT_VERSION = 1
-
 # Config keys a resumed run may change without a warning: where things are, how they are shown,
 # how many processes run them, and how long to train.
 RESUMABLE_CHANGES = frozenset({
@@ -61,50 +58,6 @@ RESUMABLE_CHANGES = frozenset({
     "offset", "worker", "eval_batch_size", "log_wandb", "wandb_project", "config_files",
 })
 
-# Test hook: RECBOLE_SIGMA_TEST_PAUSE="<event>:<n>:<marker file>" makes the n-th <event> of the
-# process create <marker file> and sleep, so that a test can kill the process exactly there.
-# Events: "epoch" (the start of a training epoch, after the previous epoch's checkpoints are
-# saved), "save-last" / "save-best" (inside the atomic write of that checkpoint, after part of the
-# temporary file is written and before it replaces the checkpoint).
-TEST_PAUSE_ENV = "RECBOLE_SIGMA_TEST_PAUSE"
-_pause_counts = {}
-
-
-def _test_pause_due(event):
-    spec = os.environ.get(TEST_PAUSE_ENV)
-    if not spec:
-        return None
-    wanted, count, marker = spec.split(":", 2)
-    if wanted != event:
-        return None
-    _pause_counts[event] = _pause_counts.get(event, 0) + 1
-    return marker if _pause_counts[event] == int(count) else None
-
-
-def _pause(marker):
-    with open(marker + ".tmp", "w") as f:
-        f.write(str(os.getpid()))
-    os.replace(marker + ".tmp", marker)  # the test sees the marker only with the pid in it
-    while True:
-        time.sleep(60)
-
-
-class _PausingWriter:
-    """A file wrapper that pauses (see TEST_PAUSE_ENV) after its first write."""
-
-    def __init__(self, f, marker):
-        self._f, self._marker = f, marker
-
-    def write(self, data):
-        n = self._f.write(data)
-        self._f.flush()
-        _pause(self._marker)
-        return n
-
-    def flush(self):
-        self._f.flush()
-
-
 def checkpoint_paths(config):
     """(best, last) checkpoint paths of a run: ``<checkpoint_dir>/<name>-best.pth`` and ``-last.pth``."""
     name = config["checkpoint_name"] or f"{config['model']}-{config['dataset']}"
@@ -112,7 +65,7 @@ def checkpoint_paths(config):
             os.path.join(config["checkpoint_dir"], f"{name}-last.pth"))
 
 
-def atomic_save(obj, path, _pause_marker=None):
+def atomic_save(obj, path):
     """``torch.save(obj, path)`` such that ``path`` is always either its old or its new content.
 
     Writes ``<path>.tmp`` in the same folder, flushes and fsyncs it, renames it over ``path``
@@ -123,7 +76,7 @@ def atomic_save(obj, path, _pause_marker=None):
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, _PausingWriter(f, _pause_marker) if _pause_marker else f, pickle_protocol=4)
+            torch.save(obj, f, pickle_protocol=4)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -227,15 +180,12 @@ class ReliableTrainerMixin:
         result = super().fit(train_data, valid_data, verbose=verbose, saved=saved,
                              show_progress=show_progress, callback_fn=callback_fn)
         if saved and self._trained_epoch is not None:
-            self._write_checkpoint(self.last_model_file, self._trained_epoch, "last", verbose, complete=True)
+            self._write_checkpoint(self.last_model_file, self._trained_epoch, "last", verbose)
         return result
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self._saving and self._trained_epoch is not None and self._trained_epoch < epoch_idx:
             self._write_checkpoint(self.last_model_file, self._trained_epoch, "last", verbose=False)
-        marker = _test_pause_due("epoch")
-        if marker:
-            _pause(marker)
         self._epoch, self._batch = epoch_idx, 0
         start = time.perf_counter()
         losses = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
@@ -277,7 +227,7 @@ class ReliableTrainerMixin:
         path = kwargs.pop("saved_model_file", self.saved_model_file)
         self._write_checkpoint(path, epoch, "best", verbose)
 
-    def _write_checkpoint(self, path, epoch, kind, verbose=True, complete=False):
+    def _write_checkpoint(self, path, epoch, kind, verbose=True):
         self._check_finite_weights(epoch)
         distributed = not self.config["single_spec"]
         rng = self._rng_state()
@@ -302,17 +252,13 @@ class ReliableTrainerMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
             "recbole_sigma": {
-                "format": FORMAT_VERSION,
-                "kind": kind,
                 "best_valid_result": best_result,
                 "best_model_file": os.path.basename(self.saved_model_file),
-                "stopped_early": self._stopped_early(),
-                "complete": complete,
                 "rng": rng,
             },
         }
         try:
-            atomic_save(state, path, _pause_marker=_test_pause_due(f"save-{kind}"))
+            atomic_save(state, path)
         finally:
             if distributed:
                 dist.barrier()

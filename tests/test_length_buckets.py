@@ -115,9 +115,12 @@ def test_invalid_length_buckets_value_is_rejected(make_model):
         make_model("Mamba4Rec", length_buckets="yes")
 
 
-def test_a_config_without_the_key_gets_buckets(make_model):
-    """A checkpoint's config from before the key existed still builds its model, bucketed."""
-    assert make_model("SIGMA", length_buckets=None).length_buckets is True
+def test_a_config_without_the_key_is_a_missing_key_error(make_model):
+    """length_buckets is required like every other key (the model's YAML sets it)."""
+    from recbole_sigma.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="SIGMA: config key 'length_buckets' is missing"):
+        make_model("SIGMA", length_buckets=None)
 
 
 def sasrec_pair(**overrides):

@@ -141,6 +141,22 @@ def test_load_data_and_model_round_trip_for_our_model(tmp_path, capsys):
     assert dict(again) == pytest.approx(result["test_result"], abs=1e-12)
 
 
+def test_a_config_of_recboles_own_sasrec_gets_our_yaml_keys():
+    """A checkpoint RecBole's own trainer wrote for its SASRec has no length_buckets: load_data_and_model
+    gives it our YAML's default, so our SASRec (the class resolve_model gives) builds from it."""
+    from recbole.config import Config
+
+    from recbole_sigma.pipeline import add_model_defaults
+    from tests.conftest import FakeDataset
+
+    config = Config(model="SASRec", dataset="ml-100k", config_dict={"train_neg_sample_args": None})
+    assert config["length_buckets"] is None
+    with pytest.raises(ConfigError, match="SASRec: config key 'length_buckets' is missing"):
+        resolve_model("SASRec")(config, FakeDataset(30))
+    add_model_defaults(config)
+    assert resolve_model("SASRec")(config, FakeDataset(30)).length_buckets is True
+
+
 def test_on_epoch_is_refused_for_several_processes():
     with pytest.raises(ValueError, match="single-process"):
         recbole_sigma.run("SIGMA", "ml-100k", config_dict=TINY, nproc=2, on_epoch=print)

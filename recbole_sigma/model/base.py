@@ -17,7 +17,7 @@ import torch.nn as nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
-from recbole_sigma.config_checks import check_model_config, option
+from recbole_sigma.config_checks import check_model_config
 from recbole_sigma.mamba import Mamba
 from recbole_sigma.ops.dropout import Dropout
 
@@ -53,7 +53,7 @@ class MambaSequentialRecommender(SequentialRecommender):
         self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=1e-12)
         self.dropout = Dropout(self.dropout_prob)
         self.loss_fct = BPRLoss() if self.loss_type == "BPR" else nn.CrossEntropyLoss()
-        self.length_buckets = option(config, "length_buckets")
+        self.length_buckets = config["length_buckets"]
 
     def lookahead(self):
         """How many positions after the last valid item its output reads (through the whole

@@ -12,7 +12,7 @@ Beauty (8.4 items a training sequence, padded to 50) a training step is several 
 """
 from recbole.model.sequential_recommender.sasrec import SASRec as RecBoleSASRec
 
-from recbole_sigma.config_checks import MODEL_KEYS, check_keys, option
+from recbole_sigma.config_checks import MODEL_KEYS, check_keys
 from recbole_sigma.model.base import in_length_buckets
 
 
@@ -20,7 +20,7 @@ class SASRec(RecBoleSASRec):
     def __init__(self, config, dataset):
         check_keys("SASRec", config, MODEL_KEYS["SASRec"])
         super().__init__(config, dataset)
-        self.length_buckets = option(config, "length_buckets")
+        self.length_buckets = config["length_buckets"]
 
     def forward(self, item_seq, item_seq_len):  # (B, L), (B,) -> (B, D)
         if not self.length_buckets:

@@ -31,7 +31,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_sigma.config_checks import option
 from recbole_sigma.model.base import MambaSequentialRecommender
 from recbole_sigma.model.layers import MixerLayer, partial_flip
 from recbole_sigma.ops.dropout import Dropout
@@ -59,7 +58,7 @@ BLOCK_KEYS = (
 def block_settings(config):
     """The G-Mamba block's keys from ``config``, with ``sigma_variant: public_code`` applied."""
     settings = {key: config[key] for key in BLOCK_KEYS}
-    if option(config, "sigma_variant") == "public_code":
+    if config["sigma_variant"] == "public_code":
         settings.update(PUBLIC_CODE)
     return settings
 
