@@ -152,6 +152,8 @@ def describe_error(error):
 
 
 def _on_cuda(tensor):
+    """Whether the blocks treat ``tensor`` as a CUDA input; ``gpu_check.kernel_path`` replaces it on a
+    CPU so that every block takes its kernel branch with the check's stand-in kernel."""
     return tensor.is_cuda
 
 

@@ -5,6 +5,8 @@ function still ties two modules together). The package ``__init__`` is no node: 
 """
 import ast
 import os
+import re
+import subprocess
 from pathlib import Path
 
 PACKAGE = "recbole_sigma"
@@ -124,3 +126,129 @@ def test_config_checks_names_the_models_of_recbole_sigma_model():
     from recbole_sigma.model import MODELS
 
     assert sorted(MAMBA_MODELS) == sorted(MODELS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small functions: none in recbole_sigma/ over MAX_FUNCTION_LINES
+# --------------------------------------------------------------------------------------------------
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(root=ROOT, limit=MAX_FUNCTION_LINES):
+    """['path:line name (n lines)'] of every function or method under ``root/recbole_sigma``, nested
+    ones too, longer than ``limit`` lines from its ``def`` line to its last line."""
+    found = []
+    for path in sorted((Path(root) / PACKAGE).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for node in sorted(functions, key=lambda n: n.lineno):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit:
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_60_lines():
+    offenders = long_functions()
+    assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines: " + "; ".join(offenders)
+
+
+def test_the_length_check_counts_methods_and_nested_functions(tmp_path):
+    """The check is not blind: a long method and a long function nested in a short one are found,
+    counted from the def line (decorators aside) to the last line; 60 lines pass."""
+    package = tmp_path / PACKAGE / "sub"
+    package.mkdir(parents=True)
+    body = "".join(f"    x{i} = {i}\n" for i in range(59))  # def line + 59 = 60 lines
+    (tmp_path / PACKAGE / "ok.py").write_text("@decorator\n@another\ndef fits():\n" + body)
+    (package / "m.py").write_text(
+        "class C:\n    def method(self):\n" + body.replace("    ", "        ") + "        return 1\n\n"
+        "def outer():\n    def inner():\n" + body.replace("    ", "        ") + "        return 2\n"
+        "    return inner\n"
+    )
+    assert long_functions(tmp_path) == [
+        f"{Path(PACKAGE, 'sub', 'm.py')}:2 method (61 lines)",
+        f"{Path(PACKAGE, 'sub', 'm.py')}:64 outer (63 lines)",
+        f"{Path(PACKAGE, 'sub', 'm.py')}:65 inner (61 lines)",
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# README's layout table matches the tree
+# --------------------------------------------------------------------------------------------------
+# The repository's top-level entries when it is not a git checkout (an sdist): what git tracks.
+TOP_LEVEL = ("recbole_sigma/", "properties/", "run_recbole_sigma.py", "hyper.test", "dataset/", "tests/",
+             "setup.py", "README.md", "benchmarks/", "docs/")
+
+
+def layout_paths(readme):
+    """The paths named (in backticks) in the first cell of each row of README's layout table: the
+    ``| path | ...`` table under the ``## Layout`` heading."""
+    lines = Path(readme).read_text(encoding="utf-8").splitlines()
+    start = lines.index("## Layout")
+    paths = []
+    for line in lines[start + 1:]:
+        if line.startswith("#"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if not cells or cells[0] == "path" or set(cells[0]) <= set("-: "):
+            continue
+        paths += re.findall(r"`([^`]+)`", cells[0])
+    return paths
+
+
+def top_level_entries(root=ROOT):
+    """The repository's top-level files and folders (``name/``) that git tracks, dot-files aside."""
+    try:
+        listed = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout
+        return set(TOP_LEVEL)
+    names = {path.split("/")[0] + ("/" if "/" in path else "") for path in listed.splitlines()}
+    return {name for name in names if not name.startswith(".")}
+
+
+def package_entries(root=ROOT):
+    """``recbole_sigma/``'s modules and subpackages, as ``recbole_sigma/x.py`` and ``recbole_sigma/sub/``."""
+    found = set()
+    for entry in (Path(root) / PACKAGE).iterdir():
+        if entry.name.startswith((".", "__pycache__")):
+            continue
+        if entry.suffix == ".py" or (entry.is_dir() and (entry / "__init__.py").exists()):
+            found.add(f"{PACKAGE}/{entry.name}" + ("/" if entry.is_dir() else ""))
+    return found
+
+
+def layout_problems(root=ROOT, top_level=None):
+    """What README's layout table gets wrong: paths that do not exist, entries it does not name
+    (``top_level``: the repository's top-level entries, by default :func:`top_level_entries`)."""
+    root = Path(root)
+    named = layout_paths(root / "README.md")
+    problems = [f"{p} does not exist" for p in named
+                if not (root / p).exists() or (p.endswith("/") and not (root / p).is_dir())]
+    for entry in sorted(package_entries(root)):
+        if entry not in named:
+            problems.append(f"{entry} is not in the table")
+    for entry in sorted(top_level_entries(root) if top_level is None else top_level):
+        if not any(p == entry or p.startswith(entry) for p in named):
+            problems.append(f"{entry} is not in the table")
+    return problems
+
+
+def test_readme_layout_table_matches_the_tree():
+    problems = layout_problems()
+    assert not problems, "README.md's layout table: " + "; ".join(problems)
+
+
+def test_the_layout_check_finds_a_missing_and_a_stale_row(tmp_path):
+    (tmp_path / PACKAGE / "model").mkdir(parents=True)
+    for name in ("__init__.py", "a.py", "b.py", "model/__init__.py"):
+        (tmp_path / PACKAGE / name).write_text("")
+    (tmp_path / "README.md").write_text(
+        "# x\n\n## Layout\n\n| path | what |\n| --- | --- |\n"
+        "| `recbole_sigma/__init__.py`, `recbole_sigma/a.py` | a |\n| `recbole_sigma/gone.py` | gone |\n"
+        "| `recbole_sigma/model/` | models |\n\n## Next\n\n| `recbole_sigma/b.py` | not the layout table |\n"
+    )
+    assert layout_paths(tmp_path / "README.md") == [
+        "recbole_sigma/__init__.py", "recbole_sigma/a.py", "recbole_sigma/gone.py", "recbole_sigma/model/"]
+    (tmp_path / "setup.py").write_text("")
+    assert layout_problems(tmp_path, top_level={"recbole_sigma/", "setup.py"}) == [
+        "recbole_sigma/gone.py does not exist", "recbole_sigma/b.py is not in the table", "setup.py is not in the table"]
