@@ -228,17 +228,16 @@ PAPER_PARAMETERS = [
 ]
 
 
-@pytest.mark.parametrize("variant", ["paper", None])  # None: a config from before the key existed
-def test_paper_variant_keeps_its_parameters(make_model, variant):
-    model = make_model("SIGMA", sigma_variant=variant)
+def test_paper_variant_keeps_its_parameters(make_model):
+    model = make_model("SIGMA", sigma_variant="paper")
     assert sorted((n, tuple(p.shape)) for n, p in model.named_parameters()) == sorted(PAPER_PARAMETERS)
     assert sum(p.numel() for p in model.parameters()) == 11138
 
 
-def test_paper_variant_with_or_without_the_key_is_the_same_model(make_model):
-    seq, lengths = padded_batch([12, 5, 1])
-    a, b = make_model("SIGMA", sigma_variant="paper").eval(), make_model("SIGMA", sigma_variant=None).eval()
-    torch.testing.assert_close(a(seq, lengths), b(seq, lengths), rtol=0, atol=0)
+def test_a_config_without_the_key_is_a_missing_key_error(make_model):
+    """sigma_variant is required like every other key (SIGMA's YAML sets it)."""
+    with pytest.raises(ConfigError, match="SIGMA: config key 'sigma_variant' is missing"):
+        make_model("SIGMA", sigma_variant=None)
 
 
 def test_unknown_variant_is_rejected(make_model):
