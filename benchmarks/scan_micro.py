@@ -28,8 +28,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import describe  # noqa: E402
+from harness.machine import describe  # this script's folder is first on sys.path
 
 D_INNER, D_STATE = 128, 32
 GB_PER_S, EXP_PER_S = 20e9, 6e9  # this CPU's memory bandwidth and vector exp rate, roughly

@@ -15,16 +15,11 @@ the driver prints a table: train s/epoch (or s/step), ratio to SASRec, eval ms/b
 import argparse
 import itertools
 import json
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from harness.machine import describe, peak_rss_mb  # this script's folder is first on sys.path
 
 DEFAULT_MODELS = ["SASRec", "GRU4Rec", "Mamba4Rec", "SIGMA", "EchoMamba4Rec"]
 # RecBole's built-in baselines trained with the same loss, width and batches as ours. SASRec is
@@ -32,10 +27,6 @@ DEFAULT_MODELS = ["SASRec", "GRU4Rec", "Mamba4Rec", "SIGMA", "EchoMamba4Rec"]
 # "x SASRec" column and of the targets in docs/performance.md.
 BASELINE_KEYS = {"loss_type": "CE", "train_neg_sample_args": None, "hidden_size": 64, "embedding_size": 64,
                  "length_buckets": False}
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def model_config(args, model):
@@ -69,7 +60,7 @@ def child_dataset(args, model):
     train_data, _, test_data = data_preparation(config, create_dataset(config))
     net = recbole_sigma.resolve_model(model)(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    rss_before = peak_rss_mib()
+    rss_before = peak_rss_mb()
     if args.max_batches:
         train_s = timed_batches(net, trainer.optimizer, train_data, args.max_batches) * len(train_data)
     else:
@@ -81,7 +72,7 @@ def child_dataset(args, model):
         trainer.evaluate(test_data, load_best_model=False)
     eval_ms = (time.perf_counter() - start) * 1000 / len(test_data)
     return {"train_s": train_s, "batches": len(train_data), "eval_ms": eval_ms,
-            "eval_batches": len(test_data), "rss_data_mib": rss_before, "peak_rss_mib": peak_rss_mib()}
+            "eval_batches": len(test_data), "rss_data_mib": rss_before, "peak_rss_mib": peak_rss_mb()}
 
 
 def timed_batches(model, optimizer, batches, n):
@@ -132,7 +123,7 @@ def child_synthetic(args, model):
         net.full_sort_predict(batch)
     eval_ms = (time.perf_counter() - start) * 1000
     return {"train_s": train_s, "batches": 1, "eval_ms": eval_ms,
-            "eval_batches": 1, "rss_data_mib": 0.0, "peak_rss_mib": peak_rss_mib()}
+            "eval_batches": 1, "rss_data_mib": 0.0, "peak_rss_mib": peak_rss_mb()}
 
 
 def run_child(args, model):

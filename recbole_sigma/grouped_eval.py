@@ -258,14 +258,9 @@ def plot_groups(reports, path, metric="hit@10", title=None):
 
     reports: {label: report}. Uses matplotlib's Agg canvas (no display, no global backend change).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     first = next(iter(reports.values()))
     x = np.arange(len(GROUP_NAMES))
-    fig = Figure(figsize=(6.4, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = new_figure()
     users = [first["groups"][g]["users"] for g in GROUP_NAMES]
     bars = ax.bar(x, users, width=0.55, color="#c9d6ea", edgecolor="#7f93b3", label="users")
     ax.bar_label(bars, labels=[str(n) for n in users], label_type="center", fontsize=8, color="#4a5d7e")
@@ -283,6 +278,21 @@ def plot_groups(reports, path, metric="hit@10", title=None):
     right.set_ylim(bottom=0)
     right.set_ylabel(f"{name}@{metric.split('@')[1]}" if "@" in metric else metric)
     right.legend(loc="best", fontsize=8)
+    return save_figure(fig, ax, path, title)
+
+
+def new_figure():
+    """A 6.4 x 4.2 in figure on matplotlib's Agg canvas (no display, no global backend change) and its axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def save_figure(fig, ax, path, title=None):
+    """Title ``ax``, lay ``fig`` out and write it to ``path`` (PNG, 120 dpi); the path as a string."""
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -66,7 +66,13 @@ def checkpoint_paths(config):
 
 
 def atomic_save(obj, path):
-    """``torch.save(obj, path)`` such that ``path`` is always either its old or its new content.
+    """``torch.save(obj, path)`` such that ``path`` is always either its old or its new content
+    (``atomic_write``)."""
+    atomic_write(path, lambda f: torch.save(obj, f, pickle_protocol=4))
+
+
+def atomic_write(path, write):
+    """Call ``write(f)`` on a binary file that becomes ``path`` whole or not at all.
 
     Writes ``<path>.tmp`` in the same folder, flushes and fsyncs it, renames it over ``path``
     (atomic on POSIX and Windows) and fsyncs the folder so that the rename itself is durable.
@@ -76,7 +82,7 @@ def atomic_save(obj, path):
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f, pickle_protocol=4)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

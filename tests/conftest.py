@@ -1,5 +1,4 @@
 """Shared fixtures: models built from their YAML defaults on a fake dataset (no RecBole data)."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,17 +8,6 @@ import yaml
 import recbole_sigma
 from recbole_sigma.config import config_files
 from recbole_sigma.gpu_check import DictConfig, FakeDataset  # noqa: F401 (the tests' fakes too)
-
-REPRODUCE_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
-
-
-def load_reproduce():
-    """benchmarks/reproduce.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("reproduce", REPRODUCE_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 # Small enough for CI: ml-100k's ~97k training sequences cut to length 10, a narrow model.
 TINY = {

@@ -3,10 +3,11 @@ direction, gradients of every parameter, and config validation."""
 import pytest
 import torch
 
+from benchmarks.harness.jobs import variant_overrides
 from recbole_sigma.errors import ConfigError
 from recbole_sigma.model.layers import partial_flip, partial_flip_index
 from recbole_sigma.model.sigma import PartialFlip
-from tests.conftest import load_reproduce, padded_batch
+from tests.conftest import padded_batch
 
 L = 10
 # expected gather index per (length, remain), written out by hand; L = 10
@@ -73,7 +74,7 @@ def test_pf_mamba_without_flip_and_with_shared_mamba_is_twice_the_gated_forward(
 
 def _variant(name):
     """The config overrides of one of the reproduction harness's named variants."""
-    return load_reproduce().variant_overrides("SIGMA", name)
+    return variant_overrides("SIGMA", name)
 
 
 def test_two_mamba_variant_is_the_projected_sum_of_two_mambas_on_the_same_sequence(make_model):

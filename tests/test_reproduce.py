@@ -1,4 +1,4 @@
-"""benchmarks/reproduce.py and recbole_sigma.grouped_eval: the user groups, grouped metrics that add
+"""benchmarks/reproduce.py (benchmarks/harness) and recbole_sigma.grouped_eval: the user groups, grouped metrics that add
 up to RecBole's own evaluation, and the harness end to end (table, grouped table, figure, skip, resume)."""
 import json
 import math
@@ -16,7 +16,14 @@ import recbole_sigma
 from recbole_sigma import grouped_eval
 from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
 from recbole_sigma.config import build_config
-from tests.conftest import REPRODUCE_SCRIPT as SCRIPT, load_reproduce
+from benchmarks.harness.cli import parse_args
+from benchmarks.harness.jobs import config_mismatch, plan_jobs, variant_overrides
+from benchmarks.harness.paper import AUTHORS_CURVES, PAPER
+from benchmarks.harness.plots import plot_curves
+from benchmarks.harness.report import against_the_paper, seeds_table, significance
+from benchmarks.harness.results import epoch_summary, read_epochs
+from benchmarks.harness.runner import REPRODUCE_SCRIPT as SCRIPT, record_lost_attempt, wait_with_heartbeat
+from benchmarks.harness.stats import welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny CI settings (tests/test_pipeline.py), plus a 1-layer, 1-head SASRec.
@@ -90,19 +97,17 @@ def test_group_metrics_of_hand_made_ranks_weight_back_to_the_overall_metric():
 
 # ------------------------------------------------------------------------------------ harness plan
 def test_epoch_summary_takes_the_median_time_and_recboles_first_best_epoch(tmp_path):
-    reproduce = load_reproduce()
     lines = [{"epoch": 0, "train_s": 10.0, "loss": 3.0}, {"epoch": 0, "valid_s": 1.0, "valid_score": 0.1},
              {"epoch": 1, "train_s": 90.0, "loss": 2.0}, {"epoch": 1, "valid_s": 5.0, "valid_score": 0.3},
              {"epoch": 2, "train_s": 12.0, "loss": 1.0}, {"epoch": 2, "valid_s": 2.0, "valid_score": 0.3}]
     path = tmp_path / "epochs.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    assert reproduce.epoch_summary(reproduce.read_epochs(path)) == {
+    assert epoch_summary(read_epochs(path)) == {
         "epochs_trained": 3, "epochs_to_best": 2, "train_s_per_epoch": 12.0, "valid_s_per_epoch": 2.0}
 
 
 def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
-    reproduce = load_reproduce()
-    paper = reproduce.PAPER["amazon-beauty"]
+    paper = PAPER["amazon-beauty"]
     valid = {"hit@10": 0.0986, "ndcg@10": 0.0302, "mrr@10": 0.0244}
     results = {
         ("SIGMA", "default"): [{"test": {"hit@10": 0.0493, "ndcg@10": 0.0302, "mrr@10": 0.0244}, "best_valid": valid},
@@ -110,16 +115,16 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
         ("SASRec", "default"): [{"test": {"hit@10": 0.0852, "ndcg@10": 0.0400, "mrr@10": 0.0392}}],
         ("Mamba4Rec", "default"): [],  # pending
     }
-    lines = reproduce.against_the_paper(results, paper)
+    lines = against_the_paper(results, paper)
     assert "| SIGMA | 100 % | 50 % | 50 % | 50 % | 50 % | 50 % |" in lines  # valid, then test
     assert "| SASRec | - | - | - | 100 % | 75 % | 100 % |" in lines
     assert not any("Mamba4Rec" in line for line in lines)
     assert "\nSIGMA is not ahead of SASRec on NDCG@10 in this run (0.0302 vs 0.0400, -24.5 %)." in lines
-    assert reproduce.against_the_paper(results, {}) == []
+    assert against_the_paper(results, {}) == []
     assert not any("relative to SIGMA's default" in line for line in lines)  # no variants yet
     results[("SIGMA", "no_gru")] = [{"test": {"hit@10": 0.04, "ndcg@10": 0.0151, "mrr@10": 0.02}}]
     results[("SIGMA", "r0")] = [{"test": {"hit@10": 0.04, "ndcg@10": 0.0332, "mrr@10": 0.02}}]
-    lines = reproduce.against_the_paper(results, paper)
+    lines = against_the_paper(results, paper)
     assert "| SIGMA (no_gru) | -50.0 % | -22.2 % |" in lines  # paper: 0.0470 / 0.0604 - 1
     assert "| SIGMA (r0) | +9.9 % | - |" in lines  # not in the paper's Table 4
 
@@ -134,23 +139,21 @@ def test_welch_p_is_the_one_sided_welch_test():
     degrees of freedom, p = P(T > t)."""
     from scipy import stats
 
-    reproduce = load_reproduce()
     a, b = [0.050, 0.052, 0.055], [0.045, 0.049, 0.046, 0.044]
     ma, mb = sum(a) / 3, sum(b) / 4
     va, vb = (sum((x - ma) ** 2 for x in a) / 2) / 3, (sum((x - mb) ** 2 for x in b) / 3) / 4
     t = (ma - mb) / (va + vb) ** 0.5
     df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
-    assert reproduce.welch_p(a, b) == pytest.approx(stats.t.sf(t, df), rel=1e-9)
-    assert 0.005 < reproduce.welch_p(a, b) < 0.05  # a is clearly higher
-    assert reproduce.welch_p(b, a) == pytest.approx(1 - reproduce.welch_p(a, b), rel=1e-9)  # one-sided
-    assert reproduce.welch_p([1.0, 2.0], [1.0, 2.0]) == pytest.approx(0.5)
-    assert reproduce.welch_p([0.05], b) is None and reproduce.welch_p(a, [0.04, None]) is None
-    assert reproduce.welch_p([0.05, 0.05], [0.05, 0.05]) is None  # no variance, no difference: undefined
+    assert welch_p(a, b) == pytest.approx(stats.t.sf(t, df), rel=1e-9)
+    assert 0.005 < welch_p(a, b) < 0.05  # a is clearly higher
+    assert welch_p(b, a) == pytest.approx(1 - welch_p(a, b), rel=1e-9)  # one-sided
+    assert welch_p([1.0, 2.0], [1.0, 2.0]) == pytest.approx(0.5)
+    assert welch_p([0.05], b) is None and welch_p(a, [0.04, None]) is None
+    assert welch_p([0.05, 0.05], [0.05, 0.05]) is None  # no variance, no difference: undefined
 
 
 def test_seeds_table_and_significance():
-    reproduce = load_reproduce()
-    paper = reproduce.PAPER["amazon-beauty"]
+    paper = PAPER["amazon-beauty"]
     results = {
         ("SIGMA", "default"): _runs([0.050, 0.052, 0.055]),
         ("SIGMA", "public_code"): _runs([0.047]),
@@ -159,27 +162,26 @@ def test_seeds_table_and_significance():
         ("GRU4Rec", "default"): _runs([0.03]),
         ("EchoMamba4Rec", "default"): [],
     }
-    table = reproduce.seeds_table(results, paper, 3)
+    table = seeds_table(results, paper, 3)
     assert "paper HR / NDCG / MRR @10 (validation numbers)" in table[4]
     assert "| valid HR@10 | valid NDCG@10 | valid MRR@10 | test HR@10 | test NDCG@10 | test MRR@10 |" in table[4]
     assert ("| SIGMA | 3/3 | 0.1600 ± 0.0000 | 0.1047 ± 0.0050 | 0.0523 ± 0.0025 | 0.0800 ± 0.0000 | "
             "0.0523 ± 0.0025 | 0.0262 ± 0.0013 | 0.0986 / 0.0604 / 0.0488 |") in table
     assert "| SIGMA (public_code) | 1/3 | 0.1600 | 0.0940 | 0.0470 | 0.0800 | 0.0470 | 0.0235 | - |" in table
     assert not any("EchoMamba4Rec" in line for line in table)
-    lines = reproduce.significance(results)
+    lines = significance(results)
     assert "| model | vs Mamba4Rec | vs SASRec |" in lines  # the multi-seed baselines only
-    p = reproduce.welch_p([0.050, 0.052, 0.055], [0.045, 0.049, 0.046, 0.044])
-    q = reproduce.welch_p([0.050, 0.052, 0.055], [0.043, 0.045])
+    p = welch_p([0.050, 0.052, 0.055], [0.045, 0.049, 0.046, 0.044])
+    q = welch_p([0.050, 0.052, 0.055], [0.043, 0.045])
     assert 0.005 < p < 0.05 and 0.001 < q < p
     assert f"| SIGMA | {p:.3f} | {q:.3f} |" in lines
     assert not any(line.startswith("| SIGMA (public_code)") for line in lines)  # one seed
-    assert reproduce.significance({("SIGMA", "default"): _runs([0.05, 0.06]), ("SASRec", "default"): _runs([0.04])}) == []
-    assert reproduce.seeds_table({("SIGMA", "default"): []}, paper, 3) == []
+    assert significance({("SIGMA", "default"): _runs([0.05, 0.06]), ("SASRec", "default"): _runs([0.04])}) == []
+    assert seeds_table({("SIGMA", "default"): []}, paper, 3) == []
 
 
 def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
-    reproduce = load_reproduce()
-    references = reproduce.AUTHORS_CURVES["amazon-beauty"]
+    references = AUTHORS_CURVES["amazon-beauty"]
     assert list(references) == ["SIGMA, authors' notebook, cell 66 (quoted)",
                                 "Mamba4Rec, authors' notebook, cell 68 (quoted)"]
     sigma, mamba = references.values()
@@ -187,18 +189,17 @@ def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
     assert len(mamba) == 37 and max(mamba) == 0.0540  # the paper's Table 2 Mamba4Rec NDCG@10
     curves = {"SIGMA-s2020": {0: 0.01, 1: 0.02, 2: 0.015}}
     plain, with_refs = tmp_path / "plain.png", tmp_path / "refs.png"
-    reproduce.plot_curves(curves, plain)
-    reproduce.plot_curves(curves, with_refs, references=references)
+    plot_curves(curves, plain)
+    plot_curves(curves, with_refs, references=references)
     assert with_refs.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and with_refs.read_bytes() != plain.read_bytes()
 
 
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
-    reproduce = load_reproduce()
-    args = reproduce.parse_args(["--dataset", "ml-100k", "--models", "SIGMA", "Mamba4Rec", "--seeds", "1", "2",
+    args = parse_args(["--dataset", "ml-100k", "--models", "SIGMA", "Mamba4Rec", "--seeds", "1", "2",
                                  "--variants", "default", "no_flip", "no_gate", "no_gru", "r0", "r50",
                                  "--runs-dir", str(tmp_path), "--set", "epochs=3",
                                  "--set", "train_neg_sample_args=None"])
-    jobs = reproduce.plan_jobs(args)
+    jobs = plan_jobs(args)
     assert [j["name"] for j in jobs[:7]] == ["SIGMA-s1", "SIGMA-no_flip-s1", "SIGMA-no_gate-s1", "SIGMA-no_gru-s1",
                                              "SIGMA-r0-s1", "SIGMA-r50-s1", "Mamba4Rec-s1"]
     assert len(jobs) == 14 and jobs[7]["name"] == "SIGMA-s2"
@@ -206,31 +207,30 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert config["SIGMA-no_flip-s1"]["use_partial_flip"] is False
     assert config["SIGMA-no_gate-s1"]["use_ds_gate"] is False
     assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
-    assert reproduce.variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
-    assert reproduce.variant_overrides("Mamba4Rec", "dropout04") is None
-    assert reproduce.variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code"}
-    assert reproduce.variant_overrides("SIGMA", "public_gate_mix")["mix_weights"] == "frozen_softmax"
+    assert variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
+    assert variant_overrides("Mamba4Rec", "dropout04") is None
+    assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code"}
+    assert variant_overrides("SIGMA", "public_gate_mix")["mix_weights"] == "frozen_softmax"
     assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
     assert "use_partial_flip" not in config["SIGMA-s1"] and config["SIGMA-s2"]["seed"] == 2
     for cfg in config.values():
         assert cfg["valid_metric"] == "NDCG@10" and cfg["stopping_step"] == 10 and cfg["epochs"] == 3
         assert cfg["eval_args"] == LOO and cfg["train_neg_sample_args"] is None
         assert Path(cfg["checkpoint_dir"]).parent.parent == tmp_path
-    builtin = reproduce.plan_jobs(reproduce.parse_args(["--models", "SASRec", "--runs-dir", str(tmp_path)]))[0]
+    builtin = plan_jobs(parse_args(["--models", "SASRec", "--runs-dir", str(tmp_path)]))[0]
     assert builtin["config"]["loss_type"] == "CE" and builtin["config"]["hidden_size"] == 64
     with pytest.raises(SystemExit, match="unknown variant"):
-        reproduce.plan_jobs(reproduce.parse_args(["--models", "SIGMA", "--variants", "nope"]))
+        plan_jobs(parse_args(["--models", "SIGMA", "--variants", "nope"]))
     with pytest.raises(SystemExit, match="Pop is not a sequential recommender"):
-        reproduce.plan_jobs(reproduce.parse_args(["--models", "SIGMA", "Pop"]))
+        plan_jobs(parse_args(["--models", "SIGMA", "Pop"]))
     with pytest.raises(SystemExit, match="unknown model 'Nope'"):
-        reproduce.plan_jobs(reproduce.parse_args(["--models", "Nope"]))
+        plan_jobs(parse_args(["--models", "Nope"]))
 
 
 def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_included(tmp_path):
-    reproduce = load_reproduce()
-    args = reproduce.parse_args(["--dataset", "amazon-beauty", "--models", "SIGMA", "Mamba4Rec",
+    args = parse_args(["--dataset", "amazon-beauty", "--models", "SIGMA", "Mamba4Rec",
                                  "--variants", "default", "dropout04", "--runs-dir", str(tmp_path)])
-    jobs = {j["name"]: j for j in reproduce.plan_jobs(args)}
+    jobs = {j["name"]: j for j in plan_jobs(args)}
     sigma, dropout04, mamba = jobs["SIGMA-s2020"], jobs["SIGMA-dropout04-s2020"], jobs["Mamba4Rec-s2020"]
     assert sigma["yaml_defaults"]["flip_remain"] == 5 and sigma["yaml_defaults"]["MAX_ITEM_LIST_LENGTH"] == 50
     assert mamba["yaml_defaults"]["dropout_prob"] == "auto"  # the per-domain rule, 0.4 on Beauty
@@ -241,26 +241,28 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
         (job["dir"] / "job.json").write_text(json.dumps(spec))
 
     store(sigma)
-    assert reproduce.config_mismatch(sigma) == []
+    assert config_mismatch(sigma) == []
     store(sigma, d_state=16)  # the job ran when the YAML said d_state 16
-    assert reproduce.config_mismatch(sigma) == ["d_state"]
-    # a job from before sigma_variant existed computed the paper's SIGMA, today's default
+    assert config_mismatch(sigma) == ["d_state"]
+    # a setting given now that the stored job did not have is a difference, whatever its value
     assert sigma["yaml_defaults"]["sigma_variant"] == "paper"
     (sigma["dir"] / "job.json").write_text(json.dumps({"config": sigma["config"], "yaml_defaults": {
         k: v for k, v in sigma["yaml_defaults"].items() if k != "sigma_variant"}}))
-    assert reproduce.config_mismatch(sigma) == []
-    assert reproduce.config_mismatch(dict(sigma, config={**sigma["config"], "sigma_variant": "public_code"})) == [
+    assert config_mismatch(sigma) == ["sigma_variant"]
+    store(sigma)
+    assert config_mismatch(dict(sigma, config={**sigma["config"], "sigma_variant": "public_code"})) == [
         "sigma_variant"]
     # a variant override and a YAML default with the same value are the same setting
     store(dropout04)
     dropout04_under_new_yaml = dict(dropout04, config=sigma["config"],
                                     yaml_defaults={**sigma["yaml_defaults"], "dropout_prob": 0.4})
-    assert reproduce.config_mismatch(dropout04_under_new_yaml) == []
-    assert reproduce.config_mismatch(dict(dropout04, config=sigma["config"])) == ["dropout_prob"]
-    # a job.json from before YAML defaults were recorded: compared on its config alone
-    (mamba["dir"]).mkdir(parents=True)
-    (mamba["dir"] / "job.json").write_text(json.dumps({"config": {**mamba["config"], "seed": 1}}))
-    assert reproduce.config_mismatch(mamba) == ["seed"]
+    assert config_mismatch(dropout04_under_new_yaml) == []
+    assert config_mismatch(dict(dropout04, config=sigma["config"])) == ["dropout_prob"]
+    # where the job lives is not a setting
+    store(mamba)
+    moved = dict(mamba, config={**mamba["config"], "data_path": "/elsewhere", "checkpoint_dir": "/elsewhere/c"})
+    assert config_mismatch(moved) == []
+    assert config_mismatch(dict(mamba, config={**mamba["config"], "seed": 1})) == ["seed"]
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -376,14 +378,13 @@ def test_an_attempt_without_a_record_or_heartbeat_is_reported_as_unrecorded(harn
 
 
 def test_the_heartbeat_of_a_running_attempt_records_it_when_its_harness_dies(tmp_path):
-    reproduce = load_reproduce()
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
     started = time.time()
-    assert reproduce.wait_with_heartbeat(proc, tmp_path / "attempt.json", started, every=0.05) == 0
+    assert wait_with_heartbeat(proc, tmp_path / "attempt.json", started, every=0.05) == 0
     beat = json.loads((tmp_path / "attempt.json").read_text())  # as a killed harness would leave it
     assert beat["started"] == started and 0.3 < beat["alive"] - started < 5
-    reproduce.record_lost_attempt(tmp_path)
-    reproduce.record_lost_attempt(tmp_path)  # nothing left to record the second time
+    record_lost_attempt(tmp_path)
+    record_lost_attempt(tmp_path)  # nothing left to record the second time
     attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
     assert len(attempts) == 1 and attempts[0]["rc"] == "lost"
     assert attempts[0]["wall_s"] == pytest.approx(beat["alive"] - started)

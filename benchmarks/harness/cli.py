@@ -1,0 +1,87 @@
+"""The harness's command line (``benchmarks/reproduce.py``): its flags, and ``main``, which plans the
+jobs, refuses started ones whose settings changed, runs the rest and writes the report."""
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .jobs import DEFAULT_MODELS, VARIANTS, plan_jobs, plan_lines, refuse_changed_jobs
+from .machine import ROOT
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        description="Train models on one dataset with identical settings, one job at a time, resumably; "
+                    "write the Markdown report (overall table, grouped users, figure).",
+    )
+    p.add_argument("--dataset", default="amazon-beauty")
+    p.add_argument("--data_path", "--data-path", default=str(ROOT / "dataset"),
+                   help="folder that holds <dataset>/ (default: dataset/)")
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[2020])
+    p.add_argument("--variants", nargs="+", default=["default"],
+                   help=f"{', '.join(VARIANTS)} or r<N> (SIGMA flip_remain = N); non-default ones apply to SIGMA")
+    p.add_argument("--set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
+                   help="config key for every job (highest priority), e.g. --set epochs=1 hidden_size=16")
+    p.add_argument("--config_files", "--config-files", nargs="+", default=[], help="extra YAML for every job")
+    p.add_argument("--runs-dir", type=Path, help="job folders (default: runs/<dataset>)")
+    p.add_argument("--output", type=Path, help="the Markdown report (default: docs/results/<dataset>[...].md)")
+    p.add_argument("--rerun", action="store_true", help="re-run finished jobs too")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from finished jobs; train nothing")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p
+
+
+def parse_args(argv=None):
+    from recbole_sigma.cli import parse_cli_value
+
+    p = parser()
+    args = p.parse_args(argv)
+    if args.child:
+        return args
+    args.overrides = {}
+    for item in (x for group in args.set for x in group):
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            p.error(f"--set takes key=value, not {item!r}")
+        args.overrides[key] = parse_cli_value(value)
+    args.runs_dir = (args.runs_dir or ROOT / "runs" / args.dataset).resolve()
+    if args.output is None:
+        suffix = "" if args.variants == ["default"] else "-variants-" + "-".join(args.variants)
+        args.output = ROOT / "docs" / "results" / f"{args.dataset}{suffix}.md"
+    args.output = args.output.resolve()
+    args.config_files = [str(Path(p).resolve()) for p in args.config_files]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        from .child import child_main
+
+        return child_main(args.child)
+    from .report import write_report
+    from .runner import run_jobs
+
+    given = sys.argv[1:] if argv is None else argv
+    line = " ".join(shlex.quote(a) for a in ["python", "benchmarks/reproduce.py"] + list(given))
+    command = {"line": line, "dataset": args.dataset, "config_files": args.config_files}
+    jobs = plan_jobs(args)
+    refuse_changed_jobs(jobs, args.rerun)
+    if args.dry_run:
+        for plan_line in plan_lines(jobs, args.rerun):
+            print(plan_line)
+        return 0
+    failed = []
+    if not args.report_only:
+        print(f"{len(jobs)} jobs in {args.runs_dir}; report: {args.output}", flush=True)
+        failed, stop = run_jobs(jobs, command, args.rerun, lambda: write_report(args, command, jobs))
+        if stop:
+            write_report(args, command, jobs)
+            return 128 + stop
+    print(write_report(args, command, jobs))
+    if failed:
+        print(f"failed: {', '.join(failed)} (run the same command again to resume them)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,189 @@
+"""The plan: one job per (model, variant, seed), its config and effective settings, its state on disk,
+and the check that a started job ran with the settings of this invocation."""
+import json
+import re
+from pathlib import Path
+
+# The same for every job (over each model's YAML, under variants and --set).
+COMMON = {
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+    "metrics": ["Hit", "NDCG", "MRR"],
+    "topk": [10],
+    "valid_metric": "NDCG@10",
+    "stopping_step": 10,
+    "train_batch_size": 2048,
+    "eval_batch_size": 4096,
+    "learning_rate": 0.001,
+    "hidden_size": 64,
+    "show_progress": False,
+}
+# RecBole's own models: its YAML defaults, trained like ours (full-softmax CE, no sampled negatives).
+BUILTIN = {"loss_type": "CE", "train_neg_sample_args": None}
+# Named variants: (models they apply to, config overrides). r<N> is SIGMA with flip_remain = N.
+VARIANTS = {
+    "default": (None, {}),
+    "no_flip": (("SIGMA",), {"use_partial_flip": False}),  # Table 4 "w/o partial flipping"
+    "no_gate": (("SIGMA",), {"use_ds_gate": False}),  # Table 4 "w/o DS gate"
+    "no_gru": (("SIGMA",), {"use_fe_gru": False}),  # Table 4 "w/o FE-GRU"
+    # SIGMA gives no dropout and defers other details to the baselines' papers; Mamba4Rec uses 0.4 on Amazon.
+    "dropout04": (("SIGMA",), {"dropout_prob": 0.4}),
+    # Diagnostics beyond Table 4 (why SIGMA trails Mamba4Rec): all three parts off, leaving two Mamba
+    # blocks on the same sequence, a1 (M0 + M0') W + b; and the public code's gate with mixing weights
+    # frozen at softmax([0.1, 0.1, 0.8]) (0.50 forward / 0.25 flipped / 0.25 GRU; an earlier reading of
+    # that code, which trains them from the raw values) on the paper's flip, two Mambas and GRU.
+    "two_mamba": (("SIGMA",), {"use_partial_flip": False, "use_ds_gate": False, "use_fe_gru": False}),
+    "public_gate_mix": (("SIGMA",), {"gate_mode": "public_code", "mix_weights": "frozen_softmax"}),
+    # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py).
+    "public_code": (("SIGMA",), {"sigma_variant": "public_code"}),
+}
+DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
+OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
+METRICS = ("hit@10", "ndcg@10", "mrr@10")
+# Keys that name where a job lives, not what it computes: ignored when checking a started job's config.
+PATH_KEYS = ("checkpoint_dir", "data_path")
+
+
+def variant_overrides(model, variant):
+    """Config overrides of ``variant`` for ``model``, or None when it does not apply to it."""
+    match = re.fullmatch(r"r(\d+)", variant)
+    if match:
+        return {"flip_remain": int(match.group(1))} if model == "SIGMA" else None
+    if variant not in VARIANTS:
+        raise SystemExit(f"error: unknown variant {variant!r}: {', '.join(VARIANTS)} or r<N> (SIGMA's flip_remain = N)")
+    models, overrides = VARIANTS[variant]
+    return dict(overrides) if models is None or model in models else None
+
+
+def job_name(model, variant, seed):
+    return f"{model}-s{seed}" if variant == "default" else f"{model}-{variant}-s{seed}"
+
+
+def yaml_defaults(model, dataset, extra_files=()):
+    """What our YAML files (model, dataset, model-dataset) and ``--config_files`` set for a job,
+    merged in RecBole's order: recorded in job.json, so that a finished job whose YAML defaults
+    changed since is not taken for a run of today's defaults."""
+    import yaml
+
+    import recbole_sigma
+
+    merged = {}
+    for path in recbole_sigma.config_files(model, dataset) + list(extra_files):
+        with open(path) as f:
+            merged.update(yaml.safe_load(f) or {})
+    return json.loads(json.dumps(merged))
+
+
+def job_config(model, variant, seed, args, job_dir):
+    """COMMON, BUILTIN for RecBole's models, the variant, the seed and where the job lives, then ``--set``."""
+    config = json.loads(json.dumps(COMMON))
+    if model not in OURS:
+        config.update(BUILTIN)
+    config.update(variant_overrides(model, variant))
+    config["seed"] = seed
+    config["data_path"] = str(Path(args.data_path).resolve())
+    config["checkpoint_dir"] = str(job_dir / "checkpoints")
+    config.update(args.overrides)
+    return config
+
+
+def check_models(models):
+    """Refuse (SystemExit) a model that is unknown or not a sequential recommender."""
+    from recbole.model.abstract_recommender import SequentialRecommender
+
+    from recbole_sigma.config import resolve_model
+    from recbole_sigma.errors import UnknownModelError
+
+    for model in models:
+        try:
+            model_class = resolve_model(model)
+        except UnknownModelError as e:
+            raise SystemExit(f"error: {e}") from None
+        if not issubclass(model_class, SequentialRecommender):
+            raise SystemExit(f"error: {model} is not a sequential recommender; the harness compares sequential "
+                             "models (leave-one-out next-item prediction, grouped by history length)")
+
+
+def model_variants(models, variants):
+    """The (model, variant) pairs that apply, in order; refuses a model that none applies to."""
+    pairs = [(model, variant) for model in models for variant in variants
+             if variant_overrides(model, variant) is not None]
+    for model in models:
+        if not any(m == model for m, _ in pairs):
+            raise SystemExit(f"error: none of the variants {variants} applies to {model}")
+    return pairs
+
+
+def plan_jobs(args):
+    """[(key=(model, variant), seed, name, dir, config)], seeds outermost (a complete table sooner)."""
+    check_models(args.models)
+    pairs = model_variants(args.models, args.variants)
+    jobs = []
+    for seed in args.seeds:
+        for model, variant in pairs:
+            name = job_name(model, variant, seed)
+            job_dir = args.runs_dir / name
+            jobs.append({
+                "key": (model, variant), "model": model, "variant": variant, "seed": seed, "name": name,
+                "dir": job_dir, "config": job_config(model, variant, seed, args, job_dir),
+                "yaml_defaults": yaml_defaults(model, args.dataset, args.config_files),
+            })
+    return jobs
+
+
+def job_state(job):
+    """'done' (result.json), 'partial' (started, unfinished), or 'new'."""
+    if (job["dir"] / "result.json").is_file():
+        return "done"
+    return "partial" if (job["dir"] / "job.json").is_file() else "new"
+
+
+def has_checkpoint(job):
+    return any((job["dir"] / "checkpoints").glob("*.pth"))
+
+
+def effective_config(config, yaml_values):
+    """The settings a job runs with: its YAML defaults under its config (variant, --set, COMMON),
+    less the keys that only say where it lives (``PATH_KEYS``)."""
+    merged = json.loads(json.dumps({**(yaml_values or {}), **config}))
+    return {k: v for k, v in merged.items() if k not in PATH_KEYS}
+
+
+def config_mismatch(job):
+    """Keys whose effective value differs between the stored job.json and this invocation.
+
+    Compared are the effective settings, not how they were given: a job run with
+    ``dropout_prob: 0.4`` as a variant override matches one where the YAML now says 0.4."""
+    try:
+        stored = json.loads((job["dir"] / "job.json").read_text())
+    except (OSError, ValueError):
+        return []
+    old = effective_config(stored.get("config", {}), stored.get("yaml_defaults"))
+    new = effective_config(job["config"], job["yaml_defaults"])
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def refuse_changed_jobs(jobs, rerun):
+    """SystemExit naming the first started job (finished, or with a checkpoint) whose settings changed."""
+    for job in jobs:
+        state = job_state(job)
+        if rerun or state == "new" or (state == "partial" and not has_checkpoint(job)):
+            continue
+        mismatch = config_mismatch(job)
+        if mismatch:
+            what = "finished" if state == "done" else "was started (and has a checkpoint)"
+            raise SystemExit(
+                f"error: {job['name']} {what} with a different config ({', '.join(mismatch)}) in {job['dir']}; "
+                "use another --runs-dir, or --rerun to redo it"
+            )
+
+
+def plan_lines(jobs, rerun):
+    """``--dry-run``: one line per job, what this invocation would do with it."""
+    lines = []
+    for job in jobs:
+        state = job_state(job)
+        action = {"done": "skip (finished)", "new": "run"}.get(state, "resume" if has_checkpoint(job) else "restart")
+        if state != "new" and rerun:
+            action = "rerun from scratch"
+        lines.append(f"{job['name']:<32} {action:<16} {job['dir']}")
+    return lines

@@ -1,0 +1,78 @@
+"""Reading a job's folder: its epochs (``epochs.jsonl``), attempts (``attempts.jsonl``, ``train.log``)
+and result (``result.json``)."""
+import contextlib
+import json
+import statistics
+
+from .runner import ATTEMPT_MARK
+
+
+def read_epochs(epochs_file):
+    """{epoch: merged record}; a later record of the same epoch (a resumed re-run) wins."""
+    epochs = {}
+    if epochs_file.is_file():
+        for line in epochs_file.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("epoch") is not None:
+                    epochs.setdefault(entry["epoch"], {}).update(entry)
+    return epochs
+
+
+def epoch_summary(epochs):
+    """Epochs trained, epochs to the best validation, median train and valid seconds per epoch."""
+    trained = sorted(e for e, r in epochs.items() if "train_s" in r)
+    validated = [(e, r["valid_score"]) for e, r in sorted(epochs.items()) if "valid_score" in r]
+    best = max((s for _, s in validated), default=None)
+    best_epoch = min((e for e, s in validated if s == best), default=None)  # RecBole keeps the first best
+    median = lambda xs: float(statistics.median(xs)) if xs else None  # noqa: E731 -- robust to a busy spell
+    return {
+        "epochs_trained": len(trained),
+        "epochs_to_best": None if best_epoch is None else best_epoch + 1,
+        "train_s_per_epoch": median([epochs[e]["train_s"] for e in trained]),
+        "valid_s_per_epoch": median([r["valid_s"] for r in epochs.values() if "valid_s" in r]),
+    }
+
+
+def count_attempts(train_log):
+    """Attempts started, from the marker line run_job writes at the head of each in train.log."""
+    if not train_log.is_file():
+        return 0
+    with open(train_log) as f:
+        return sum(line.startswith("===== ") and f" {ATTEMPT_MARK} " in line for line in f)
+
+
+def load_result(job_dir):
+    """result.json with the wall time of all recorded attempts (``total_wall_s``) and the number of
+    attempts that left no record (``unrecorded_attempts``)."""
+    result = json.loads((job_dir / "result.json").read_text())
+    attempts = job_dir / "attempts.jsonl"
+    if attempts.is_file():
+        walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
+        result["total_wall_s"] = sum(walls)
+        result["unrecorded_attempts"] = max(0, count_attempts(job_dir / "train.log") - len(walls))
+    return result
+
+
+def load_results(jobs):
+    """{(model, variant): [result, ...]} in plan order; the pending jobs' names."""
+    results, pending = {}, []
+    for job in jobs:
+        results.setdefault(job["key"], [])
+        if (job["dir"] / "result.json").is_file():
+            results[job["key"]].append(load_result(job["dir"]))
+        else:
+            pending.append(job["name"])
+    return results, pending
+
+
+def valid_curves(jobs):
+    """{job name: {epoch: valid score}} of the finished jobs that recorded one."""
+    curves = {}
+    for job in jobs:
+        if (job["dir"] / "result.json").is_file():
+            scores = {e: r["valid_score"] for e, r in read_epochs(job["dir"] / "epochs.jsonl").items()
+                      if "valid_score" in r}
+            if scores:
+                curves[job["name"]] = scores
+    return curves

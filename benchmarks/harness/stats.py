@@ -1,0 +1,55 @@
+"""Over seeds: mean and sample standard deviation, their table cell, the one-sided Welch test,
+and the grouped metrics' means."""
+import math
+import warnings
+
+from .jobs import METRICS
+
+
+def mean_std(values):
+    """(mean, sample std) of the values that are not None; std None for one value, both None for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return mean, std
+
+
+def fmt(values, digits=4):
+    """``mean ± std`` (``mean`` alone for one value, ``-`` for none)."""
+    mean, std = mean_std(values)
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def welch_p(a, b):
+    """One-sided Welch t-test p-value for mean(a) > mean(b); None with fewer than 2 values in either."""
+    from scipy import stats
+
+    a, b = [x for x in a if x is not None], [x for x in b if x is not None]
+    if len(a) < 2 or len(b) < 2:
+        return None
+    with warnings.catch_warnings():  # scipy warns on (near-)constant samples; their p is nan or extreme
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+    return None if math.isnan(p) else p
+
+
+def grouped_means(rows):
+    """The mean over seeds of each group's metrics, as a grouped_eval report (for its table and plot)."""
+    from recbole_sigma.grouped_eval import GROUP_NAMES
+
+    first = rows[0]["grouped"]
+    report = {"model": first["model"], "dataset": first["dataset"], "groups": {}, "overall": {}}
+    for group in GROUP_NAMES + ("overall",):
+        entries = [r["grouped"]["groups"][group] if group != "overall" else r["grouped"]["overall"] for r in rows]
+        merged = {"label": entries[0].get("label"), "users": entries[0]["users"]}
+        for metric in METRICS:
+            merged[metric] = mean_std([e.get(metric) for e in entries])[0]
+        if group == "overall":
+            report["overall"] = merged
+        else:
+            report["groups"][group] = merged
+    return report
