@@ -16,7 +16,7 @@ with the values RecBole's ``compatibility_settings`` assigns. ``Config.compatibi
 (only on RecBole 1.2.1) sets nothing on numpy: the modules that need the aliases have them.
 Nothing changes on a numpy that still has them all (< 1.24), and a future numpy that re-adds a
 name keeps its own definition. Other code in the process (a user's own RecBole model using
-``np.float``) does not get the aliases: ``Config()`` no longer adds them to numpy.
+``np.float``) does not get the aliases: ``Config()`` adds none to numpy.
 """
 from . import hooks
 
