@@ -16,6 +16,7 @@ setup(
     python_requires=">=3.10",
     packages=[
         "recbole_sigma",
+        "recbole_sigma._recbole",
         "recbole_sigma.model",
         "recbole_sigma.ops",
         "recbole_sigma.properties",
@@ -32,7 +33,7 @@ setup(
     # walks an installed recbole's requirements, so listing it fails even after --no-deps).
     # Instead we declare RecBole 1.2.1's own runtime requirements, minus Ray, with its bounds
     # (the colorlog/colorama pins are its own, so that `pip check` flags only Ray), and
-    # recbole_sigma.compat defers the one module-level `from ray import tune` in RecBole
+    # recbole_sigma._recbole defers the one module-level `from ray import tune` in RecBole
     # (recbole.quick_start), so only tuning needs Ray: a current one, in the `tune` extra.
     # `import recbole_sigma` without RecBole says which command installs it.
     install_requires=[
@@ -41,7 +42,7 @@ setup(
         # The fused CPU selective scan; without it the PyTorch fallback runs (slowly).
         "numba>=0.59",
         "pyyaml>=5.1.0",
-        # RecBole 1.2.1's requirements (its setup.py), less ray<=2.6.3; recbole_sigma.compat fixes
+        # RecBole 1.2.1's requirements (its setup.py), less ray<=2.6.3; recbole_sigma._recbole fixes
         # RecBole on numpy 2, pandas 3 and torch >= 2.6 at import time.
         "numpy>=1.17.2",
         "scipy>=1.6.0",

@@ -1,6 +1,9 @@
 """recbole-sigma: selective state-space (Mamba) sequential recommenders for RecBole.
 
-Importing the package first makes RecBole 1.2.1 work on today's stack (see ``compat``)."""
+Importing the package installs the fixes that make RecBole 1.2.1 run on today's stack
+(``recbole_sigma._recbole``, which lists every patch and what it changes) and nothing else: the
+models, ``run`` and the command line (and torch, RecBole) are imported on first use."""
+import importlib as _importlib
 import importlib.util as _importlib_util
 
 if _importlib_util.find_spec("recbole") is None:  # setup.py: RecBole is installed on its own
@@ -8,9 +11,9 @@ if _importlib_util.find_spec("recbole") is None:  # setup.py: RecBole is install
         "recbole-sigma needs RecBole 1.2.1, installed without its pins: pip install --no-deps recbole==1.2.1"
     )
 
-from recbole_sigma import compat as _compat  # noqa: E402
+from recbole_sigma import _recbole  # noqa: E402
 
-_compat.apply()
+_recbole.apply()
 
 from recbole_sigma.errors import (  # noqa: E402
     CheckpointError,
@@ -22,13 +25,24 @@ from recbole_sigma.errors import (  # noqa: E402
     RecBoleSigmaError,
     UnknownModelError,
 )
-from recbole_sigma.mamba import Mamba  # noqa: E402
-from recbole_sigma.model import MODELS, SIGMA, EchoMamba4Rec, Mamba4Rec  # noqa: E402
-from recbole_sigma.cli import main  # noqa: E402
-from recbole_sigma.config import build_config, config_files, resolve_model  # noqa: E402
-from recbole_sigma.pipeline import load_data_and_model, run  # noqa: E402
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it, imported on first use (PEP 562)
+_LAZY = {
+    "SIGMA": "recbole_sigma.model",
+    "Mamba4Rec": "recbole_sigma.model",
+    "EchoMamba4Rec": "recbole_sigma.model",
+    "MODELS": "recbole_sigma.model",
+    "Mamba": "recbole_sigma.mamba",
+    "config_files": "recbole_sigma.config",
+    "build_config": "recbole_sigma.config",
+    "resolve_model": "recbole_sigma.config",
+    "run": "recbole_sigma.pipeline",
+    "load_data_and_model": "recbole_sigma.pipeline",
+    "main": "recbole_sigma.cli",
+}
+
 __all__ = [
     "SIGMA",
     "Mamba4Rec",
@@ -50,3 +64,19 @@ __all__ = [
     "NonFiniteLossError",
     "CheckpointError",
 ]
+
+
+def __getattr__(name):
+    """The public names of ``_LAZY`` and the package's submodules, imported on first use."""
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
+    elif not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        value = _importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from recbole_sigma.errors import ConfigError, UnknownModelError
-from recbole_sigma.model import BASELINES, MODELS
+from recbole_sigma.model import BASELINE_NAMES, MODELS
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 RECBOLE_MODEL_GROUPS = (
@@ -66,9 +66,12 @@ def resolve_model(model):
     then RecBole's built-in ones."""
     if not isinstance(model, str):
         return model
-    ours = {**MODELS, **BASELINES}
-    if model in ours:
-        return ours[model]
+    if model in MODELS:
+        return MODELS[model]
+    if model in BASELINE_NAMES:
+        from recbole_sigma.model import BASELINES  # imports RecBole's sequential models
+
+        return BASELINES[model]
     from recbole.utils import get_model
 
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch.distributed as dist
 import yaml
 
+from recbole_sigma._recbole.checkpoints import load_checkpoint
 from recbole_sigma.config import build_config, properties_dir, resolve_model
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
@@ -215,7 +216,7 @@ def load_data_and_model(model_file):
 
     # RecBole's own file: it pickles its Config. Read on the CPU so that a GPU checkpoint loads
     # on a machine without one (the Mamba block's parameters are the same on both backends).
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(model_file, map_location="cpu")
     config = checkpoint["config"]
     if "recbole_sigma" not in checkpoint:  # written by RecBole's own trainer
         add_model_defaults(config)

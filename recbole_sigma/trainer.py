@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from recbole_sigma._recbole.checkpoints import load_checkpoint as load_recbole_checkpoint
 from recbole_sigma.errors import CheckpointError, NonFiniteLossError
 from recbole_sigma.malloc import release_free_memory
 
@@ -111,7 +112,7 @@ def _fsync_dir(directory):
 def load_checkpoint(path, map_location="cpu"):
     """A RecBole checkpoint (it pickles its Config: only load files you trust), or CheckpointError."""
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = load_recbole_checkpoint(path, map_location)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path!r}") from None
     except Exception as e:  # truncated or foreign file: zipfile, pickle or torch errors

@@ -13,7 +13,8 @@ What RecBole 1.2.1's ``run_hyper.py`` does, and what this module does instead:
 * its ``objective_function`` finds models with ``recbole.utils.get_model``, which cannot see ours:
   every trial here is one ``recbole_sigma.run`` (``train_trial``);
 * it asks Ray for one GPU per trial, so on a CPU machine trials stay PENDING forever:
-  ``trial_resources`` splits one machine's CPUs, and its GPUs only where CUDA is available;
+  ``ray_cluster.trial_resources`` splits one machine's CPUs, and its GPUs only where CUDA is
+  available (``recbole_sigma.ray_cluster`` also joins or starts the cluster);
 * it reports once, after the test, so ASHA can stop nothing early: every validation epoch is
   reported (``Trainer.fit(callback_fn=...)``) and ASHA stops weak trials at its rungs;
 * its trials return a dict without the metric, which Ray 2.x rejects: every report carries
@@ -25,34 +26,29 @@ What RecBole 1.2.1's ``run_hyper.py`` does, and what this module does instead:
   extra). Ray's own processes need nothing from us: cluster nodes start with Ray's own
   ``ray start``.
 
-ray and hyperopt are imported only inside the functions that use them.
+A trial sees neither the tuning command's ``sys.argv`` nor the caller's root-logger handlers
+(``recbole_sigma._recbole.process_state``: RecBole's Config and init_logger read both); both are
+put back after it. ray and hyperopt are imported only inside the functions that use them.
 """
 import ast
-import contextlib
-import logging
 import math
 import os
 import shlex
-import site
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from recbole_sigma._recbole.process_state import bare_root_logger, plain_argv
 from recbole_sigma.errors import ConfigError
+from recbole_sigma.ray_cluster import connect_ray, node_resources, trial_resources
 
 PARAM_TYPES = ("choice", "uniform", "loguniform", "quniform")
 TOOLS = ("hyperopt", "ray")
 ALGOS = ("exhaustive", "random", "bayes")
 DEFAULT_TRIALS = 10
-# A sequential recommender on one batch stream rarely uses more than a few cores well: on a
-# bigger machine more trials run at once instead of one trial getting every core.
-CPUS_PER_TRIAL = 4
 METRIC = "valid_score"  # every Ray report carries it: the config's valid_metric, this epoch
-
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,97 +168,8 @@ def ray_search_space(params, algo):
 
 
 # --------------------------------------------------------------------------------------------
-# Resources
-# --------------------------------------------------------------------------------------------
-def machine_resources():
-    """(CPUs, CUDA GPUs) of this machine; GPUs are 0 unless torch can use CUDA."""
-    import torch
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return cpus, gpus
-
-
-def trial_resources(n_trials, num_cpus=None, num_gpus=None):
-    """What one Ray trial asks for, on a machine with ``num_cpus`` CPUs and ``num_gpus`` GPUs.
-
-    Up to ``num_cpus // CPUS_PER_TRIAL`` trials (at least 1, at most ``n_trials``) share the
-    machine: each gets its share of the CPUs and, only where CUDA is available, the same share
-    of the GPUs (a fraction when several trials share one GPU; at most one GPU, which is all a
-    RecBole trial uses). ``None`` means this machine (``machine_resources``).
-    """
-    if num_cpus is None or num_gpus is None:
-        cpus, gpus = machine_resources()
-        num_cpus = cpus if num_cpus is None else num_cpus
-        num_gpus = gpus if num_gpus is None else num_gpus
-    at_once = max(1, min(int(n_trials), int(num_cpus) // CPUS_PER_TRIAL))
-    gpu = 0.0
-    if num_gpus > 0:
-        gpu = min(1.0, math.floor(num_gpus / at_once * 10_000) / 10_000)  # Ray's precision
-    return {"cpu": max(1, int(num_cpus) // at_once), "gpu": gpu}
-
-
-# --------------------------------------------------------------------------------------------
-# Ray's processes and a source checkout
-# --------------------------------------------------------------------------------------------
-def ray_env(environ=None):
-    """``environ`` (default: ours) for Ray's processes: for a source checkout that is not
-    installed, the folder that holds ``recbole_sigma`` first on PYTHONPATH (trials import it by
-    name in Ray's workers; Ray itself only adds the driver's script folder and working directory).
-    An installed package needs nothing: then PYTHONPATH is left as it is."""
-    env = dict(os.environ if environ is None else environ)
-    site_dirs = {os.path.realpath(p) for p in site.getsitepackages() + [site.getusersitepackages()]}
-    if os.path.realpath(_PACKAGE_ROOT) in site_dirs:
-        return env
-    entries = [str(_PACKAGE_ROOT)]
-    for entry in (env.get("PYTHONPATH") or "").split(os.pathsep):
-        if entry and entry not in entries:
-            entries.append(entry)
-    env["PYTHONPATH"] = os.pathsep.join(entries)
-    return env
-
-
-@contextlib.contextmanager
-def _ray_pythonpath():
-    """os.environ's PYTHONPATH set for Ray (``ray_env``) while ``ray.init`` starts a local cluster."""
-    before = os.environ.get("PYTHONPATH")
-    after = ray_env().get("PYTHONPATH")
-    if after is not None:
-        os.environ["PYTHONPATH"] = after
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
-
-
-# --------------------------------------------------------------------------------------------
 # One trial
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _plain_argv():
-    """RecBole's Config also reads ``--key=value`` from sys.argv, with the highest priority: a
-    trial's config must come from its files and dict alone (not from the tuning command's flags,
-    nor from a Ray worker's own arguments)."""
-    argv = sys.argv
-    sys.argv = argv[:1]
-    try:
-        yield
-    finally:
-        sys.argv = argv
-
-
-def _reset_logging():
-    """RecBole's init_logger is logging.basicConfig: a no-op once the root logger has handlers,
-    which would send every later trial's log into the first trial's file."""
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-        handler.close()
-
-
 def train_trial(model, dataset, config_file_list=None, config_dict=None, on_validation=None):
     """One trial: ``recbole_sigma.run`` with the trial's config, the console kept to warnings
     (each trial's full log is in its log file); its result, plus ``model``.
@@ -275,8 +182,7 @@ def train_trial(model, dataset, config_file_list=None, config_dict=None, on_vali
         if on_validation is not None and "valid_score" in event:
             on_validation(event["epoch"], event["valid_score"], event["valid_result"])
 
-    _reset_logging()
-    with _plain_argv():
+    with bare_root_logger(), plain_argv():  # RecBole's init_logger and Config read both
         result = run(model, dataset, config_file_list, config_dict, on_epoch=on_epoch, quiet=True)
     result["model"] = model if isinstance(model, str) else model.__name__
     return result
@@ -383,7 +289,7 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
     both = sorted(set(fixed) & {p.name for p in params})
     if both:
         raise ConfigError(f"{', '.join(both)} is both fixed (--key=value) and tuned by {params_file!r}; drop one")
-    with _plain_argv():  # fail here, in one line, rather than in every trial
+    with plain_argv():  # fail here, in one line, rather than in every trial
         config = build_config(model, dataset, config_file_list, fixed)
     check_dataset_available(config)
     if n_trials is not None and n_trials < 1:
@@ -456,41 +362,6 @@ def _run_hyperopt(job):
     return trials
 
 
-def _ray_node_resources():
-    """(CPUs, GPUs) of the node trials are sized for: the biggest GPU node if any has GPUs,
-    else the node with most CPUs (a trial runs on one node)."""
-    import ray
-
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    gpu_nodes = [n for n in nodes if n.get("GPU", 0) > 0]
-    node = max(gpu_nodes or nodes, key=lambda n: n.get("CPU", 0))
-    return int(node.get("CPU", 1)), float(node.get("GPU", 0))
-
-
-def _connect_ray(address):
-    """Join ``address`` or start a local Ray; True if this call started (and must stop) it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        host, sep, port = address.rpartition(":")
-        if sep and port.isdigit() and "://" not in address:  # HOST:PORT: fail in seconds, not minutes
-            try:
-                socket.create_connection((host, int(port)), timeout=10).close()
-            except OSError as e:
-                raise ConfigError(f"cannot join the Ray cluster at {address!r}: {e}") from None
-        try:
-            ray.init(address=address, log_to_driver=True)
-        except ConnectionError as e:
-            raise ConfigError(f"cannot join the Ray cluster at {address!r}: {e}") from None
-        return True
-    cpus, gpus = machine_resources()
-    with _ray_pythonpath():
-        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=True)
-    return True
-
-
 def _absolute_settings(job):
     """Config files, data_path and checkpoint_dir as absolute paths (Ray moves every trial to
     its own folder), from what the driver's Config resolved."""
@@ -503,77 +374,91 @@ def _absolute_settings(job):
     return files, fixed
 
 
-def _run_ray(job):
-    import ray
+def _ray_trainable(job, resources):
+    """``ray_trial`` bound to the search's fixed settings (absolute paths) and resources."""
+    from ray import tune
+
+    files, fixed = _absolute_settings(job)
+    trainable = tune.with_parameters(
+        ray_trial,
+        model=job.model if isinstance(job.model, str) else job.model.__name__,
+        dataset=job.dataset,
+        config_file_list=files or None,
+        fixed=fixed,
+        params=job.params,
+        checkpoint_root=os.path.join(fixed.pop("checkpoint_dir"), job.name),
+        cpus=resources["cpu"],
+    )
+    return tune.with_resources(trainable, resources)
+
+
+def _asha_rungs(config):
+    """(max_t, grace period) for ASHA, in reports: every validation, then the final one."""
+    eval_step = config["eval_step"] or 0
+    validations = config["epochs"] // eval_step if eval_step > 0 else 0
+    max_t = validations + 1  # every validation, then the final report with the test result
+    return max_t, max(1, min(config["stopping_step"] or 1, max_t - 1))
+
+
+def _ray_tuner(job, resources):
+    """Ray Tune's Tuner for the search: ASHA, and TPE for ``bayes``."""
     from ray import tune
     from ray.tune import RunConfig
     from ray.tune.schedulers import ASHAScheduler
 
-    started = _connect_ray(job.ray_address)
-    try:
-        node_cpus, node_gpus = _ray_node_resources()
-        resources = trial_resources(job.n_trials, node_cpus, node_gpus)
-        files, fixed = _absolute_settings(job)
-        trainable = tune.with_parameters(
-            ray_trial,
-            model=job.model if isinstance(job.model, str) else job.model.__name__,
-            dataset=job.dataset,
-            config_file_list=files or None,
-            fixed=fixed,
-            params=job.params,
-            checkpoint_root=os.path.join(fixed.pop("checkpoint_dir"), job.name),
-            cpus=resources["cpu"],
-        )
-        trainable = tune.with_resources(trainable, resources)
-        config = job.config
-        eval_step = config["eval_step"] or 0
-        validations = config["epochs"] // eval_step if eval_step > 0 else 0
-        max_t = validations + 1  # every validation, then the final report with the test result
-        grace = max(1, min(config["stopping_step"] or 1, max_t - 1))
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace, reduction_factor=2)
-        search_alg = None
-        if job.algo == "bayes":
-            from ray.tune.search.hyperopt import HyperOptSearch
+    max_t, grace = _asha_rungs(job.config)
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace, reduction_factor=2)
+    search_alg = None
+    if job.algo == "bayes":
+        from ray.tune.search.hyperopt import HyperOptSearch
 
-            search_alg = HyperOptSearch()
-        print(
-            f"ray: {job.n_trials} trial(s) ({job.algo}), each asking for {resources['cpu']} CPU(s) and "
-            f"{resources['gpu']:g} GPU; ASHA may stop a trial from validation {grace} on; results under "
-            f"ray_results/{job.name}"
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=ray_search_space(job.params, job.algo),
-            tune_config=tune.TuneConfig(
-                metric=METRIC,
-                mode=job.mode,
-                num_samples=1 if job.algo == "exhaustive" else job.n_trials,
-                scheduler=scheduler,
-                search_alg=search_alg,
-            ),
-            run_config=RunConfig(name=job.name, storage_path=os.path.abspath("ray_results"), verbose=1),
-        )
-        grid = tuner.fit()
-        trials = []
-        for result in grid:
-            metrics = result.metrics or {}
-            values = cast_params({k: v for k, v in (result.config or {}).items()}, job.params)
-            if "test_result" in metrics:
-                status, valid = "completed", metrics.get("best_valid_result", {})
-            else:
-                status, valid = ("error" if result.error else "stopped early"), metrics.get("valid_result", {})
-            trials.append(
-                Trial(
-                    params=values,
-                    status=status,
-                    valid_score=metrics.get(METRIC),
-                    valid_result=dict(valid or {}),
-                    test_result=dict(metrics.get("test_result") or {}),
-                    checkpoint=metrics.get("checkpoint"),
-                    error=" ".join(str(result.error).split())[:500] if result.error else None,
-                )
-            )
-        return trials
+        search_alg = HyperOptSearch()
+    print(
+        f"ray: {job.n_trials} trial(s) ({job.algo}), each asking for {resources['cpu']} CPU(s) and "
+        f"{resources['gpu']:g} GPU; ASHA may stop a trial from validation {grace} on; results under "
+        f"ray_results/{job.name}"
+    )
+    return tune.Tuner(
+        _ray_trainable(job, resources),
+        param_space=ray_search_space(job.params, job.algo),
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=job.mode,
+            num_samples=1 if job.algo == "exhaustive" else job.n_trials,
+            scheduler=scheduler,
+            search_alg=search_alg,
+        ),
+        run_config=RunConfig(name=job.name, storage_path=os.path.abspath("ray_results"), verbose=1),
+    )
+
+
+def _ray_trial_result(result, params):
+    """A ``Trial`` from one of Ray Tune's results."""
+    metrics = result.metrics or {}
+    values = cast_params({k: v for k, v in (result.config or {}).items()}, params)
+    if "test_result" in metrics:
+        status, valid = "completed", metrics.get("best_valid_result", {})
+    else:
+        status, valid = ("error" if result.error else "stopped early"), metrics.get("valid_result", {})
+    return Trial(
+        params=values,
+        status=status,
+        valid_score=metrics.get(METRIC),
+        valid_result=dict(valid or {}),
+        test_result=dict(metrics.get("test_result") or {}),
+        checkpoint=metrics.get("checkpoint"),
+        error=" ".join(str(result.error).split())[:500] if result.error else None,
+    )
+
+
+def _run_ray(job):
+    import ray
+
+    started = connect_ray(job.ray_address)
+    try:
+        resources = trial_resources(job.n_trials, *node_resources())
+        grid = _ray_tuner(job, resources).fit()
+        return [_ray_trial_result(result, job.params) for result in grid]
     finally:
         if started:
             ray.shutdown()

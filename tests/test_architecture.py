@@ -1,4 +1,4 @@
-"""Imports point one way: cli -> tuning -> pipeline -> {config, trainer, model, compat, ...} -> {ops, errors}.
+"""Imports point one way: cli -> tuning -> pipeline -> {config, trainer, model, _recbole, ...} -> {ops, errors}.
 
 Every import statement of ``recbole_sigma/`` counts, those inside functions too (a cycle hidden in a
 function still ties two modules together). The package ``__init__`` is no node: it only re-exports.
@@ -7,6 +7,7 @@ import ast
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = "recbole_sigma"
@@ -252,3 +253,43 @@ def test_the_layout_check_finds_a_missing_and_a_stale_row(tmp_path):
     (tmp_path / "setup.py").write_text("")
     assert layout_problems(tmp_path, top_level={"recbole_sigma/", "setup.py"}) == [
         "recbole_sigma/gone.py does not exist", "recbole_sigma/b.py is not in the table", "setup.py is not in the table"]
+
+
+def test_ops_know_nothing_of_recbole():
+    """ops/ (the operators) imports neither RecBole nor the package's layers above it."""
+    modules = module_names(ROOT)
+    for module, path in modules.items():
+        if not module.startswith(PACKAGE + ".ops"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        names += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level]
+        assert not [n for n in names if n.split(".")[0] == "recbole"], module
+        assert imported_modules(module, path, modules) <= {m for m in modules if m.startswith(PACKAGE + ".ops")} | {
+            PACKAGE + ".errors"}, module
+
+
+LIGHT_IMPORT = """
+import sys
+import recbole_sigma
+print("AFTER_IMPORT", len(sys.modules), "torch" in sys.modules, "recbole.model.sequential_recommender" in sys.modules)
+from recbole_sigma import SIGMA, Mamba4Rec, EchoMamba4Rec, run, load_data_and_model, main  # noqa: F401
+print("AFTER_MODELS", "recbole.model.sequential_recommender" in sys.modules)
+import recbole_sigma.model
+print("SASREC", recbole_sigma.model.SASRec.__name__, list(recbole_sigma.model.BASELINES))
+"""
+
+
+def test_import_is_light():
+    """``import recbole_sigma`` loads neither torch nor RecBole's models (a few dozen modules:
+    the standard library's, errors and the fixes of _recbole); ours load RecBole's sequential
+    models only when RecBole's SASRec is asked for."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", LIGHT_IMPORT], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()}
+    count, torch_loaded, sequential_loaded = lines["AFTER_IMPORT"]
+    assert int(count) < 250  # about 110 on CPython 3.11; torch alone is over 1,000
+    assert (torch_loaded, sequential_loaded) == ("False", "False")
+    assert lines["AFTER_MODELS"] == ["False"]
+    assert lines["SASREC"] == ["SASRec", "['SASRec']"]

@@ -1,12 +1,12 @@
-"""Tests for recbole_sigma.compat: RecBole 1.2.1 on torch>=2.6 / numpy 2 /
+"""Tests for recbole_sigma._recbole: RecBole 1.2.1 on torch>=2.6 / numpy 2 /
 pandas 3, installed without its ray<=2.6.3 pin.
 
 For each fix there is
 * ``test_<fix>_still_needed``: shows the breakage is real, in a fresh
-  interpreter with every *other* fix applied (compat.py is loaded on its own,
-  recbole_sigma is not imported) or by temporarily restoring RecBole's
-  original code.  It skips, rather than fails, once RecBole/ray/... no longer
-  break, so the fix can be reconsidered.
+  interpreter with every *other* fix applied (the _recbole package is loaded
+  on its own, recbole_sigma is not imported) or by temporarily restoring
+  RecBole's original code.  It skips, rather than fails, once RecBole/ray/...
+  no longer break, so the fix can be reconsidered.
 * ``test_<fix>``: the same operation works with recbole_sigma imported.
 """
 
@@ -21,17 +21,18 @@ import numpy as np
 import pytest
 
 import recbole_sigma  # noqa: F401  (applies the fixes)
-from recbole_sigma import compat
+from recbole_sigma import _recbole
+from recbole_sigma._recbole import checkpoints, hooks, numpy_aliases
 
 REPO = Path(__file__).resolve().parents[1]
-COMPAT_PY = REPO / "recbole_sigma" / "compat.py"
+PATCHES_DIR = REPO / "recbole_sigma" / "_recbole"
 
 
 def run_python(code, cwd, skip_fix=None, import_package=False, pythonpath=None):
     """Run ``code`` in a fresh interpreter.
 
     Before it, either ``import recbole_sigma`` (``import_package``) or load
-    compat.py standalone and apply every fix except ``skip_fix``.
+    the _recbole package standalone and apply every fix except ``skip_fix``.
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if pythonpath:
@@ -42,11 +43,13 @@ def run_python(code, cwd, skip_fix=None, import_package=False, pythonpath=None):
     else:
         prelude = textwrap.dedent(
             f"""
-            import importlib.util
-            spec = importlib.util.spec_from_file_location("_compat", {str(COMPAT_PY)!r})
-            compat = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(compat)
-            for fix in compat._FIXES:
+            import importlib.util, sys
+            spec = importlib.util.spec_from_file_location(
+                "_recbole", {str(PATCHES_DIR / "__init__.py")!r}, submodule_search_locations=[{str(PATCHES_DIR)!r}]
+            )
+            patches = sys.modules["_recbole"] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(patches)
+            for fix in patches.FIXES:
                 if fix.__name__ != {skip_fix!r}:
                     fix()
             """
@@ -78,14 +81,28 @@ def test_numpy_aliases_still_needed(tmp_path):
     expect_broken(proc, "np.float_", "recbole.config.Config()")
 
 
-def test_numpy_aliases():
-    from recbole.config import Config
+ALIASES = ("float", "int", "object", "str", "bool8", "float_", "complex_", "unicode_")
 
-    Config(model="BPR", dataset="ml-100k", config_dict={"state": "ERROR"})
 
-    assert np.float_ is np.float64 and np.complex_ is np.complex128
-    assert np.unicode_ is np.str_
-    assert np.float is np.float64 and np.int is np.int_  # what Config sets
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0", reason="numpy < 2 has some of the aliases")
+def test_numpy_aliases(tmp_path):
+    """Config() and a dataset load work, RecBole's code that uses a removed alias runs, and numpy
+    itself gets no new name (RecBole's own Config would add them for the whole process)."""
+    import torch
+    from recbole.data import interaction
+    from recbole.evaluator import metrics
+
+    dataset = _tiny_dataset(tmp_path)  # recbole.config.Config() and create_dataset
+    assert dataset.inter_num > 0
+    assert [name for name in ALIASES if hasattr(np, name)] == []
+
+    # np.float in interaction._convert_to_tensor and MRR (metrics), through their own np
+    assert metrics.np.float is np.float64 and interaction.np.float is np.float64
+    assert metrics.np.zeros_like is np.zeros_like  # everything else is numpy's own
+    assert torch.equal(interaction._convert_to_tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
+    mrr = metrics.MRR({"topk": [2], "metric_decimal_place": 4})
+    ranks = mrr.metric_info(np.array([[False, True], [True, False]]))
+    assert ranks.tolist() == [[0.0, 0.5], [1.0, 1.0]]
 
 
 # --------------------------------------------------------------------------
@@ -176,7 +193,7 @@ def test_checkpoint_loading(sasrec_run):
     assert reloaded.evaluate(test_data2, load_best_model=False) == result
 
     # scoped: the process-wide default is still weights_only=True
-    if compat._needs_checkpoint_fix():
+    if checkpoints.needs_checkpoint_fix():
         with pytest.raises(pickle.UnpicklingError):
             torch.load(path)
 
@@ -444,12 +461,21 @@ def test_hyperopt_exhaustive(tmp_path):
 def test_apply_is_idempotent():
     import recbole.trainer.trainer as trainer_module
 
-    assert compat._applied  # by ``import recbole_sigma``
+    assert _recbole._applied  # by ``import recbole_sigma``
     proxy = trainer_module.torch
-    compat.apply()
-    for fix in compat._FIXES:
+    _recbole.apply()
+    for fix in _recbole.FIXES:
         fix()
         fix()
-    assert sys.meta_path.count(compat._HOOK_FINDER) == 1
-    assert all(len(hooks) == len(set(hooks)) for hooks in compat._HOOKS.values())
+    assert sys.meta_path.count(hooks.HOOK_FINDER) == 1
+    assert all(len(installed) == len(set(installed)) for installed in hooks.HOOKS.values())
     assert trainer_module.torch is proxy
+
+
+def test_the_table_lists_every_fix():
+    """_recbole's docstring is the one list of what is patched: every fix has its entry there."""
+    table = _recbole.__doc__
+    for fix in _recbole.FIXES:
+        module = fix.__module__.rpartition(".")[2]
+        assert f"{fix.__name__} ({module}.py)" in table
+    assert f"the ``np`` global of {len(numpy_aliases.MODULES)} RecBole modules" in " ".join(table.split())

@@ -26,6 +26,8 @@ def test_wheel_ships_properties(wheel):
                      "recbole_sigma/ops/selective_scan.py"]:
         assert expected in names
     assert not any(name.startswith("tests/") for name in names)
+    sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "recbole_sigma").rglob("*.py")}
+    assert sorted(sources - names) == []  # every subpackage is in setup.py's packages
 
 
 def test_installed_copy_finds_its_yaml_from_another_directory(wheel, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import recbole_sigma
-from recbole_sigma import tuning
+from recbole_sigma import ray_cluster, tuning
 from recbole_sigma.errors import ConfigError
 from recbole_sigma.cli import main, parse_args
 from tests import conftest
@@ -127,11 +127,11 @@ def test_trial_resources_ask_for_no_gpu_without_cuda(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    cpus, gpus = tuning.machine_resources()
+    cpus, gpus = ray_cluster.machine_resources()
     assert gpus == 0 and cpus >= 1
-    assert tuning.trial_resources(n_trials=2)["gpu"] == 0
-    assert tuning.trial_resources(n_trials=2, num_cpus=2) == {"cpu": 2, "gpu": 0}
-    assert tuning.trial_resources(n_trials=10, num_cpus=16) == {"cpu": 4, "gpu": 0}
+    assert ray_cluster.trial_resources(n_trials=2)["gpu"] == 0
+    assert ray_cluster.trial_resources(n_trials=2, num_cpus=2) == {"cpu": 2, "gpu": 0}
+    assert ray_cluster.trial_resources(n_trials=10, num_cpus=16) == {"cpu": 4, "gpu": 0}
 
 
 def test_trial_resources_ask_for_a_gpu_fraction_with_cuda(monkeypatch):
@@ -139,12 +139,32 @@ def test_trial_resources_ask_for_a_gpu_fraction_with_cuda(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert tuning.machine_resources()[1] == 1
-    assert tuning.trial_resources(n_trials=10, num_cpus=16) == {"cpu": 4, "gpu": 0.25}
-    assert tuning.trial_resources(n_trials=2, num_cpus=16) == {"cpu": 8, "gpu": 0.5}
-    assert tuning.trial_resources(n_trials=3, num_cpus=16) == {"cpu": 5, "gpu": 0.3333}
-    assert tuning.trial_resources(n_trials=1, num_cpus=16)["gpu"] == 1.0
-    assert tuning.trial_resources(n_trials=10, num_cpus=8, num_gpus=4) == {"cpu": 4, "gpu": 1.0}
+    assert ray_cluster.machine_resources()[1] == 1
+    assert ray_cluster.trial_resources(n_trials=10, num_cpus=16) == {"cpu": 4, "gpu": 0.25}
+    assert ray_cluster.trial_resources(n_trials=2, num_cpus=16) == {"cpu": 8, "gpu": 0.5}
+    assert ray_cluster.trial_resources(n_trials=3, num_cpus=16) == {"cpu": 5, "gpu": 0.3333}
+    assert ray_cluster.trial_resources(n_trials=1, num_cpus=16)["gpu"] == 1.0
+    assert ray_cluster.trial_resources(n_trials=10, num_cpus=8, num_gpus=4) == {"cpu": 4, "gpu": 1.0}
+
+
+def test_a_trial_sees_no_argv_nor_root_handlers_and_both_come_back():
+    """RecBole's Config reads sys.argv and its init_logger is basicConfig: a trial gets neither the
+    caller's arguments nor its root-logger handlers, and the caller has both back afterwards."""
+    import logging
+
+    from recbole_sigma._recbole.process_state import bare_root_logger, plain_argv
+
+    root = logging.getLogger()
+    mine, argv = logging.NullHandler(), sys.argv[:]
+    root.addHandler(mine)
+    try:
+        with bare_root_logger(), plain_argv():
+            assert sys.argv == argv[:1] and root.handlers == []
+            added = logging.StreamHandler()  # what RecBole's init_logger adds
+            root.addHandler(added)
+        assert sys.argv == argv and mine in root.handlers and added not in root.handlers
+    finally:
+        root.removeHandler(mine)
 
 
 def test_plain_training_never_imports_ray_or_hyperopt():
@@ -230,7 +250,7 @@ def ray_head():
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
                "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--node-ip-address=127.0.0.1",
                f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    head = subprocess.Popen(command, env=tuning.ray_env(), stdout=log, stderr=subprocess.STDOUT,
+    head = subprocess.Popen(command, env=ray_cluster.ray_env(), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         deadline = time.time() + 180
