@@ -29,6 +29,11 @@ def properties_dir():
     raise FileNotFoundError(f"recbole_sigma's properties/ folder is missing next to {_PACKAGE_DIR}")
 
 
+def model_name(model):
+    """A model's name from its name or its class."""
+    return model if isinstance(model, str) else model.__name__
+
+
 def config_files(model, dataset):
     """Our YAML defaults for ``model`` (a name or class) on ``dataset``, lowest priority first.
 
@@ -37,7 +42,7 @@ def config_files(model, dataset):
         Config(model=SIGMA, dataset="amazon-beauty",
                config_file_list=recbole_sigma.config_files("SIGMA", "amazon-beauty") + ["my.yaml"])
     """
-    name = model if isinstance(model, str) else model.__name__
+    name = model_name(model)
     root = properties_dir()
     candidates = [
         root / "model" / f"{name}.yaml",

@@ -176,6 +176,7 @@ def train_trial(model, dataset, config_file_list=None, config_dict=None, on_vali
 
     ``on_validation(epoch_idx, valid_score, valid_result)`` is called after every validation.
     """
+    from recbole_sigma.config import model_name
     from recbole_sigma.pipeline import run
 
     def on_epoch(event):
@@ -184,7 +185,7 @@ def train_trial(model, dataset, config_file_list=None, config_dict=None, on_vali
 
     with bare_root_logger(), plain_argv():  # RecBole's init_logger and Config read both
         result = run(model, dataset, config_file_list, config_dict, on_epoch=on_epoch, quiet=True)
-    result["model"] = model if isinstance(model, str) else model.__name__
+    result["model"] = model_name(model)
     return result
 
 
@@ -278,7 +279,7 @@ class _Job:
 
 def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict, ray_address,
              output_file, prog):
-    from recbole_sigma.config import build_config
+    from recbole_sigma.config import build_config, model_name
     from recbole_sigma.pipeline import check_dataset_available
 
     if tool not in TOOLS:
@@ -295,7 +296,6 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"the number of trials must be >= 1, got {n_trials}")
     n = grid_size(params) if algo == "exhaustive" else (n_trials or DEFAULT_TRIALS)
-    model_name = model if isinstance(model, str) else model.__name__
     return _Job(
         model=model,
         dataset=dataset,
@@ -311,7 +311,7 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
         ray_address=ray_address,
         output_file=output_file,
         prog=prog,
-        name=f"{model_name}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
+        name=f"{model_name(model)}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
         config=config,
     )
 
