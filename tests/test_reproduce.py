@@ -194,6 +194,23 @@ def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
     assert with_refs.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and with_refs.read_bytes() != plain.read_bytes()
 
 
+def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_step():
+    from recbole_sigma.model.sigma import PUBLIC_CODE
+
+    from benchmarks.harness.jobs import yaml_defaults
+
+    paper = yaml_defaults("SIGMA", "amazon-beauty")
+    head = {key: value for key, value in PUBLIC_CODE.items() if key != "mamba_init"}
+    assert paper["mamba_init"] == PUBLIC_CODE["mamba_init"]  # the init is the code's in both
+    steps = [head] + [variant_overrides("SIGMA", f"walk{i}_{name}")
+                      for i, name in enumerate(["flip", "two_mambas", "gate", "mix"], start=1)]
+    for before, after in zip(steps, steps[1:]):
+        changed = [key for key in head if after[key] != before[key]]
+        assert len(changed) == 1 and after[changed[0]] == paper[changed[0]], changed
+    assert [key for key in head if steps[-1][key] != paper[key]] == ["gru_bias"]
+    assert variant_overrides("Mamba4Rec", "walk1_flip") is None
+
+
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
     args = parse_args(["--dataset", "ml-100k", "--models", "SIGMA", "Mamba4Rec", "--seeds", "1", "2",
                                  "--variants", "default", "no_flip", "no_gate", "no_gru", "r0", "r50",

@@ -36,6 +36,17 @@ VARIANTS = {
     # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py).
     "public_code": (("SIGMA",), {"sigma_variant": "public_code"}),
 }
+# From the public code's SIGMA to the paper's, one change at a time, each step keeping those before
+# it (which step loses?): the paper's length-aware flip, two Mamba blocks, the paper's DS gate, the
+# paper's mixing scalars; walk4_mix differs from the paper's SIGMA only in the GRU's biases.
+_PUBLIC_CODE_BLOCK = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code",
+                      "mix_weights": "public_code", "gru_bias": False}
+_WALK_STEPS = (("walk1_flip", {"flip_mode": "length_aware"}), ("walk2_two_mambas", {"share_mamba": False}),
+               ("walk3_gate", {"gate_mode": "paper"}), ("walk4_mix", {"mix_weights": "trainable"}))
+_step = dict(_PUBLIC_CODE_BLOCK)
+for _name, _change in _WALK_STEPS:
+    _step = {**_step, **_change}
+    VARIANTS[_name] = (("SIGMA",), _step)
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
 METRICS = ("hit@10", "ndcg@10", "mrr@10")
@@ -59,7 +70,7 @@ def job_name(model, variant, seed):
 
 
 def yaml_defaults(model, dataset, extra_files=()):
-    """What our YAML files (model, dataset, model-dataset) and ``--config_files`` set for a job,
+    """What our YAML files (model, then dataset) and ``--config_files`` set for a job,
     merged in RecBole's order: recorded in job.json, so that a finished job whose YAML defaults
     changed since is not taken for a run of today's defaults."""
     import yaml
