@@ -29,8 +29,8 @@ VARIANTS = {
     "dropout04": (("SIGMA",), {"dropout_prob": 0.4}),
     # Diagnostics beyond Table 4 (why SIGMA trails Mamba4Rec): all three parts off, leaving two Mamba
     # blocks on the same sequence, a1 (M0 + M0') W + b; and the public code's gate with mixing weights
-    # frozen at softmax([0.1, 0.1, 0.8]) (0.50 forward / 0.25 flipped / 0.25 GRU; an earlier reading of
-    # that code, which trains them from the raw values) on the paper's flip, two Mambas and GRU.
+    # frozen at softmax([0.1, 0.1, 0.8]) (0.50 forward / 0.25 flipped / 0.25 GRU; that code trains
+    # them from the raw values instead) on the paper's flip, two Mambas and GRU.
     "two_mamba": (("SIGMA",), {"use_partial_flip": False, "use_ds_gate": False, "use_fe_gru": False}),
     "public_gate_mix": (("SIGMA",), {"gate_mode": "public_code", "mix_weights": "frozen_softmax"}),
     # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py).
