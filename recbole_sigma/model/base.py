@@ -32,7 +32,7 @@ def domain_dropout(dropout_prob, dataset):
     training data, SPARSE_DROPOUT below DENSE_FROM interactions per user, else DENSE_DROPOUT."""
     if dropout_prob != "auto":
         return dropout_prob
-    per_user = dataset.inter_num / max(1, dataset.user_num - 1)  # user_num counts the padding id
+    per_user = dataset.inter_num / max(1, dataset.user_num - 1)  # training rows a user (user_num counts the padding id)
     chosen = SPARSE_DROPOUT if per_user < DENSE_FROM else DENSE_DROPOUT
     logging.getLogger(__name__).info(
         f"dropout_prob 'auto': {chosen} ({per_user:.1f} training interactions per user, "
