@@ -187,11 +187,26 @@ def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
     sigma, mamba = references.values()
     assert len(sigma) == 31 and max(sigma) == 0.0597 and sigma[12] == 0.0562  # stopped after 31 epochs
     assert len(mamba) == 37 and max(mamba) == 0.0540  # the paper's Table 2 Mamba4Rec NDCG@10
-    curves = {"SIGMA-s2020": {0: 0.01, 1: 0.02, 2: 0.015}}
+    curves = {"SIGMA": [{0: 0.01, 1: 0.02, 2: 0.015}]}
     plain, with_refs = tmp_path / "plain.png", tmp_path / "refs.png"
     plot_curves(curves, plain)
     plot_curves(curves, with_refs, references=references)
     assert with_refs.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and with_refs.read_bytes() != plain.read_bytes()
+
+
+def test_curves_plot_gives_a_model_one_colour_and_one_legend_entry_over_its_seeds():
+    from recbole_sigma.grouped_eval import new_figure
+
+    from benchmarks.harness.plots import draw_curves
+
+    fig, ax = new_figure()
+    curves = {"SIGMA": [{0: 0.01, 1: 0.03, 2: 0.02}, {0: 0.02, 1: 0.01}], "SASRec": [{0: 0.04}]}
+    draw_curves(ax, curves, {"authors (quoted)": (0.01, 0.02)})
+    assert ax.get_legend_handles_labels()[1] == ["SIGMA", "SASRec", "authors (quoted)"]
+    seed_lines = [line for line in ax.lines if len(line.get_xdata()) > 1 and line.get_linestyle() == "-"]
+    assert [line.get_color() for line in seed_lines[:2]] == [seed_lines[0].get_color()] * 2
+    dots = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o"]
+    assert dots == [(2, 0.03), (1, 0.02), (1, 0.04)]  # each seed's first best epoch, 1-based
 
 
 def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_step():

@@ -1,21 +1,33 @@
-"""The training curves figure: valid NDCG@10 per epoch of each job, beside the authors' quoted curves."""
+"""The training curves figure: valid NDCG@10 per epoch of each model's seeds, beside the authors' quoted curves."""
 from recbole_sigma.grouped_eval import new_figure, save_figure
 
 
 def plot_curves(curves, path, title=None, references=None):
-    """Valid NDCG@10 per epoch, one line per job, its best epoch marked: {label: {epoch: score}};
-    ``references`` ({label: scores from epoch 0}) are drawn dashed, unmarked."""
+    """Valid NDCG@10 per epoch, one colour per model: ``curves`` is {label: [{epoch: score}, ...]},
+    one dict per seed; ``references`` ({label: scores from epoch 0}) are drawn dashed, unmarked."""
     fig, ax = new_figure()
-    for label, scores in curves.items():
-        epochs = sorted(scores)
-        line, = ax.plot([e + 1 for e in epochs], [scores[e] for e in epochs], linewidth=1.6, label=label)
-        best = min(epochs, key=lambda e: (-scores[e], e))  # RecBole keeps the first best
-        ax.plot([best + 1], [scores[best]], marker="o", color=line.get_color())
-    for (label, scores), color in zip((references or {}).items(), ("black", "dimgray", "darkgray")):
-        ax.plot(range(1, len(scores) + 1), scores, linestyle="--", linewidth=1.2, color=color, label=label)
+    draw_curves(ax, curves, references)
     ax.set_xlabel("epoch")
     ax.set_ylabel("valid NDCG@10")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, ax, path, title)
+
+
+def draw_curves(ax, curves, references=None):
+    """Each seed a line in its model's colour (the legend names the model once), its best epoch
+    marked with a dot; then the references, dashed."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"].colors
+    for index, (label, runs) in enumerate(curves.items()):
+        color = palette[index % len(palette)]
+        for seed, scores in enumerate(runs):
+            epochs = sorted(scores)
+            ax.plot([e + 1 for e in epochs], [scores[e] for e in epochs], linewidth=1.4, color=color,
+                    alpha=1.0 if len(runs) == 1 else 0.75, label=label if seed == 0 else None)
+            best = min(epochs, key=lambda e: (-scores[e], e))  # RecBole keeps the first best
+            ax.plot([best + 1], [scores[best]], marker="o", markersize=4, color=color)
+    for (label, scores), color in zip((references or {}).items(), ("black", "dimgray", "darkgray")):
+        ax.plot(range(1, len(scores) + 1), scores, linestyle="--", linewidth=1.2, color=color, label=label)

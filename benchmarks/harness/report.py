@@ -227,14 +227,14 @@ def reading_section(output):
 
 def curves_section(args, jobs):
     """The finished jobs' validation curves (figure ``<report>-curves.png``), with the authors' where quoted."""
-    curves = valid_curves(jobs)
+    curves = {label_of(*key): runs for key, runs in valid_curves(jobs).items()}
     if not curves:
         return []
     png = args.output.with_name(args.output.stem + "-curves.png")
     references = AUTHORS_CURVES.get(args.dataset)
     plot_curves(curves, png, title=f"{args.dataset}: validation during training", references=references)
-    return ["## Training curves", "", "Valid NDCG@10 after each epoch (dot: the best epoch, whose "
-            "checkpoint is tested); training stops 10 validations after it."
+    return ["## Training curves", "", "Valid NDCG@10 after each epoch, one colour a model, one line a seed "
+            "(dot: the best epoch, whose checkpoint is tested); training stops 10 validations after it."
             + (" Dashed: the authors' own runs (" + "; ".join(references) + "): valid NDCG@10 per "
                "epoch quoted from RecMamba.ipynb in their repository (github ziwliu8/SIGMA; dropout 0.2, "
                "seed 2020, batch 2048), not measured here." if references else ""), "",

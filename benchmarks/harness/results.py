@@ -67,12 +67,13 @@ def load_results(jobs):
 
 
 def valid_curves(jobs):
-    """{job name: {epoch: valid score}} of the finished jobs that recorded one."""
+    """{(model, variant): [{epoch: valid score}, ...]}, one dict per finished job that recorded any,
+    in plan order."""
     curves = {}
     for job in jobs:
         if (job["dir"] / "result.json").is_file():
             scores = {e: r["valid_score"] for e, r in read_epochs(job["dir"] / "epochs.jsonl").items()
                       if "valid_score" in r}
             if scores:
-                curves[job["name"]] = scores
+                curves.setdefault(job["key"], []).append(scores)
     return curves
