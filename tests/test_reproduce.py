@@ -368,6 +368,29 @@ def test_second_invocation_skips_the_finished_jobs(harness):
     assert wall < harness["wall"] / 2
 
 
+def test_the_records_alone_rebuild_the_report(harness, tmp_path):
+    """--records keeps what the rows are built from; a report from those files alone has the same tables."""
+    from benchmarks.harness.results import RECORD_FILES
+
+    records, output = tmp_path / "records", tmp_path / "ml-100k.md"
+    proc, _ = run_harness("--models", "Mamba4Rec", "SASRec", "--report-only", "--records", str(records),
+                          runs=harness["runs"], output=harness["output"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in records.iterdir()) == ["Mamba4Rec-s2020", "SASRec-s2020"]
+    assert sorted(p.name for p in (records / "SASRec-s2020").iterdir()) == sorted(RECORD_FILES)  # no checkpoints
+    proc, _ = run_harness("--models", "Mamba4Rec", "SASRec", "--report-only", runs=records, output=output)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    original, rebuilt = harness["output"].read_text(), output.read_text()
+
+    def section(text, head):
+        return text.split(head)[1].split("\n## ")[0]
+
+    for head in ("## Test metrics", "## Users grouped by history length", "## Jobs"):
+        assert section(rebuilt, head) == section(original, head), head
+    assert "- the jobs were trained by: `python benchmarks/reproduce.py --dataset ml-100k --seeds 2020" in rebuilt
+    assert "pending" not in section(rebuilt, "## Jobs")
+
+
 def test_changed_settings_for_a_finished_job_are_refused(harness):
     proc, _ = run_harness("--models", "Mamba4Rec", "--set", "hidden_size=8", runs=harness["runs"],
                           output=harness["base"] / "other.md")

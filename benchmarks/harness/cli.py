@@ -26,6 +26,9 @@ def parser():
     p.add_argument("--config_files", "--config-files", nargs="+", default=[], help="extra YAML for every job")
     p.add_argument("--runs-dir", type=Path, help="job folders (default: runs/<dataset>)")
     p.add_argument("--output", type=Path, help="the Markdown report (default: docs/results/<dataset>[...].md)")
+    p.add_argument("--records", type=Path,
+                   help="also copy each finished job's records (job.json, result.json, epochs.jsonl, attempts.jsonl; "
+                        "what its report rows are built from, no checkpoints) to RECORDS/<job>/")
     p.add_argument("--rerun", action="store_true", help="re-run finished jobs too")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from finished jobs; train nothing")
@@ -51,6 +54,7 @@ def parse_args(argv=None):
         suffix = "" if args.variants == ["default"] else "-variants-" + "-".join(args.variants)
         args.output = ROOT / "docs" / "results" / f"{args.dataset}{suffix}.md"
     args.output = args.output.resolve()
+    args.records = args.records.resolve() if args.records else None
     args.config_files = [str(Path(p).resolve()) for p in args.config_files]
     return args
 
@@ -62,6 +66,7 @@ def main(argv=None):
 
         return child_main(args.child)
     from .report import write_report
+    from .results import save_records
     from .runner import run_jobs
 
     given = sys.argv[1:] if argv is None else argv
@@ -73,14 +78,19 @@ def main(argv=None):
         for plan_line in plan_lines(jobs, args.rerun):
             print(plan_line)
         return 0
+    def report():
+        if args.records:
+            save_records(jobs, args.records)
+        return write_report(args, command, jobs)
+
     failed = []
     if not args.report_only:
         print(f"{len(jobs)} jobs in {args.runs_dir}; report: {args.output}", flush=True)
-        failed, stop = run_jobs(jobs, command, args.rerun, lambda: write_report(args, command, jobs))
+        failed, stop = run_jobs(jobs, command, args.rerun, report)
         if stop:
-            write_report(args, command, jobs)
+            report()
             return 128 + stop
-    print(write_report(args, command, jobs))
+    print(report())
     if failed:
         print(f"failed: {', '.join(failed)} (run the same command again to resume them)", file=sys.stderr)
         return 1

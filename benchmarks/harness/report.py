@@ -37,6 +37,9 @@ def run_lines(done):
     """When, where and with what the finished jobs ran, and their data."""
     lines = [f"- runs: {min(r['started'] for r in done)} to {max(r['finished'] for r in done)}; "
              f"total wall time {sum(wall_s(r) for r in done) / 3600:.2f} h"]
+    commands = list(dict.fromkeys(r["command"] for r in done if r.get("command")))
+    if commands:
+        lines.append("- the jobs were trained by: " + "; ".join(f"`{c}`" for c in commands))
     for m in sorted({json.dumps(r["machine"], sort_keys=True) for r in done}):
         m = json.loads(m)
         lines.append(f"- machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "

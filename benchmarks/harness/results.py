@@ -2,9 +2,13 @@
 and result (``result.json``)."""
 import contextlib
 import json
+import shutil
 import statistics
 
 from .runner import ATTEMPT_MARK
+
+# What a finished job's part of a report is built from (``--records`` keeps these; no checkpoints, no logs).
+RECORD_FILES = ("job.json", "result.json", "epochs.jsonl", "attempts.jsonl")
 
 
 def read_epochs(epochs_file):
@@ -43,9 +47,11 @@ def count_attempts(train_log):
 
 
 def load_result(job_dir):
-    """result.json with the wall time of all recorded attempts (``total_wall_s``) and the number of
-    attempts that left no record (``unrecorded_attempts``)."""
+    """result.json with the wall time of all recorded attempts (``total_wall_s``), the number of
+    attempts that left no record (``unrecorded_attempts``) and the command that ran it (job.json's)."""
     result = json.loads((job_dir / "result.json").read_text())
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        result["command"] = json.loads((job_dir / "job.json").read_text())["command"]
     attempts = job_dir / "attempts.jsonl"
     if attempts.is_file():
         walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
@@ -77,3 +83,17 @@ def valid_curves(jobs):
             if scores:
                 curves.setdefault(job["key"], []).append(scores)
     return curves
+
+
+def save_records(jobs, folder):
+    """Copy each finished job's RECORD_FILES to ``folder/<job name>/``; the names of the jobs copied."""
+    saved = []
+    for job in jobs:
+        if not (job["dir"] / "result.json").is_file() or (folder / job["name"]).resolve() == job["dir"].resolve():
+            continue
+        (folder / job["name"]).mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (job["dir"] / name).is_file():
+                shutil.copy2(job["dir"] / name, folder / job["name"] / name)
+        saved.append(job["name"])
+    return saved
