@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every training behind docs/results/amazon-beauty*.md, one job at a time, in the order that
+# completes the tables soonest; then the reports, rebuilt from the committed job records.
+#
+#   nohup setsid bash benchmarks/beauty_plan.sh > ../runs/beauty_plan.out 2>&1 &   # train, then report
+#   bash benchmarks/beauty_plan.sh report                                           # the reports only
+#
+# Checkpoints and logs go to $RUNS (default ../runs/amazon-beauty, beside the checkout). Each
+# finished job's records (job.json, result.json, epochs.jsonl, attempts.jsonl; no checkpoints) are
+# copied to $RECORDS (default docs/results/runs/amazon-beauty/, committed) as it finishes (harness
+# --records), and that folder is copied into $RUNS first, so jobs finished on another machine are
+# skipped here. Run it again
+# after a stop: finished jobs are skipped, an interrupted one resumes from its last epoch.
+# About 11 hours on 2 CPU cores (SIGMA ~80 s an epoch, Mamba4Rec and SASRec ~35 s).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+DATA=${DATA:-../shared/datasets}
+RUNS=${RUNS:-../runs/amazon-beauty}
+RECORDS=${RECORDS:-docs/results/runs/amazon-beauty}
+MAIN=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec --variants default public_code --seeds 2020 2021 2022)
+WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_gate walk4_mix default --seeds 2020)
+OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
+
+harness() {
+    echo "=== $(date -u +%FT%TZ) $*"
+    "$PYTHON" benchmarks/reproduce.py --dataset amazon-beauty --data_path "$DATA" "$@"
+}
+
+train() {  # the jobs of "$@", their records kept; the per-step report stays in $RUNS
+    harness --runs-dir "$RUNS" --records "$RECORDS" --output "$RUNS/report.md" "$@"
+}
+
+reports() {  # the committed reports, from the committed records alone
+    harness --runs-dir "$RECORDS" --report-only "${MAIN[@]}" --output docs/results/amazon-beauty.md > /dev/null
+    harness --runs-dir "$RECORDS" --report-only "${WALK[@]}" --output docs/results/amazon-beauty-walk.md > /dev/null
+    harness --runs-dir "$RECORDS" --report-only "${OTHERS[@]}" --output docs/results/amazon-beauty-others.md > /dev/null
+}
+
+if [ "${1:-}" = report ]; then
+    reports
+    exit
+fi
+mkdir -p "$RUNS"
+for record in "$RECORDS"/*/; do
+    [ -d "$record" ] && [ ! -e "$RUNS/$(basename "$record")/result.json" ] && cp -r "$record" "$RUNS/"
+done
+train --models SIGMA --variants public_code --seeds 2020
+train --models SIGMA Mamba4Rec SASRec --seeds 2020
+train --models SIGMA Mamba4Rec SASRec --seeds 2021
+train --models SIGMA Mamba4Rec SASRec --seeds 2022
+train --models EchoMamba4Rec GRU4Rec --seeds 2020
+train --models SIGMA --variants walk1_flip walk2_two_mambas walk3_gate walk4_mix --seeds 2020
+train --models SIGMA --variants public_code --seeds 2021 2022
+train "${OTHERS[@]}"
+reports
+echo "=== $(date -u +%FT%TZ) done"
