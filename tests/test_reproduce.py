@@ -180,6 +180,17 @@ def test_seeds_table_and_significance():
     assert seeds_table({("SIGMA", "default"): []}, paper, 3) == []
 
 
+def test_the_authors_runs_are_quoted_in_the_seeds_tables_columns():
+    from benchmarks.harness.report import quoted_runs
+
+    lines = quoted_runs("amazon-beauty")
+    assert "| SIGMA, authors' notebook, cell 66 | 0.0986 | 0.0597 | 0.0478 | 0.0761 | 0.0452 | 0.0358 |" in lines
+    assert "| SIGMA public code, a user's run (issue #1) | 0.0860 | 0.0504 | 0.0396 | 0.0652 | 0.0372 | 0.0287 |" in lines
+    mamba = AUTHORS_CURVES["amazon-beauty"]["Mamba4Rec, authors' notebook, cell 68 (quoted)"]
+    assert f"| Mamba4Rec, authors' notebook, cell 68 | 0.0880 | {max(mamba):.4f} |" in "\n".join(lines)  # its curve's best
+    assert quoted_runs("ml-100k") == []
+
+
 def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
     references = AUTHORS_CURVES["amazon-beauty"]
     assert list(references) == ["SIGMA, authors' notebook, cell 66 (quoted)",

@@ -32,3 +32,14 @@ AUTHORS_CURVES = {
             0.0524),
     }
 }
+# Whole runs of the authors' code, quoted: (best valid, test) HR / NDCG / MRR@10, to set beside ours
+# (same data, split, L 50, batch 2048, seed 2020 in the notebook). The public user's run is of the
+# public code (github ziwliu8/SIGMA issue #1, 2024-12-24, an RTX 3090); the notebook's SIGMA is a
+# version that was never committed.
+AUTHORS_RUNS = {
+    "amazon-beauty": {
+        "SIGMA, authors' notebook, cell 66": ((0.0986, 0.0597, 0.0478), (0.0761, 0.0452, 0.0358)),
+        "Mamba4Rec, authors' notebook, cell 68": ((0.0880, 0.0540, 0.0436), (0.0659, 0.0410, 0.0334)),
+        "SIGMA public code, a user's run (issue #1)": ((0.0860, 0.0504, 0.0396), (0.0652, 0.0372, 0.0287)),
+    }
+}

@@ -8,7 +8,7 @@ from recbole_sigma.trainer import atomic_write
 
 from .jobs import BUILTIN, COMMON, METRICS, job_state, variant_overrides
 from .machine import now
-from .paper import AUTHORS_CURVES, PAPER
+from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from .plots import plot_curves
 from .results import load_results, valid_curves
 from .stats import fmt, grouped_means, mean_std, welch_p
@@ -144,6 +144,23 @@ def seeds_table(results, paper, n_seeds):
         if paper:
             cells.append(paper_cell(paper.get(key)))
         lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def quoted_runs(dataset):
+    """The authors' own runs of their code (AUTHORS_RUNS), quoted, in the seeds table's columns."""
+    runs = AUTHORS_RUNS.get(dataset)
+    if not runs:
+        return []
+    lines = ["## The authors' own runs (quoted, not measured here)", "",
+             "Best valid and test HR / NDCG / MRR@10 of whole runs of the authors' code on the same data and "
+             "split, quoted from their notebook (RecMamba.ipynb in github ziwliu8/SIGMA, seed 2020) and from a "
+             "public user's run of their public code (that repository's issue #1). The notebook's SIGMA was "
+             "never committed; `SIGMA (public_code)` above is the committed one.", "",
+             "| run | valid HR@10 | valid NDCG@10 | valid MRR@10 | test HR@10 | test NDCG@10 | test MRR@10 |",
+             "| --- |" + " ---: |" * 6]
+    for label, (valid, test) in runs.items():
+        lines.append(f"| {label} | " + " | ".join(f"{x:.4f}" for x in valid + test) + " |")
     return lines + [""]
 
 
@@ -294,6 +311,7 @@ def build_report(args, command, jobs, results, pending):
     lines = header(args, command, results, pending, paper)
     lines += overall_table(results, len(args.seeds), paper)
     lines += seeds_table(results, paper, len(args.seeds))
+    lines += quoted_runs(args.dataset)
     lines += significance(results)
     lines += against_the_paper(results, paper)
     lines += reading_section(args.output)
