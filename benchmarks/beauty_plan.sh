@@ -50,8 +50,8 @@ train --models SIGMA Mamba4Rec SASRec --seeds 2020
 train --models SIGMA Mamba4Rec SASRec --seeds 2021
 train --models SIGMA Mamba4Rec SASRec --seeds 2022
 train --models EchoMamba4Rec GRU4Rec --seeds 2020
-train --models SIGMA --variants walk1_flip walk2_two_mambas walk3_gate walk4_mix --seeds 2020
 train --models SIGMA --variants public_code --seeds 2021 2022
+train --models SIGMA --variants walk1_flip walk2_two_mambas walk3_gate walk4_mix --seeds 2020
 train "${OTHERS[@]}"
 reports
 echo "=== $(date -u +%FT%TZ) done"
