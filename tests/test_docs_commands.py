@@ -90,7 +90,6 @@ NOT_RUN = {
     "--ray_address=auto":
         "needs a running Ray cluster; tests/test_tuning.py::test_ray_search_of_a_recbole_model_on_a_running_cluster "
         "starts one (`ray start --head` on a free port) and searches on it",
-    "python benchmarks/reproduce.py --dataset '<dataset>' ...": "a placeholder (docs/results/README.md's table)",
     "python run_recbole_sigma.py --model=SASRec --dataset=ml-100k --params_file=my_sasrec.test --tool=ray":
         "the local Ray search of the `--tool=ray --num_samples=20` command (which runs here) with the user's own "
         "params file; tests/test_tuning.py searches RecBole's SASRec through Ray (on a cluster), and SASRec trains "

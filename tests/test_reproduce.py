@@ -237,6 +237,44 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
     assert variant_overrides("Mamba4Rec", "walk1_flip") is None
 
 
+def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_then_reports(tmp_path):
+    """benchmarks/beauty_plan.sh with a stand-in Python that records each harness call."""
+    fake, calls = tmp_path / "python", tmp_path / "calls.txt"
+    fake.write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    (records / "SIGMA-s2020").mkdir(parents=True)
+    (records / "SIGMA-s2020" / "result.json").write_text("{}")
+    env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls), RECORDS=str(records), RUNS=str(runs))
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "beauty_plan.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (runs / "SIGMA-s2020" / "result.json").read_text() == "{}"  # finished elsewhere: carried in first
+    argvs = [line.split()[1:] for line in calls.read_text().splitlines()]
+    assert all(line.split()[0] == "benchmarks/reproduce.py" for line in calls.read_text().splitlines())
+    training = [a for a in argvs if "--report-only" not in a]
+    reports = argvs[len(training):]
+    assert len(reports) == 3 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
+                                     for a in reports)
+    assert all(a[a.index("--records") + 1] == str(records) and a[a.index("--runs-dir") + 1] == str(runs)
+               for a in training)
+
+    def job_names(argv):
+        return {job["name"] for job in plan_jobs(parse_args(argv))}
+
+    trained = [job_names(a) for a in training]
+    assert trained[0] == {"SIGMA-public_code-s2020"}
+    reported = set().union(*map(job_names, reports))
+    assert set().union(*trained) <= reported  # nothing trained goes unreported
+    main = job_names(reports[0])
+    for model in ("SIGMA", "SIGMA-public_code", "Mamba4Rec", "SASRec"):  # three seeds each
+        assert {f"{model}-s{seed}" for seed in (2020, 2021, 2022)} <= set().union(*trained) & main
+    assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
+    calls.unlink()
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "beauty_plan.sh"), "report"], env=env, timeout=60)
+    assert [line.split()[1:] for line in calls.read_text().splitlines()] == reports
+
+
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
     args = parse_args(["--dataset", "ml-100k", "--models", "SIGMA", "Mamba4Rec", "--seeds", "1", "2",
                                  "--variants", "default", "no_flip", "no_gate", "no_gru", "r0", "r50",
