@@ -96,14 +96,16 @@ def test_group_metrics_of_hand_made_ranks_weight_back_to_the_overall_metric():
 
 
 # ------------------------------------------------------------------------------------ harness plan
-def test_epoch_summary_takes_the_median_time_and_recboles_first_best_epoch(tmp_path):
+def test_epoch_summary_takes_the_median_time_and_the_epoch_recbole_keeps(tmp_path):
     lines = [{"epoch": 0, "train_s": 10.0, "loss": 3.0}, {"epoch": 0, "valid_s": 1.0, "valid_score": 0.1},
              {"epoch": 1, "train_s": 90.0, "loss": 2.0}, {"epoch": 1, "valid_s": 5.0, "valid_score": 0.3},
              {"epoch": 2, "train_s": 12.0, "loss": 1.0}, {"epoch": 2, "valid_s": 2.0, "valid_score": 0.3}]
     path = tmp_path / "epochs.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert epoch_summary(read_epochs(path)) == {
-        "epochs_trained": 3, "epochs_to_best": 2, "train_s_per_epoch": 12.0, "valid_s_per_epoch": 2.0}
+        "epochs_trained": 3, "epochs_to_best": 3, "train_s_per_epoch": 12.0, "valid_s_per_epoch": 2.0}
+    from recbole.utils import early_stopping  # RecBole's own rule: an equal score is a new best, its checkpoint kept
+    assert early_stopping(0.3, 0.3, cur_step=4, max_step=10) == (0.3, 0, False, True)
 
 
 def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
@@ -211,13 +213,13 @@ def test_curves_plot_gives_a_model_one_colour_and_one_legend_entry_over_its_seed
     from benchmarks.harness.plots import draw_curves
 
     fig, ax = new_figure()
-    curves = {"SIGMA": [{0: 0.01, 1: 0.03, 2: 0.02}, {0: 0.02, 1: 0.01}], "SASRec": [{0: 0.04}]}
+    curves = {"SIGMA": [{0: 0.01, 1: 0.03, 2: 0.02}, {0: 0.02, 1: 0.01, 2: 0.02}], "SASRec": [{0: 0.04}]}
     draw_curves(ax, curves, {"authors (quoted)": (0.01, 0.02)})
     assert ax.get_legend_handles_labels()[1] == ["SIGMA", "SASRec", "authors (quoted)"]
     seed_lines = [line for line in ax.lines if len(line.get_xdata()) > 1 and line.get_linestyle() == "-"]
     assert [line.get_color() for line in seed_lines[:2]] == [seed_lines[0].get_color()] * 2
     dots = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o"]
-    assert dots == [(2, 0.03), (1, 0.02), (1, 0.04)]  # each seed's first best epoch, 1-based
+    assert dots == [(2, 0.03), (3, 0.02), (1, 0.04)]  # each seed's kept best epoch (the later of equals), 1-based
 
 
 def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_step():

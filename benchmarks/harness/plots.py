@@ -27,7 +27,7 @@ def draw_curves(ax, curves, references=None):
             epochs = sorted(scores)
             ax.plot([e + 1 for e in epochs], [scores[e] for e in epochs], linewidth=1.4, color=color,
                     alpha=1.0 if len(runs) == 1 else 0.75, label=label if seed == 0 else None)
-            best = min(epochs, key=lambda e: (-scores[e], e))  # RecBole keeps the first best
+            best = max(epochs, key=lambda e: (scores[e], e))  # RecBole keeps the last of equal bests (>=)
             ax.plot([best + 1], [scores[best]], marker="o", markersize=4, color=color)
     for (label, scores), color in zip((references or {}).items(), ("black", "dimgray", "darkgray")):
         ax.plot(range(1, len(scores) + 1), scores, linestyle="--", linewidth=1.2, color=color, label=label)

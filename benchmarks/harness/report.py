@@ -254,7 +254,8 @@ def curves_section(args, jobs):
     references = AUTHORS_CURVES.get(args.dataset)
     plot_curves(curves, png, title=f"{args.dataset}: validation during training", references=references)
     return ["## Training curves", "", "Valid NDCG@10 after each epoch, one colour a model, one line a seed "
-            "(dot: the best epoch, whose checkpoint is tested); training stops 10 validations after it."
+            "(dot: the best epoch, whose checkpoint is tested; of equal scores RecBole keeps the later); training "
+            "stops at the 11th validation in a row below it (stopping_step 10)."
             + (" Dashed: the authors' own runs (" + "; ".join(references) + "): valid NDCG@10 per "
                "epoch quoted from RecMamba.ipynb in their repository (github ziwliu8/SIGMA; dropout 0.2, "
                "seed 2020, batch 2048), not measured here." if references else ""), "",

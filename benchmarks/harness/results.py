@@ -28,7 +28,7 @@ def epoch_summary(epochs):
     trained = sorted(e for e, r in epochs.items() if "train_s" in r)
     validated = [(e, r["valid_score"]) for e, r in sorted(epochs.items()) if "valid_score" in r]
     best = max((s for _, s in validated), default=None)
-    best_epoch = min((e for e, s in validated if s == best), default=None)  # RecBole keeps the first best
+    best_epoch = max((e for e, s in validated if s == best), default=None)  # RecBole keeps the last of equal bests
     median = lambda xs: float(statistics.median(xs)) if xs else None  # noqa: E731 -- robust to a busy spell
     return {
         "epochs_trained": len(trained),
@@ -48,10 +48,14 @@ def count_attempts(train_log):
 
 def load_result(job_dir):
     """result.json with the wall time of all recorded attempts (``total_wall_s``), the number of
-    attempts that left no record (``unrecorded_attempts``) and the command that ran it (job.json's)."""
+    attempts that left no record (``unrecorded_attempts``), the command that ran it (job.json's) and
+    the epochs' summary (:func:`epoch_summary`) from epochs.jsonl."""
     result = json.loads((job_dir / "result.json").read_text())
     with contextlib.suppress(OSError, ValueError, KeyError):
         result["command"] = json.loads((job_dir / "job.json").read_text())["command"]
+    epochs = read_epochs(job_dir / "epochs.jsonl")
+    if epochs:  # today's reading of the epochs (a record written before a fix to it is read the same way)
+        result.update(epoch_summary(epochs))
     attempts = job_dir / "attempts.jsonl"
     if attempts.is_file():
         walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
