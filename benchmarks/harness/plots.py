@@ -1,6 +1,8 @@
 """The training curves figure: valid NDCG@10 per epoch of each model's seeds, beside the authors' quoted curves."""
 from recbole_sigma.grouped_eval import new_figure, save_figure
 
+from .results import kept_best_epoch
+
 
 def plot_curves(curves, path, title=None, references=None):
     """Valid NDCG@10 per epoch, one colour per model: ``curves`` is {label: [{epoch: score}, ...]},
@@ -27,7 +29,7 @@ def draw_curves(ax, curves, references=None):
             epochs = sorted(scores)
             ax.plot([e + 1 for e in epochs], [scores[e] for e in epochs], linewidth=1.4, color=color,
                     alpha=1.0 if len(runs) == 1 else 0.75, label=label if seed == 0 else None)
-            best = max(epochs, key=lambda e: (scores[e], e))  # RecBole keeps the last of equal bests (>=)
+            best = kept_best_epoch(scores)
             ax.plot([best + 1], [scores[best]], marker="o", markersize=4, color=color)
     for (label, scores), color in zip((references or {}).items(), ("black", "dimgray", "darkgray")):
         ax.plot(range(1, len(scores) + 1), scores, linestyle="--", linewidth=1.2, color=color, label=label)

@@ -10,7 +10,7 @@ from .jobs import BUILTIN, COMMON, METRICS, job_state, variant_overrides
 from .machine import now
 from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from .plots import plot_curves
-from .results import load_results, valid_curves
+from .results import load_results
 from .stats import fmt, grouped_means, mean_std, welch_p
 
 # What a variant's row is also known as (tests/test_models.py shows the equivalence).
@@ -245,9 +245,13 @@ def reading_section(output):
     return ["## Reading", "", f"Written by hand, from `{reading.name}`.", "", reading.read_text().strip(), ""]
 
 
-def curves_section(args, jobs):
+def curves_section(args, results):
     """The finished jobs' validation curves (figure ``<report>-curves.png``), with the authors' where quoted."""
-    curves = {label_of(*key): runs for key, runs in valid_curves(jobs).items()}
+    curves = {}
+    for key, rows in results.items():
+        runs = [r["valid_curve"] for r in rows if r.get("valid_curve")]
+        if runs:
+            curves[label_of(*key)] = runs
     if not curves:
         return []
     png = args.output.with_name(args.output.stem + "-curves.png")
@@ -316,7 +320,7 @@ def build_report(args, command, jobs, results, pending):
     lines += significance(results)
     lines += against_the_paper(results, paper)
     lines += reading_section(args.output)
-    lines += curves_section(args, jobs)
+    lines += curves_section(args, results)
     lines += groups_section(args, results)
     lines += jobs_table(jobs, results)
     return "\n".join(lines) + "\n"

@@ -23,12 +23,21 @@ def read_epochs(epochs_file):
     return epochs
 
 
+def valid_scores(epochs):
+    """{epoch: valid score} of the epochs that were validated."""
+    return {e: r["valid_score"] for e, r in epochs.items() if "valid_score" in r}
+
+
+def kept_best_epoch(scores):
+    """The epoch whose checkpoint RecBole keeps: the best score, the later of equal ones (its early
+    stopping counts ``>=`` as a new best); None without scores."""
+    return max(scores, key=lambda e: (scores[e], e), default=None)
+
+
 def epoch_summary(epochs):
     """Epochs trained, epochs to the best validation, median train and valid seconds per epoch."""
     trained = sorted(e for e, r in epochs.items() if "train_s" in r)
-    validated = [(e, r["valid_score"]) for e, r in sorted(epochs.items()) if "valid_score" in r]
-    best = max((s for _, s in validated), default=None)
-    best_epoch = max((e for e, s in validated if s == best), default=None)  # RecBole keeps the last of equal bests
+    best_epoch = kept_best_epoch(valid_scores(epochs))
     median = lambda xs: float(statistics.median(xs)) if xs else None  # noqa: E731 -- robust to a busy spell
     return {
         "epochs_trained": len(trained),
@@ -48,14 +57,14 @@ def count_attempts(train_log):
 
 def load_result(job_dir):
     """result.json with the wall time of all recorded attempts (``total_wall_s``), the number of
-    attempts that left no record (``unrecorded_attempts``), the command that ran it (job.json's) and
-    the epochs' summary (:func:`epoch_summary`) from epochs.jsonl."""
+    attempts that left no record (``unrecorded_attempts``), the command that ran it (job.json's),
+    the epochs' summary (:func:`epoch_summary`) and valid scores (``valid_curve``) from epochs.jsonl."""
     result = json.loads((job_dir / "result.json").read_text())
     with contextlib.suppress(OSError, ValueError, KeyError):
         result["command"] = json.loads((job_dir / "job.json").read_text())["command"]
     epochs = read_epochs(job_dir / "epochs.jsonl")
     if epochs:  # today's reading of the epochs (a record written before a fix to it is read the same way)
-        result.update(epoch_summary(epochs))
+        result.update(epoch_summary(epochs), valid_curve=valid_scores(epochs))
     attempts = job_dir / "attempts.jsonl"
     if attempts.is_file():
         walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
@@ -76,22 +85,8 @@ def load_results(jobs):
     return results, pending
 
 
-def valid_curves(jobs):
-    """{(model, variant): [{epoch: valid score}, ...]}, one dict per finished job that recorded any,
-    in plan order."""
-    curves = {}
-    for job in jobs:
-        if (job["dir"] / "result.json").is_file():
-            scores = {e: r["valid_score"] for e, r in read_epochs(job["dir"] / "epochs.jsonl").items()
-                      if "valid_score" in r}
-            if scores:
-                curves.setdefault(job["key"], []).append(scores)
-    return curves
-
-
 def save_records(jobs, folder):
-    """Copy each finished job's RECORD_FILES to ``folder/<job name>/``; the names of the jobs copied."""
-    saved = []
+    """Copy each finished job's RECORD_FILES to ``folder/<job name>/``."""
     for job in jobs:
         if not (job["dir"] / "result.json").is_file() or (folder / job["name"]).resolve() == job["dir"].resolve():
             continue
@@ -99,5 +94,3 @@ def save_records(jobs, folder):
         for name in RECORD_FILES:
             if (job["dir"] / name).is_file():
                 shutil.copy2(job["dir"] / name, folder / job["name"] / name)
-        saved.append(job["name"])
-    return saved
