@@ -18,7 +18,8 @@ PYTHON=${PYTHON:-python}
 DATA=${DATA:-../shared/datasets}
 RUNS=${RUNS:-../runs/amazon-beauty}
 RECORDS=${RECORDS:-docs/results/runs/amazon-beauty}
-MAIN=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec --variants default public_code --seeds 2020 2021 2022)
+MAIN=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec --variants default public_code --seeds 2020 2021 2022
+      --one-seed EchoMamba4Rec GRU4Rec)
 WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_gate walk4_mix default --seeds 2020)
 OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
 

@@ -164,12 +164,14 @@ def test_seeds_table_and_significance():
         ("GRU4Rec", "default"): _runs([0.03]),
         ("EchoMamba4Rec", "default"): [],
     }
-    table = seeds_table(results, paper, 3)
+    planned = dict.fromkeys(results, 3) | {("SIGMA", "public_code"): 1, ("GRU4Rec", "default"): 1}
+    table = seeds_table(results, paper, planned)
     assert "paper HR / NDCG / MRR @10 (validation numbers)" in table[4]
     assert "| valid HR@10 | valid NDCG@10 | valid MRR@10 | test HR@10 | test NDCG@10 | test MRR@10 |" in table[4]
     assert ("| SIGMA | 3/3 | 0.1600 ± 0.0000 | 0.1047 ± 0.0050 | 0.0523 ± 0.0025 | 0.0800 ± 0.0000 | "
             "0.0523 ± 0.0025 | 0.0262 ± 0.0013 | 0.0986 / 0.0604 / 0.0488 |") in table
-    assert "| SIGMA (public_code) | 1/3 | 0.1600 | 0.0940 | 0.0470 | 0.0800 | 0.0470 | 0.0235 | - |" in table
+    assert "| SIGMA (public_code) | 1/1 | 0.1600 | 0.0940 | 0.0470 | 0.0800 | 0.0470 | 0.0235 | - |" in table
+    assert any(line.startswith("| GRU4Rec | 1/1 |") for line in table)
     assert not any("EchoMamba4Rec" in line for line in table)
     lines = significance(results)
     assert "| model | vs Mamba4Rec | vs SASRec |" in lines  # the multi-seed baselines only
@@ -179,7 +181,7 @@ def test_seeds_table_and_significance():
     assert f"| SIGMA | {p:.3f} | {q:.3f} |" in lines
     assert not any(line.startswith("| SIGMA (public_code)") for line in lines)  # one seed
     assert significance({("SIGMA", "default"): _runs([0.05, 0.06]), ("SASRec", "default"): _runs([0.04])}) == []
-    assert seeds_table({("SIGMA", "default"): []}, paper, 3) == []
+    assert seeds_table({("SIGMA", "default"): []}, paper, {("SIGMA", "default"): 3}) == []
 
 
 def test_the_authors_runs_are_quoted_in_the_seeds_tables_columns():
@@ -267,7 +269,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     trained = [job_names(a) for a in training]
     assert trained[0] == {"SIGMA-public_code-s2020"}
     reported = set().union(*map(job_names, reports))
-    assert set().union(*trained) <= reported  # nothing trained goes unreported
+    assert set().union(*trained) == reported  # nothing trained goes unreported, nothing unplanned is pending
     main = job_names(reports[0])
     for model in ("SIGMA", "SIGMA-public_code", "Mamba4Rec", "SASRec"):  # three seeds each
         assert {f"{model}-s{seed}" for seed in (2020, 2021, 2022)} <= set().union(*trained) & main
@@ -300,6 +302,11 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
         assert cfg["valid_metric"] == "NDCG@10" and cfg["stopping_step"] == 10 and cfg["epochs"] == 3
         assert cfg["eval_args"] == LOO and cfg["train_neg_sample_args"] is None
         assert Path(cfg["checkpoint_dir"]).parent.parent == tmp_path
+    once = plan_jobs(parse_args(["--models", "SIGMA", "GRU4Rec", "--seeds", "7", "8", "--one-seed", "GRU4Rec",
+                                 "--runs-dir", str(tmp_path)]))
+    assert [j["name"] for j in once] == ["SIGMA-s7", "GRU4Rec-s7", "SIGMA-s8"]  # the first seed only
+    with pytest.raises(SystemExit, match="--one-seed names SASRec, not among --models"):
+        plan_jobs(parse_args(["--models", "SIGMA", "--one-seed", "SASRec"]))
     builtin = plan_jobs(parse_args(["--models", "SASRec", "--runs-dir", str(tmp_path)]))[0]
     assert builtin["config"]["loss_type"] == "CE" and builtin["config"]["hidden_size"] == 64
     with pytest.raises(SystemExit, match="unknown variant"):

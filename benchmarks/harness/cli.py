@@ -19,6 +19,8 @@ def parser():
                    help="folder that holds <dataset>/ (default: dataset/)")
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     p.add_argument("--seeds", nargs="+", type=int, default=[2020])
+    p.add_argument("--one-seed", nargs="+", default=[], metavar="MODEL",
+                   help="models that run the first of --seeds only (e.g. the baselines a report shows once)")
     p.add_argument("--variants", nargs="+", default=["default"],
                    help=f"{', '.join(VARIANTS)} or r<N> (SIGMA flip_remain = N); non-default ones apply to SIGMA")
     p.add_argument("--set", nargs="+", action="append", default=[], metavar="KEY=VALUE",

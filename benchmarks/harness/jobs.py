@@ -128,9 +128,14 @@ def plan_jobs(args):
     """[(key=(model, variant), seed, name, dir, config)], seeds outermost (a complete table sooner)."""
     check_models(args.models)
     pairs = model_variants(args.models, args.variants)
+    stray = sorted(set(args.one_seed) - set(args.models))
+    if stray:
+        raise SystemExit(f"error: --one-seed names {', '.join(stray)}, not among --models")
     jobs = []
     for seed in args.seeds:
         for model, variant in pairs:
+            if model in args.one_seed and seed != args.seeds[0]:
+                continue
             name = job_name(model, variant, seed)
             job_dir = args.runs_dir / name
             jobs.append({

@@ -2,6 +2,7 @@
 the overall and seeds tables, significance, the comparison with the paper, the training curves, the
 grouped users and the jobs, with the figures next to it."""
 import json
+from collections import Counter
 from pathlib import Path
 
 from recbole_sigma.trainer import atomic_write
@@ -81,7 +82,7 @@ def header(args, command, results, pending, paper):
 
 
 def overall_row(key, rows, n_seeds, paper):
-    cells = [label_of(*key), f"{len(rows)}/{n_seeds}"]
+    cells = [label_of(*key), f"{len(rows)}/{n_seeds[key]}"]
     cells += [fmt([r["test"].get(m) for r in rows]) for m in METRICS]
     cells.append(fmt([r["best_valid"].get("ndcg@10") for r in rows]))
     cells.append(fmt([r["epochs_to_best"] for r in rows], 1))
@@ -139,7 +140,7 @@ def seeds_table(results, paper, n_seeds):
                 "ones." if paper else ""), "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for key, runs in rows.items():
-        cells = [label_of(*key), f"{len(runs)}/{n_seeds}"]
+        cells = [label_of(*key), f"{len(runs)}/{n_seeds[key]}"]
         cells += [fmt([r[split].get(m) for r in runs]) for split in ("best_valid", "test") for m in METRICS]
         if paper:
             cells.append(paper_cell(paper.get(key)))
@@ -314,8 +315,9 @@ def jobs_table(jobs, results):
 def build_report(args, command, jobs, results, pending):
     paper = PAPER.get(args.dataset, {})
     lines = header(args, command, results, pending, paper)
-    lines += overall_table(results, len(args.seeds), paper)
-    lines += seeds_table(results, paper, len(args.seeds))
+    n_seeds = Counter(job["key"] for job in jobs)  # planned seeds of each (model, variant)
+    lines += overall_table(results, n_seeds, paper)
+    lines += seeds_table(results, paper, n_seeds)
     lines += quoted_runs(args.dataset)
     lines += significance(results)
     lines += against_the_paper(results, paper)
