@@ -16,7 +16,7 @@ import torch.distributed as dist
 import yaml
 
 from recbole_sigma._recbole.checkpoints import load_checkpoint
-from recbole_sigma.config import build_config, properties_dir, resolve_model
+from recbole_sigma.config import build_config, check_config_file, properties_dir, resolve_model
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
 def check_dataset_available(config):
@@ -243,10 +243,9 @@ def add_model_defaults(config):
     path = properties_dir() / "model" / f"{config['model']}.yaml"
     if not path.is_file():
         return
-    with open(path, encoding="utf-8") as f:
-        for key, value in (yaml.safe_load(f) or {}).items():
-            if config[key] is None:
-                config[key] = value
+    for key, value in check_config_file(path).items():
+        if config[key] is None:
+            config[key] = value
 
 
 def metrics_line(metrics):

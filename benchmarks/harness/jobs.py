@@ -73,14 +73,12 @@ def yaml_defaults(model, dataset, extra_files=()):
     """What our YAML files (model, then dataset) and ``--config_files`` set for a job,
     merged in RecBole's order: recorded in job.json, so that a finished job whose YAML defaults
     changed since is not taken for a run of today's defaults."""
-    import yaml
-
     import recbole_sigma
+    from recbole_sigma.config import check_config_file
 
     merged = {}
     for path in recbole_sigma.config_files(model, dataset) + list(extra_files):
-        with open(path) as f:
-            merged.update(yaml.safe_load(f) or {})
+        merged.update(check_config_file(path))
     return json.loads(json.dumps(merged))
 
 
