@@ -258,7 +258,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert all(line.split()[0] == "benchmarks/reproduce.py" for line in calls.read_text().splitlines())
     training = [a for a in argvs if "--report-only" not in a]
     reports = argvs[len(training):]
-    assert len(reports) == 3 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
+    assert len(reports) == 4 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
                                      for a in reports)
     assert all(a[a.index("--records") + 1] == str(records) and a[a.index("--runs-dir") + 1] == str(runs)
                for a in training)
@@ -274,6 +274,8 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     for model in ("SIGMA", "SIGMA-public_code", "Mamba4Rec", "SASRec"):  # three seeds each
         assert {f"{model}-s{seed}" for seed in (2020, 2021, 2022)} <= set().union(*trained) & main
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
+    assert {"SIGMA-s2020", "SIGMA-dropout04-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
+    assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     calls.unlink()
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "beauty_plan.sh"), "report"], env=env, timeout=60)
     assert [line.split()[1:] for line in calls.read_text().splitlines()] == reports
