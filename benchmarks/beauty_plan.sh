@@ -53,9 +53,10 @@ train --models SIGMA --variants public_code --seeds 2020
 train --models SIGMA Mamba4Rec SASRec --seeds 2020
 train --models SIGMA Mamba4Rec SASRec --seeds 2021
 train --models SIGMA Mamba4Rec SASRec --seeds 2022
+# the one SIGMA variant with a chance at Mamba4Rec's level: it decides the recommended preset
+train --models SIGMA --variants dropout04 --seeds 2020
 train --models EchoMamba4Rec GRU4Rec --seeds 2020
 train --models SIGMA --variants public_code --seeds 2021 2022
-train --models SIGMA --variants dropout04 --seeds 2020
 train --models SIGMA --variants walk1_flip walk2_two_mambas walk3_gate walk4_mix --seeds 2020
 train "${OTHERS[@]}"
 train --models SIGMA --variants no_flip no_gate no_gru --seeds 2020
