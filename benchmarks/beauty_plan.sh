@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every training behind docs/results/amazon-beauty*.md, one job at a time, in the order that
-# completes the tables soonest; then the reports, rebuilt from the committed job records.
+# Every training behind docs/results/amazon-beauty*.md, one job at a time: the main table's seeds
+# first, then the run that decides SIGMA's recommended preset, then the rest of the tables; then
+# the reports, rebuilt from the committed job records.
 #
 #   nohup setsid bash benchmarks/beauty_plan.sh > ../runs/beauty_plan.out 2>&1 &   # train, then report
 #   bash benchmarks/beauty_plan.sh report                                           # the reports only
