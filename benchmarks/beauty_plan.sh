@@ -55,7 +55,7 @@ train --models SIGMA --variants public_code --seeds 2020
 train --models SIGMA Mamba4Rec SASRec --seeds 2020
 train --models SIGMA Mamba4Rec SASRec --seeds 2021
 train --models SIGMA Mamba4Rec SASRec --seeds 2022
-# the one SIGMA variant with a chance at Mamba4Rec's level (measured: +7 %, still below Mamba4Rec)
+# the one SIGMA variant with a chance at Mamba4Rec's level
 train --models SIGMA --variants dropout04 --seeds 2020
 train --models EchoMamba4Rec GRU4Rec --seeds 2020
 train --models SIGMA --variants public_code --seeds 2021 2022
