@@ -238,6 +238,8 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
         changed = [key for key in head if after[key] != before[key]]
         assert len(changed) == 1 and after[changed[0]] == paper[changed[0]], changed
     assert [key for key in head if steps[-1][key] != paper[key]] == ["gru_bias"]
+    # every step at the dropout of the authors' runs, as public_code: the walk changes the model alone
+    assert {step["dropout_prob"] for step in steps[1:]} == {variant_overrides("SIGMA", "public_code")["dropout_prob"]} == {0.2}
     assert variant_overrides("Mamba4Rec", "walk1_flip") is None
 
 
@@ -296,7 +298,7 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
     assert variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
     assert variant_overrides("Mamba4Rec", "dropout04") is None
-    assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code"}
+    assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code", "dropout_prob": 0.2}
     assert variant_overrides("SIGMA", "public_gate_mix")["mix_weights"] == "frozen_softmax"
     assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
     assert "use_partial_flip" not in config["SIGMA-s1"] and config["SIGMA-s2"]["seed"] == 2
@@ -355,6 +357,26 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     moved = dict(mamba, config={**mamba["config"], "data_path": "/elsewhere", "checkpoint_dir": "/elsewhere/c"})
     assert config_mismatch(moved) == []
     assert config_mismatch(dict(mamba, config={**mamba["config"], "seed": 1})) == ["seed"]
+
+
+def test_dropout_auto_matches_the_number_the_model_resolves_it_to_on_the_jobs_data(tmp_path):
+    """ml-100k is dense (over 50 training interactions a user): Mamba4Rec's 'auto' is 0.2 there."""
+    args = parse_args(["--dataset", "ml-100k", "--models", "Mamba4Rec", "--runs-dir", str(tmp_path)])
+    (auto,) = plan_jobs(args)
+    assert auto["yaml_defaults"]["dropout_prob"] == "auto"
+    explicit = {p: dict(auto, config={**auto["config"], "dropout_prob": p}) for p in (0.2, 0.4)}
+    auto["dir"].mkdir(parents=True)
+
+    def store(job):
+        (job["dir"] / "job.json").write_text(json.dumps({"config": job["config"], "yaml_defaults": job["yaml_defaults"]}))
+
+    store(explicit[0.2])  # a job run with 0.2 given; the YAML now says 'auto', which gives 0.2 here
+    assert config_mismatch(auto) == []
+    store(explicit[0.4])
+    assert config_mismatch(auto) == ["dropout_prob"]
+    store(auto)  # and the other way round: a job run under 'auto', now given a number
+    assert config_mismatch(explicit[0.2]) == []
+    assert config_mismatch(explicit[0.4]) == ["dropout_prob"]
 
 
 # ------------------------------------------------------------------------------------ end to end

@@ -33,14 +33,16 @@ VARIANTS = {
     # them from the raw values instead) on the paper's flip, two Mambas and GRU.
     "two_mamba": (("SIGMA",), {"use_partial_flip": False, "use_ds_gate": False, "use_fe_gru": False}),
     "public_gate_mix": (("SIGMA",), {"gate_mode": "public_code", "mix_weights": "frozen_softmax"}),
-    # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py).
-    "public_code": (("SIGMA",), {"sigma_variant": "public_code"}),
+    # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py), at the
+    # dropout of their Beauty runs (RecMamba.ipynb), whatever SIGMA's default.
+    "public_code": (("SIGMA",), {"sigma_variant": "public_code", "dropout_prob": 0.2}),
 }
 # From the public code's SIGMA to the paper's, one change at a time, each step keeping those before
 # it (which step loses?): the paper's length-aware flip, two Mamba blocks, the paper's DS gate, the
-# paper's mixing scalars; walk4_mix differs from the paper's SIGMA only in the GRU's biases.
+# paper's mixing scalars; walk4_mix differs from the paper's SIGMA at the authors' dropout 0.2 only in
+# the GRU's biases.
 _PUBLIC_CODE_BLOCK = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code",
-                      "mix_weights": "public_code", "gru_bias": False}
+                      "mix_weights": "public_code", "gru_bias": False, "dropout_prob": 0.2}
 _WALK_STEPS = (("walk1_flip", {"flip_mode": "length_aware"}), ("walk2_two_mambas", {"share_mamba": False}),
                ("walk3_gate", {"gate_mode": "paper"}), ("walk4_mix", {"mix_weights": "trainable"}))
 _step = dict(_PUBLIC_CODE_BLOCK)
@@ -138,7 +140,7 @@ def plan_jobs(args):
             job_dir = args.runs_dir / name
             jobs.append({
                 "key": (model, variant), "model": model, "variant": variant, "seed": seed, "name": name,
-                "dir": job_dir, "config": job_config(model, variant, seed, args, job_dir),
+                "dataset": args.dataset, "dir": job_dir, "config": job_config(model, variant, seed, args, job_dir),
                 "yaml_defaults": yaml_defaults(model, args.dataset, args.config_files),
             })
     return jobs
@@ -166,14 +168,41 @@ def config_mismatch(job):
     """Keys whose effective value differs between the stored job.json and this invocation.
 
     Compared are the effective settings, not how they were given: a job run with
-    ``dropout_prob: 0.4`` as a variant override matches one where the YAML now says 0.4."""
+    ``dropout_prob: 0.4`` as a variant override matches one where the YAML now says 0.4, or says
+    'auto' and the rule gives 0.4 on this job's data (:func:`resolved_dropout`)."""
     try:
         stored = json.loads((job["dir"] / "job.json").read_text())
     except (OSError, ValueError):
         return []
     old = effective_config(stored.get("config", {}), stored.get("yaml_defaults"))
     new = effective_config(job["config"], job["yaml_defaults"])
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    mismatch = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if "dropout_prob" in mismatch and "auto" in (old.get("dropout_prob"), new.get("dropout_prob")):
+        auto, number = (old, new) if old.get("dropout_prob") == "auto" else (new, old)
+        paths = {k: job["config"][k] for k in PATH_KEYS if k in job["config"]}  # the data as it is here
+        if resolved_dropout(job["model"], job["dataset"], {**auto, **paths}) == number.get("dropout_prob"):
+            mismatch.remove("dropout_prob")
+    return mismatch
+
+
+_RESOLVED = {}
+
+
+def resolved_dropout(model, dataset, settings):
+    """The number ``dropout_prob: 'auto'`` becomes for a model trained with ``settings`` (YAML
+    defaults and config merged): the model's own per-domain rule on the training split it would
+    get, so the data is loaded and split as training does (a few seconds on Beauty; kept)."""
+    key = (model, dataset, json.dumps(settings, sort_keys=True))
+    if key not in _RESOLVED:
+        from recbole.data import create_dataset
+
+        from recbole_sigma.config import build_config
+        from recbole_sigma.model.base import domain_dropout
+
+        config = build_config(model, dataset, config_dict=settings)
+        train_split = create_dataset(config).build()[0]  # what data_preparation hands the model
+        _RESOLVED[key] = domain_dropout("auto", train_split)
+    return _RESOLVED[key]
 
 
 def refuse_changed_jobs(jobs, rerun):
