@@ -278,6 +278,8 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
+    assert {"EchoMamba4Rec-s2020", "EchoMamba4Rec-dropout04-s2020"} <= main  # ECHO at both dropouts, one seed
+    assert not {"EchoMamba4Rec-dropout04-s2021", "EchoMamba4Rec-dropout04-s2022"} & main
     calls.unlink()
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "beauty_plan.sh"), "report"], env=env, timeout=60)
     assert [line.split()[1:] for line in calls.read_text().splitlines()] == reports
@@ -297,7 +299,8 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert config["SIGMA-no_gate-s1"]["use_ds_gate"] is False
     assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
     assert variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
-    assert variant_overrides("Mamba4Rec", "dropout04") is None
+    assert variant_overrides("Mamba4Rec", "dropout04") is None  # its default is the paper's per-domain rule
+    assert variant_overrides("EchoMamba4Rec", "dropout04") == {"dropout_prob": 0.4}
     assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code", "dropout_prob": 0.2}
     assert variant_overrides("SIGMA", "public_gate_mix")["mix_weights"] == "frozen_softmax"
     assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
