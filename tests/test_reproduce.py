@@ -382,6 +382,18 @@ def test_dropout_auto_matches_the_number_the_model_resolves_it_to_on_the_jobs_da
     assert config_mismatch(explicit[0.4]) == ["dropout_prob"]
 
 
+def test_dropout_auto_against_a_number_without_the_data_is_a_one_line_error(tmp_path):
+    args = parse_args(["--dataset", "no-such-data", "--data_path", str(tmp_path), "--models", "Mamba4Rec",
+                       "--runs-dir", str(tmp_path / "runs")])
+    (auto,) = plan_jobs(args)
+    auto["dir"].mkdir(parents=True)
+    (auto["dir"] / "job.json").write_text(json.dumps({"config": {**auto["config"], "dropout_prob": 0.4},
+                                                      "yaml_defaults": auto["yaml_defaults"]}))
+    with pytest.raises(SystemExit, match="error: Mamba4Rec-s2020: comparing its dropout_prob 0.4 with 'auto' "
+                                         "needs its data: dataset 'no-such-data' not found at data_path"):
+        config_mismatch(auto)
+
+
 # ------------------------------------------------------------------------------------ end to end
 def run_harness(*extra, runs, output):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))

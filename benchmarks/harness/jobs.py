@@ -180,8 +180,15 @@ def config_mismatch(job):
     mismatch = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if "dropout_prob" in mismatch and "auto" in (old.get("dropout_prob"), new.get("dropout_prob")):
         auto, number = (old, new) if old.get("dropout_prob") == "auto" else (new, old)
+        from recbole_sigma.errors import RecBoleSigmaError
+
         paths = {k: job["config"][k] for k in PATH_KEYS if k in job["config"]}  # the data as it is here
-        if resolved_dropout(job["model"], job["dataset"], {**auto, **paths}) == number.get("dropout_prob"):
+        try:
+            resolved = resolved_dropout(job["model"], job["dataset"], {**auto, **paths})
+        except RecBoleSigmaError as e:
+            raise SystemExit(f"error: {job['name']}: comparing its dropout_prob {number.get('dropout_prob')!r} "
+                             f"with 'auto' needs its data: {e}") from None
+        if resolved == number.get("dropout_prob"):
             mismatch.remove("dropout_prob")
     return mismatch
 
@@ -199,8 +206,10 @@ def resolved_dropout(model, dataset, settings):
 
         from recbole_sigma.config import build_config
         from recbole_sigma.model.base import domain_dropout
+        from recbole_sigma.pipeline import check_dataset_available
 
         config = build_config(model, dataset, config_dict=settings)
+        check_dataset_available(config)  # not RecBole's download attempt
         train_split = create_dataset(config).build()[0]  # what data_preparation hands the model
         _RESOLVED[key] = domain_dropout("auto", train_split)
     return _RESOLVED[key]
