@@ -20,7 +20,7 @@ from benchmarks.harness.cli import parse_args
 from benchmarks.harness.jobs import config_mismatch, plan_jobs, variant_overrides
 from benchmarks.harness.paper import AUTHORS_CURVES, PAPER
 from benchmarks.harness.plots import plot_curves
-from benchmarks.harness.report import against_the_paper, seeds_table, significance
+from benchmarks.harness.report import against_the_paper, seeds_table, significance, variant_lines
 from benchmarks.harness.results import epoch_summary, read_epochs
 from benchmarks.harness.runner import REPRODUCE_SCRIPT as SCRIPT, record_lost_attempt, wait_with_heartbeat
 from benchmarks.harness.stats import welch_p
@@ -134,6 +134,15 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
 def _runs(ndcgs, hit=0.08):
     return [{"test": {"hit@10": hit, "ndcg@10": x, "mrr@10": x / 2},
              "best_valid": {"hit@10": 2 * hit, "ndcg@10": 2 * x, "mrr@10": x}} for x in ndcgs]
+
+
+def test_each_variant_is_listed_once_with_the_models_it_ran_and_its_overrides():
+    keys = [("SIGMA", "default"), ("SIGMA", "dropout04"), ("EchoMamba4Rec", "dropout04"), ("SIGMA", "r0"),
+            ("Mamba4Rec", "default")]
+    assert variant_lines(keys) == [
+        '- variant `dropout04` (SIGMA, EchoMamba4Rec): `{"dropout_prob": 0.4}`',
+        '- variant `r0` (SIGMA): `{"flip_remain": 0}`',
+    ]
 
 
 def test_welch_p_is_the_one_sided_welch_test():

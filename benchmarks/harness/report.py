@@ -75,10 +75,16 @@ def header(args, command, results, pending, paper):
     lines.append("- model classes: " + ", ".join(f"{m} `{module}`" for m, module in modules.items())
                  + ("; `recbole_sigma.model.sasrec` is RecBole's SASRec with a length-bucketed forward "
                     "(same outputs)" if "recbole_sigma.model.sasrec" in modules.values() else ""))
-    for variant in sorted({v for _, v in results}):
-        if variant != "default":
-            lines.append(f"- variant `{variant}`: `{json.dumps(variant_overrides('SIGMA', variant))}`")
-    return lines + [""]
+    return lines + variant_lines(results) + [""]
+
+
+def variant_lines(keys):
+    """One line per variant among the (model, variant) ``keys``: the models it ran and its overrides."""
+    lines = []
+    for variant in sorted({v for _, v in keys} - {"default"}):
+        models = [m for m, v in keys if v == variant]
+        lines.append(f"- variant `{variant}` ({', '.join(models)}): `{json.dumps(variant_overrides(models[0], variant))}`")
+    return lines
 
 
 def overall_row(key, rows, n_seeds, paper):
