@@ -248,7 +248,8 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
         assert len(changed) == 1 and after[changed[0]] == paper[changed[0]], changed
     assert [key for key in head if steps[-1][key] != paper[key]] == ["gru_bias"]
     # every step at the dropout of the authors' runs, as public_code: the walk changes the model alone
-    assert {step["dropout_prob"] for step in steps[1:]} == {variant_overrides("SIGMA", "public_code")["dropout_prob"]} == {0.2}
+    authors_dropout = variant_overrides("SIGMA", "public_code")["dropout_prob"]
+    assert authors_dropout == 0.2 and {step["dropout_prob"] for step in steps[1:]} == {authors_dropout}
     assert variant_overrides("Mamba4Rec", "walk1_flip") is None
 
 
@@ -380,7 +381,8 @@ def test_dropout_auto_matches_the_number_the_model_resolves_it_to_on_the_jobs_da
     auto["dir"].mkdir(parents=True)
 
     def store(job):
-        (job["dir"] / "job.json").write_text(json.dumps({"config": job["config"], "yaml_defaults": job["yaml_defaults"]}))
+        spec = {"config": job["config"], "yaml_defaults": job["yaml_defaults"]}
+        (job["dir"] / "job.json").write_text(json.dumps(spec))
 
     store(explicit[0.2])  # a job run with 0.2 given; the YAML now says 'auto', which gives 0.2 here
     assert config_mismatch(auto) == []

@@ -83,7 +83,8 @@ def variant_lines(keys):
     lines = []
     for variant in sorted({v for _, v in keys} - {"default"}):
         models = [m for m, v in keys if v == variant]
-        lines.append(f"- variant `{variant}` ({', '.join(models)}): `{json.dumps(variant_overrides(models[0], variant))}`")
+        overrides = json.dumps(variant_overrides(models[0], variant))
+        lines.append(f"- variant `{variant}` ({', '.join(models)}): `{overrides}`")
     return lines
 
 
