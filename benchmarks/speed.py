@@ -92,19 +92,12 @@ def timed_batches(model, optimizer, batches, n):
     return sum(times) / len(times)
 
 
-class FakeDataset:
-    def __init__(self, n_items):
-        self.n_items = n_items
-
-    def num(self, field):
-        return self.n_items
-
-
 def child_synthetic(args, model):
     """Train steps (forward, backward, Adam) on random sequences of full length L."""
     import torch
     from recbole.data.interaction import Interaction
     import recbole_sigma
+    from recbole_sigma.gpu_check import FakeDataset  # Amazon's interactions per user, for dropout 'auto'
 
     config = model_config(args, model)
     torch.manual_seed(0)

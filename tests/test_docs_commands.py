@@ -78,9 +78,10 @@ TRAIN_SUFFIX = [f"--{k}={v}" for k, v in SLICE.items()]
 SEARCH_SUFFIX = {"hyperopt": ["--max_evals=1"], "ray": ["--num_samples=1"]}  # one trial: the search path end to end
 HARNESS_SUFFIX = ["--seeds", "2020", "--set", *(f"{k}={v}" for k, v in SLICE.items())]
 BENCH_SUFFIX = {
-    # one model, tiny batches, one timed batch or step; one run per mode (dataset / --synthetic), see plan()
-    "speed.py": ["--models", "SIGMA", "--batch=64", "--eval_batch=64", "--max_batches=1", "--n_items=200",
-                 "--steps=1"],
+    # SIGMA, and Mamba4Rec for its dropout 'auto' (read off the data, or the synthetic mode's fake sizes);
+    # tiny batches, one timed batch or step; one run per mode (dataset / --synthetic), see plan()
+    "speed.py": ["--models", "SIGMA", "Mamba4Rec", "--batch=64", "--eval_batch=64", "--max_batches=1",
+                 "--n_items=200", "--steps=1"],
     # our fused kernel alone (the reference and the fallback are PyTorch, timed by tests elsewhere), tiny sizes
     "scan_micro.py": ["--methods", "fused", "--batch=8", "--lengths", "16", "--repeat=1"],
 }
@@ -413,7 +414,8 @@ def check_gpu_check(words):
 
 
 def check_table(proc, ws):
-    assert re.search(r"^\| SIGMA \| \d+\.\d\d \| ", proc.stdout, re.M), proc.stdout[-2000:]
+    for model in ("SIGMA", "Mamba4Rec"):
+        assert re.search(rf"^\| {model} \| \d+\.\d\d \| ", proc.stdout, re.M), proc.stdout[-2000:]
 
 
 def check_scan(proc, ws):
