@@ -110,7 +110,7 @@ def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
                 handler.setLevel(logging.WARNING)
     logger = logging.getLogger()
     logger.info(config)
-    train_data, valid_data, test_data = _load_splits(config)
+    train_data, valid_data, test_data = load_splits(config)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = resolve_model(model)(config, train_data._dataset).to(config["device"])
@@ -123,9 +123,10 @@ def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
     return result
 
 
-def _load_splits(config):
+def load_splits(config):
     """The dataset checked and loaded, then split: (train, valid, test) dataloaders, or a one-line
-    error for a missing dataset, a bad atomic file, no interactions, or an empty split."""
+    error for a missing dataset, a bad atomic file, no interactions, or an empty split. The model
+    is built on ``train._dataset``."""
     from recbole.data import create_dataset
 
     from recbole_sigma.config_checks import check_dataset_config

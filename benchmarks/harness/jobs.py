@@ -199,19 +199,15 @@ _RESOLVED = {}
 def resolved_dropout(model, dataset, settings):
     """The number ``dropout_prob: 'auto'`` becomes for a model trained with ``settings`` (YAML
     defaults and config merged): the model's own per-domain rule on the training split it would
-    get, so the data is loaded and split as training does (a few seconds on Beauty; kept)."""
+    get, so the data is loaded and split by training's own path (a few seconds on Beauty; kept)."""
     key = (model, dataset, json.dumps(settings, sort_keys=True))
     if key not in _RESOLVED:
-        from recbole.data import create_dataset
-
         from recbole_sigma.config import build_config
         from recbole_sigma.model.base import domain_dropout
-        from recbole_sigma.pipeline import check_dataset_available
+        from recbole_sigma.pipeline import load_splits
 
-        config = build_config(model, dataset, config_dict=settings)
-        check_dataset_available(config)  # not RecBole's download attempt
-        train_split = create_dataset(config).build()[0]  # what data_preparation hands the model
-        _RESOLVED[key] = domain_dropout("auto", train_split)
+        train_data, _, _ = load_splits(build_config(model, dataset, config_dict=settings))
+        _RESOLVED[key] = domain_dropout("auto", train_data._dataset)  # what run builds the model on
     return _RESOLVED[key]
 
 
