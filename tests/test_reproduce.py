@@ -372,8 +372,10 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     assert config_mismatch(dict(mamba, config={**mamba["config"], "seed": 1})) == ["seed"]
 
 
-def test_dropout_auto_matches_the_number_the_model_resolves_it_to_on_the_jobs_data(tmp_path):
+def test_dropout_auto_matches_the_number_the_model_resolves_it_to_on_the_jobs_data(tmp_path, monkeypatch):
     """ml-100k is dense (over 50 training interactions a user): Mamba4Rec's 'auto' is 0.2 there."""
+    # this process's flags are not the job's settings (RecBole's Config would read this one: no users left)
+    monkeypatch.setattr(sys, "argv", [sys.argv[0], "--user_inter_num_interval=[100000,inf)"])
     args = parse_args(["--dataset", "ml-100k", "--models", "Mamba4Rec", "--runs-dir", str(tmp_path)])
     (auto,) = plan_jobs(args)
     assert auto["yaml_defaults"]["dropout_prob"] == "auto"

@@ -202,11 +202,14 @@ def resolved_dropout(model, dataset, settings):
     get, so the data is loaded and split by training's own path (a few seconds on Beauty; kept)."""
     key = (model, dataset, json.dumps(settings, sort_keys=True))
     if key not in _RESOLVED:
+        from recbole_sigma._recbole.process_state import plain_argv
         from recbole_sigma.config import build_config
         from recbole_sigma.model.base import domain_dropout
         from recbole_sigma.pipeline import load_splits
 
-        train_data, _, _ = load_splits(build_config(model, dataset, config_dict=settings))
+        with plain_argv():  # the job's settings alone: RecBole's Config also reads this process's --key=value
+            config = build_config(model, dataset, config_dict=settings)
+        train_data, _, _ = load_splits(config)
         _RESOLVED[key] = domain_dropout("auto", train_data._dataset)  # what run builds the model on
     return _RESOLVED[key]
 
