@@ -12,7 +12,7 @@
 # --records), and that folder is copied into $RUNS first, so jobs finished on another machine are
 # skipped here. Run it again
 # after a stop: finished jobs are skipped, an interrupted one resumes from its last epoch.
-# About 26 hours on 2 CPU cores (SIGMA 60-100 s an epoch, Mamba4Rec ~30 s, SASRec 30-50 s, as busy
+# About 30 hours on 2 CPU cores (SIGMA 60-100 s an epoch, Mamba4Rec ~30 s, SASRec 30-50 s, as busy
 # as the machine is; SIGMA at dropout 0.4 trains about 105 epochs, 2-3 h).
 set -uo pipefail
 cd "$(dirname "$0")/.."
