@@ -127,8 +127,22 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
     results[("SIGMA", "no_gru")] = [{"test": {"hit@10": 0.04, "ndcg@10": 0.0151, "mrr@10": 0.02}}]
     results[("SIGMA", "r0")] = [{"test": {"hit@10": 0.04, "ndcg@10": 0.0332, "mrr@10": 0.02}}]
     lines = against_the_paper(results, paper)
-    assert "| SIGMA (no_gru) | -50.0 % | -22.2 % |" in lines  # paper: 0.0470 / 0.0604 - 1
-    assert "| SIGMA (r0) | +9.9 % | - |" in lines  # not in the paper's Table 4
+    assert "| SIGMA (no_gru) | -50.0 % | -22.2 % | - | - |" in lines  # paper: 0.0470 / 0.0604 - 1; one seed, no p
+    assert "| SIGMA (r0) | +9.9 % | - | - | - |" in lines  # not in the paper's Table 4
+
+
+def test_each_sigma_variant_gets_the_welch_p_of_being_ahead_of_the_default_on_test_and_valid():
+    default, higher = [0.050, 0.052, 0.055], [0.056, 0.057, 0.059]
+    results = {("SIGMA", "default"): _runs(default), ("SIGMA", "dropout04"): _runs(higher)}
+    # valid is twice test in _runs: scale one seed's valid down so the valid p differs from the test p
+    results[("SIGMA", "dropout04")][2]["best_valid"]["ndcg@10"] = 0.100
+    p_test = welch_p(higher, default)
+    p_valid = welch_p([0.112, 0.114, 0.100], [0.100, 0.104, 0.110])
+    assert p_test < 0.05 < p_valid
+    lines = against_the_paper(results, PAPER["amazon-beauty"])
+    assert "| variant | NDCG@10 vs default, this run | the same in the paper | p ahead, test NDCG@10 " \
+           "| p ahead, valid NDCG@10 |" in lines
+    assert f"| SIGMA (dropout04) | +9.6 % | - | {p_test:.3f} | {p_valid:.3f} |" in lines
 
 
 def _runs(ndcgs, hit=0.08):

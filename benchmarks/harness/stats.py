@@ -1,5 +1,5 @@
-"""Over seeds: mean and sample standard deviation, their table cell, the one-sided Welch test,
-and the grouped metrics' means."""
+"""Over seeds: mean and sample standard deviation, their table cell, the one-sided Welch test and
+its cell, and the grouped metrics' means."""
 import math
 import warnings
 
@@ -35,6 +35,11 @@ def welch_p(a, b):
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
     return None if math.isnan(p) else p
+
+
+def fmt_p(p):
+    """A p-value's table cell: 3 decimals, scientific below 0.001, ``-`` for None."""
+    return "-" if p is None else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def grouped_means(rows):
