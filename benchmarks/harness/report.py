@@ -172,10 +172,14 @@ def quoted_runs(dataset):
     return lines + [""]
 
 
+def ndcg_values(rows, split):
+    """Each run's NDCG@10 on ``split`` ("test" or "best_valid"), the sample the Welch tests compare."""
+    return [r.get(split, {}).get("ndcg@10") for r in rows]
+
+
 def significance(results):
     """p-values of SIGMA (each of its rows) against each other multi-seed model, on test NDCG@10."""
-    ndcg = lambda rows: [r["test"].get("ndcg@10") for r in rows]  # noqa: E731
-    multi = {key: ndcg(rows) for key, rows in results.items() if len(rows) >= 2}
+    multi = {key: ndcg_values(rows, "test") for key, rows in results.items() if len(rows) >= 2}
     sigmas = [key for key in multi if key[0] == "SIGMA"]
     others = [key for key in multi if key[0] != "SIGMA"]
     if not sigmas or not others:
@@ -236,8 +240,7 @@ def ablation_effects(results, means, paper):
         return []
 
     def p_ahead(key, split):
-        values = lambda rows: [r.get(split, {}).get("ndcg@10") for r in rows]  # noqa: E731
-        return fmt_p(welch_p(values(results[key]), values(results[("SIGMA", "default")])))
+        return fmt_p(welch_p(ndcg_values(results[key], split), ndcg_values(results[("SIGMA", "default")], split)))
 
     lines = ["", "Each SIGMA variant's NDCG@10 relative to SIGMA's default (Table 4 read the paper's way), and "
              "the one-sided Welch p-value of \"the variant's mean is higher than the default's\" over seeds "
