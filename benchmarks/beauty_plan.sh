@@ -64,7 +64,8 @@ train --models SIGMA --variants dropout04 --seeds 2021 2022
 train --models SIGMA --variants walk1_flip walk2_two_mambas walk3_gate walk4_mix --seeds 2020
 # ECHO, whose code runs Beauty at 0.2, also peaks early there (epoch 18): the same question, one seed
 train --models EchoMamba4Rec --variants dropout04 --seeds 2020
-train "${OTHERS[@]}"
+# Table 4's ablations before the other baselines: they are about SIGMA, the package's question
 train --models SIGMA --variants no_flip no_gate no_gru --seeds 2020
+train "${OTHERS[@]}"
 reports
 echo "=== $(date -u +%FT%TZ) done"
