@@ -302,8 +302,9 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
-    assert {"EchoMamba4Rec-s2020", "EchoMamba4Rec-dropout04-s2020"} <= main  # ECHO at both dropouts, one seed
-    assert not {"EchoMamba4Rec-dropout04-s2021", "EchoMamba4Rec-dropout04-s2022"} & main
+    echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout04") for seed in (2020, 2021, 2022)}
+    assert echo <= set().union(*trained) & main  # ECHO at both dropouts, three seeds each
+    assert {"GRU4Rec-s2020"} <= main and not {"GRU4Rec-s2021", "GRU4Rec-s2022"} & main  # GRU4Rec: one seed
     calls.unlink()
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "beauty_plan.sh"), "report"], env=env, timeout=60)
     assert [line.split()[1:] for line in calls.read_text().splitlines()] == reports
