@@ -225,30 +225,29 @@ def against_the_paper(results, paper):
                 verdict = "ahead of" if sigma[ndcg] > other[ndcg] else "not ahead of"
                 lines.append(f"\nSIGMA is {verdict} {model} on NDCG@10 in this run "
                              f"({sigma[ndcg]:.4f} vs {other[ndcg]:.4f}, {100 * (sigma[ndcg] / other[ndcg] - 1):+.1f} %).")
-        lines += ablation_effects(results, means, paper)
+    lines += ablation_effects(results, means, paper)
     return lines + [""]
 
 
 def ablation_effects(results, means, paper):
-    """Table 4 read the paper's way: each SIGMA variant's NDCG@10 relative to SIGMA's default,
-    in this run and in the paper (where it has the variant), with the one-sided Welch p-value of
-    "the variant is ahead of the default" over seeds, on test and on best-valid NDCG@10."""
+    """Table 4 read the paper's way: each variant's NDCG@10 relative to its model's default, in this
+    run and in the paper (where it has the variant), with the one-sided Welch p-value of "the
+    variant is ahead of the default" over seeds, on test and on best-valid NDCG@10."""
     ndcg = METRICS.index("ndcg@10")
-    base, paper_base = means[("SIGMA", "default")][ndcg], paper.get(("SIGMA", "default"))
-    variants = [key for key in means if key[0] == "SIGMA" and key[1] != "default"]
+    variants = [key for key in means if key[1] != "default" and (key[0], "default") in means]
     if not variants:
         return []
 
     def p_ahead(key, split):
-        return fmt_p(welch_p(ndcg_values(results[key], split), ndcg_values(results[("SIGMA", "default")], split)))
+        return fmt_p(welch_p(ndcg_values(results[key], split), ndcg_values(results[(key[0], "default")], split)))
 
-    lines = ["", "Each SIGMA variant's NDCG@10 relative to SIGMA's default (Table 4 read the paper's way), and "
+    lines = ["", "Each variant's NDCG@10 relative to its model's default (Table 4 read the paper's way), and "
              "the one-sided Welch p-value of \"the variant's mean is higher than the default's\" over seeds "
              "(\"-\" where either has fewer than 2 seeds):", "",
              "| variant | NDCG@10 vs default, this run | the same in the paper | p ahead, test NDCG@10 "
              "| p ahead, valid NDCG@10 |", "| --- | ---: | ---: | ---: | ---: |"]
     for key in variants:
-        theirs = paper.get(key)
+        base, theirs, paper_base = means[(key[0], "default")][ndcg], paper.get(key), paper.get((key[0], "default"))
         in_paper = (f"{100 * (theirs[ndcg] / paper_base[ndcg] - 1):+.1f} %" if theirs and paper_base else "-")
         lines.append(f"| {label_of(*key)} | {100 * (means[key][ndcg] / base - 1):+.1f} % | {in_paper} "
                      f"| {p_ahead(key, 'test')} | {p_ahead(key, 'best_valid')} |")
