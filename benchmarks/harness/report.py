@@ -241,13 +241,16 @@ def variants_against_default(results, paper):
     if not variants:
         return []
 
+    def samples(key, split):  # the variant's and its default's NDCG@10 over seeds on ``split``
+        return ndcg_values(results[key], split), ndcg_values(results[(key[0], "default")], split)
+
     def p_ahead(key, split):
-        return fmt_p(welch_p(ndcg_values(results[key], split), ndcg_values(results[(key[0], "default")], split)))
+        return fmt_p(welch_p(*samples(key, split)))
 
     def every_seed_ahead(key):  # the bar for switching a default: its worst seed beats the default's best
         cells = []
         for split in ("test", "best_valid"):
-            ours, base = ndcg_values(results[key], split), ndcg_values(results[(key[0], "default")], split)
+            ours, base = samples(key, split)
             known = None not in ours + base
             cells.append(("yes" if min(ours) > max(base) else "no") if known else "-")
         return " / ".join(cells)
