@@ -17,7 +17,7 @@ from recbole_sigma import grouped_eval
 from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
 from recbole_sigma.config import build_config
 from benchmarks.harness.cli import parse_args
-from benchmarks.harness.jobs import config_mismatch, plan_jobs, variant_overrides
+from benchmarks.harness.jobs import config_mismatch, job_name, plan_jobs, variant_overrides
 from benchmarks.harness.paper import AUTHORS_CURVES, PAPER
 from benchmarks.harness.plots import plot_curves
 from benchmarks.harness.report import (against_the_paper, seeds_table, significance, variant_lines,
@@ -325,12 +325,29 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
-    echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout04") for seed in (2020, 2021, 2022)}
-    assert echo <= set().union(*trained) & main  # ECHO at both dropouts, three seeds each
+    echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
+    assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each
     assert {"GRU4Rec-s2020"} <= main and not {"GRU4Rec-s2021", "GRU4Rec-s2022"} & main  # GRU4Rec: one seed
     calls.unlink()
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "beauty_plan.sh"), "report"], env=env, timeout=60)
     assert [line.split()[1:] for line in calls.read_text().splitlines()] == reports
+
+
+def test_each_committed_record_is_its_jobs_name_and_ran_with_its_variants_settings():
+    records = sorted(p for p in (ROOT / "docs" / "results" / "runs").glob("*/*") if p.is_dir())
+    assert len(records) > 20
+    for record in records:
+        job, result = (json.loads((record / f).read_text()) for f in ("job.json", "result.json"))
+        assert job["name"] == result["name"] == record.name == job_name(job["model"], job["variant"], job["seed"])
+        assert (result["model"], result["variant"], result["seed"]) == (job["model"], job["variant"], job["seed"])
+        # a record renamed when a default moved onto its settings says what it ran as, in both files
+        assert job.get("renamed_from") == result.get("renamed_from")
+        ran_with = {**job["yaml_defaults"], **job["config"]}
+        for key, value in (variant_overrides(job["model"], job["variant"]) or {}).items():
+            assert ran_with.get(key) == value, (record.name, key)
+    renamed = {r.name: json.loads((r / "job.json").read_text()).get("renamed_from", {}).get("name") for r in records}
+    assert renamed["EchoMamba4Rec-s2020"] == "EchoMamba4Rec-dropout04-s2020"  # 0.4, ECHO's default ('auto') now
+    assert renamed["EchoMamba4Rec-dropout02-s2020"] == "EchoMamba4Rec-s2020"  # 0.2, its default when it ran
 
 
 def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_path):
@@ -348,7 +365,8 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
     assert variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
     assert variant_overrides("Mamba4Rec", "dropout04") is None  # its default is the paper's per-domain rule
-    assert variant_overrides("EchoMamba4Rec", "dropout04") == {"dropout_prob": 0.4}
+    assert variant_overrides("EchoMamba4Rec", "dropout04") is None  # its default 'auto' gives 0.4 on Amazon
+    assert variant_overrides("EchoMamba4Rec", "dropout02") == {"dropout_prob": 0.2}  # its authors' code
     assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code", "dropout_prob": 0.2}
     assert variant_overrides("SIGMA", "public_gate_mix")["mix_weights"] == "frozen_softmax"
     assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
@@ -567,6 +585,17 @@ def test_unfinished_job_resumes_from_its_checkpoint_without_retraining(harness):
     wall = next(line for line in harness["output"].read_text().splitlines() if line.startswith("| Mamba4Rec-s2020 |"))
     assert f"| {sum(a['wall_s'] for a in attempts) / 60:.1f} |" in wall and "unrecorded" not in wall
 
+
+def test_a_renamed_record_is_reported_under_its_name_with_the_name_it_ran_as(harness, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(harness["runs"] / "SASRec-s2020", runs / "SASRec-s2020")
+    result = json.loads((runs / "SASRec-s2020" / "result.json").read_text())
+    result["renamed_from"] = {"name": "SASRec-old-s2020", "variant": "old", "why": "a default moved"}
+    (runs / "SASRec-s2020" / "result.json").write_text(json.dumps(result))
+    proc, _ = run_harness("--models", "SASRec", "--report-only", runs=runs, output=tmp_path / "r.md")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in (tmp_path / "r.md").read_text().splitlines() if line.startswith("| SASRec-s2020")]
+    assert len(rows) == 1 and rows[0].startswith("| SASRec-s2020 (ran as SASRec-old-s2020) | 2020 |")
 
 def test_an_attempt_without_a_record_or_heartbeat_is_reported_as_unrecorded(harness, tmp_path):
     runs = tmp_path / "runs"

@@ -328,7 +328,8 @@ def load_cell(result):
 
 
 def jobs_table(jobs, results):
-    """One row per job: when, how long, epochs, resumed, load, checkpoint; a note on unrecorded attempts."""
+    """One row per job: when, how long, epochs, resumed, load, checkpoint; a note on unrecorded attempts;
+    a renamed record (see docs/results/README.md, "Job records") with the name it ran as."""
     done = [r for rows in results.values() for r in rows]
     lines = ["## Jobs", "", "Load: the machine's 1-minute load average when the job started and ended "
              f"({done[0]['machine']['cores'] if done else '?'} cores); timings from a busy machine are not "
@@ -343,7 +344,9 @@ def jobs_table(jobs, results):
         r = next(x for x in results[job["key"]] if x["name"] == job["name"])
         lost = r.get("unrecorded_attempts", 0)
         unrecorded += lost
-        lines.append(f"| {job['name']} | {job['seed']} | {r['started']} | {r['finished']} | "
+        ran_as = r.get("renamed_from", {}).get("name")  # a record renamed when a default moved onto its settings
+        name = f"{job['name']} (ran as {ran_as})" if ran_as else job["name"]
+        lines.append(f"| {name} | {job['seed']} | {r['started']} | {r['finished']} | "
                      f"{wall_s(r) / 60:.1f}{f' (+{lost} unrecorded)' if lost else ''} | {r['epochs_trained']} | "
                      f"{'yes' if r['resumed'] else 'no'} | {load_cell(r)} | `{Path(r['checkpoint']).name}` |")
     if unrecorded:
