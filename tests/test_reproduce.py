@@ -17,7 +17,7 @@ from recbole_sigma import grouped_eval
 from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
 from recbole_sigma.config import build_config
 from benchmarks.harness.cli import parse_args
-from benchmarks.harness.jobs import config_mismatch, job_name, job_state, plan_jobs, variant_overrides
+from benchmarks.harness.jobs import config_mismatch, effective_config, job_name, job_state, plan_jobs, variant_overrides
 from benchmarks.harness.paper import AUTHORS_CURVES, PAPER
 from benchmarks.harness.plots import plot_curves
 from benchmarks.harness.report import (against_the_paper, seeds_table, significance, variant_lines,
@@ -337,16 +337,17 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
 def test_each_committed_record_is_its_jobs_name_and_ran_with_its_variants_settings():
     records = sorted(p for p in (ROOT / "docs" / "results" / "runs").glob("*/*") if p.is_dir())
     assert len(records) > 20
+    renamed = {}
     for record in records:
         job, result = (json.loads((record / f).read_text()) for f in ("job.json", "result.json"))
         assert job["name"] == result["name"] == record.name == job_name(job["model"], job["variant"], job["seed"])
         assert (result["model"], result["variant"], result["seed"]) == (job["model"], job["variant"], job["seed"])
         # a record renamed when a default moved onto its settings says what it ran as, in both files
         assert job.get("renamed_from") == result.get("renamed_from")
-        ran_with = {**job["yaml_defaults"], **job["config"]}
+        renamed[record.name] = job.get("renamed_from", {}).get("name")
+        ran_with = effective_config(job["config"], job["yaml_defaults"])
         for key, value in (variant_overrides(job["model"], job["variant"]) or {}).items():
             assert ran_with.get(key) == value, (record.name, key)
-    renamed = {r.name: json.loads((r / "job.json").read_text()).get("renamed_from", {}).get("name") for r in records}
     assert renamed["EchoMamba4Rec-s2020"] == "EchoMamba4Rec-dropout04-s2020"  # 0.4, ECHO's default ('auto') now
     assert renamed["EchoMamba4Rec-dropout02-s2020"] == "EchoMamba4Rec-s2020"  # 0.2, its default when it ran
 

@@ -12,7 +12,7 @@ from .machine import now
 from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from .plots import plot_curves
 from .results import load_results
-from .stats import fmt, fmt_p, grouped_means, mean_std, welch_p
+from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, welch_p
 
 # What a variant's row is also known as (tests/test_models.py shows the equivalence).
 ALSO_KNOWN_AS = {"no_flip": "= r >= L"}
@@ -221,7 +221,7 @@ def against_the_paper(results, paper):
             if other is not None:
                 verdict = "ahead of" if sigma[ndcg] > other[ndcg] else "not ahead of"
                 lines.append(f"\nSIGMA is {verdict} {model} on NDCG@10 in this run "
-                             f"({sigma[ndcg]:.4f} vs {other[ndcg]:.4f}, {100 * (sigma[ndcg] / other[ndcg] - 1):+.1f} %).")
+                             f"({sigma[ndcg]:.4f} vs {other[ndcg]:.4f}, {fmt_change(sigma[ndcg], other[ndcg])}).")
     return lines + [""]
 
 
@@ -240,9 +240,6 @@ def variants_against_default(results, paper):
     ndcg = METRICS.index("ndcg@10")
     means, valid = split_means(results, "test"), split_means(results, "best_valid")
     variants = [key for key in means if key[1] != "default" and (key[0], "default") in means]
-
-    def relative(ours, base):  # "+x.x %", or "-" where either NDCG@10 is missing
-        return "-" if ours is None or base is None else f"{100 * (ours / base - 1):+.1f} %"
     if not variants:
         return []
 
@@ -271,9 +268,9 @@ def variants_against_default(results, paper):
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key in variants:
         default, theirs, paper_default = (key[0], "default"), paper.get(key), paper.get((key[0], "default"))
-        in_paper = relative(theirs[ndcg], paper_default[ndcg]) if theirs and paper_default else "-"
-        lines.append(f"| {label_of(*key)} | {relative(means[key][ndcg], means[default][ndcg])} "
-                     f"| {relative(valid[key][ndcg], valid[default][ndcg])} | {in_paper} "
+        in_paper = fmt_change(theirs[ndcg], paper_default[ndcg]) if theirs and paper_default else "-"
+        lines.append(f"| {label_of(*key)} | {fmt_change(means[key][ndcg], means[default][ndcg])} "
+                     f"| {fmt_change(valid[key][ndcg], valid[default][ndcg])} | {in_paper} "
                      f"| {p_ahead(key, 'test')} | {p_ahead(key, 'best_valid')} | {every_seed_ahead(key)} |")
     return lines + [""]
 

@@ -42,6 +42,11 @@ def fmt_p(p):
     return "-" if p is None else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
+def fmt_change(value, base):
+    """``value`` relative to ``base`` as a table cell: ``+x.x %``, ``-`` where either is None."""
+    return "-" if value is None or base is None else f"{100 * (value / base - 1):+.1f} %"
+
+
 def grouped_means(rows):
     """The mean over seeds of each group's metrics, as a grouped_eval report (for its table and plot)."""
     from recbole_sigma.grouped_eval import GROUP_NAMES
