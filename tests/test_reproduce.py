@@ -18,7 +18,7 @@ from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics
 from recbole_sigma.config import build_config
 from benchmarks.harness.cli import parse_args
 from benchmarks.harness.jobs import config_mismatch, effective_config, job_name, job_state, plan_jobs, variant_overrides
-from benchmarks.harness.paper import AUTHORS_CURVES, PAPER
+from benchmarks.harness.paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from benchmarks.harness.plots import plot_curves
 from benchmarks.harness.report import (against_the_paper, seeds_table, significance, variant_lines,
                                       variants_against_default)
@@ -231,29 +231,59 @@ def test_seeds_table_and_significance():
     assert seeds_table({("SIGMA", "default"): []}, paper, {("SIGMA", "default"): 3}) == []
 
 
-def test_the_authors_runs_are_quoted_in_the_seeds_tables_columns():
+def test_the_authors_runs_of_the_reports_models_are_quoted_in_the_seeds_tables_columns():
     from benchmarks.harness.report import quoted_runs
 
-    lines = quoted_runs("amazon-beauty")
+    lines = quoted_runs("amazon-beauty", {"SIGMA", "Mamba4Rec", "SASRec"})
     assert "| SIGMA, authors' notebook, cell 66 | 0.0986 | 0.0597 | 0.0478 | 0.0761 | 0.0452 | 0.0358 |" in lines
+    assert "| SIGMA, authors' notebook, cell 26 ('modulize SIGMA') | 0.0978 | 0.0600 | 0.0484 | 0.0725 | 0.0435 | 0.0347 |" in lines
     assert "| SIGMA public code, a user's run (issue #1) | 0.0860 | 0.0504 | 0.0396 | 0.0652 | 0.0372 | 0.0287 |" in lines
-    mamba = AUTHORS_CURVES["amazon-beauty"]["Mamba4Rec, authors' notebook, cell 68 (quoted)"]
+    mamba = AUTHORS_CURVES["amazon-beauty"]["Mamba4Rec, authors' notebook, cell 68 (quoted)"].scores
     assert f"| Mamba4Rec, authors' notebook, cell 68 | 0.0880 | {max(mamba):.4f} |" in "\n".join(lines)  # its curve's best
-    assert quoted_runs("ml-100k") == []
+    assert not any("ECHO" in line or "FEARec" in line for line in lines)  # not models of this report
+    others = quoted_runs("amazon-beauty", {"BERT4Rec", "FEARec"})
+    fearec = AUTHORS_CURVES["amazon-beauty"]["FEARec, authors' notebook, cell 70 (quoted)"].scores
+    assert [line for line in others if line.startswith("| FEARec")] == [
+        f"| FEARec, authors' notebook, cell 70 (dropout 0.3, batch 4096) | 0.1047 | {max(fearec):.4f} | 0.0370 "
+        "| 0.0825 | 0.0418 | 0.0293 |"]
+    assert "public user's run" not in "\n".join(others)
+    assert quoted_runs("amazon-beauty", {"BERT4Rec"}) == [] and quoted_runs("ml-100k", {"SIGMA"}) == []
+    for label, run in AUTHORS_RUNS["amazon-beauty"].items():  # each quoted run's best valid ends its quoted curve's
+        curve = AUTHORS_CURVES["amazon-beauty"].get(label.split(" (")[0] + " (quoted)")
+        assert curve is None or (curve.model == run.model and max(curve.scores) == run.valid[1]), label
 
 
 def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
     references = AUTHORS_CURVES["amazon-beauty"]
     assert list(references) == ["SIGMA, authors' notebook, cell 66 (quoted)",
-                                "Mamba4Rec, authors' notebook, cell 68 (quoted)"]
-    sigma, mamba = references.values()
+                                "Mamba4Rec, authors' notebook, cell 68 (quoted)",
+                                "FEARec, authors' notebook, cell 70 (quoted)"]
+    sigma, mamba, fearec = (c.scores for c in references.values())
     assert len(sigma) == 31 and max(sigma) == 0.0597 and sigma[12] == 0.0562  # stopped after 31 epochs
     assert len(mamba) == 37 and max(mamba) == 0.0540  # the paper's Table 2 Mamba4Rec NDCG@10
+    assert len(fearec) == 63 and max(fearec) == 0.0530  # the paper's Table 2 FEARec NDCG@10
     curves = {"SIGMA": [{0: 0.01, 1: 0.02, 2: 0.015}]}
     plain, with_refs = tmp_path / "plain.png", tmp_path / "refs.png"
     plot_curves(curves, plain)
-    plot_curves(curves, with_refs, references=references)
+    plot_curves(curves, with_refs, references={label: c.scores for label, c in references.items()})
     assert with_refs.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and with_refs.read_bytes() != plain.read_bytes()
+
+
+def test_a_report_draws_and_names_the_quoted_curves_of_its_own_models_only(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks.harness import report
+
+    drawn = {}
+    monkeypatch.setattr(report, "plot_curves", lambda curves, png, title=None, references=None: drawn.update(references))
+    args = SimpleNamespace(dataset="amazon-beauty", output=tmp_path / "others.md")
+    results = {("BERT4Rec", "default"): [{"valid_curve": {0: 0.01, 1: 0.02}}], ("FEARec", "default"): []}
+    text = "\n".join(report.curves_section(args, results))
+    assert list(drawn) == ["FEARec, authors' notebook, cell 70 (quoted)"]
+    assert "FEARec, authors' notebook, cell 70 (quoted): dropout 0.3, batch 4096" in text and "cell 66" not in text
+    drawn.clear()
+    text = "\n".join(report.curves_section(args, {("BERT4Rec", "default"): [{"valid_curve": {0: 0.01}}]}))
+    assert drawn == {} and "Dashed" not in text
 
 
 def test_curves_plot_gives_a_model_one_colour_and_one_legend_entry_over_its_seeds():

@@ -1,8 +1,10 @@
 """What the SIGMA paper and its authors' notebook report, quoted (the report sets it beside our runs)."""
+from collections import namedtuple
 
 # Quoted from the paper (arXiv 2408.11451): Table 2 (Beauty column) and Table 4 (ablations on Beauty).
 # These are validation numbers (its Beauty Mamba4Rec row is the best-valid line of the authors' notebook,
-# AUTHORS_CURVES below): the report sets them beside our best-valid metrics.
+# AUTHORS_RUNS below; its FEARec NDCG@10 is that notebook's FEARec best valid, though not its HR and MRR):
+# the report sets them beside our best-valid metrics.
 PAPER = {
     "amazon-beauty": {
         ("GRU4Rec", "default"): (0.0612, 0.0334, 0.0242),
@@ -17,29 +19,52 @@ PAPER = {
         ("SIGMA", "no_gru"): (0.0750, 0.0470, 0.0382),
     }
 }
-# Valid NDCG@10 after each epoch of the authors' own Beauty runs (dropout 0.2, L 50, seed 2020, batch
-# 2048), quoted from RecMamba.ipynb in github ziwliu8/SIGMA (its cells' printed "valid result" lines).
+# A quoted run of the authors' code: the model it is a run of (a report quotes the runs of its own
+# models), its settings where they differ from ours, and its numbers.
+Curve = namedtuple("Curve", "model settings scores")  # valid NDCG@10 after each epoch, from epoch 0
+Run = namedtuple("Run", "model valid test")  # (best valid, test) HR / NDCG / MRR@10
+
+# Valid NDCG@10 after each epoch of the authors' own Beauty runs (L 50, seed 2020), quoted from
+# RecMamba.ipynb in github ziwliu8/SIGMA (its cells' printed "valid result" lines).
 AUTHORS_CURVES = {
     "amazon-beauty": {
-        "SIGMA, authors' notebook, cell 66 (quoted)": (
+        "SIGMA, authors' notebook, cell 66 (quoted)": Curve("SIGMA", "dropout 0.2, batch 2048", (
             0.0088, 0.0121, 0.0189, 0.0253, 0.0306, 0.0355, 0.0396, 0.0440, 0.0474, 0.0494, 0.0527, 0.0540,
             0.0562, 0.0569, 0.0571, 0.0584, 0.0588, 0.0594, 0.0594, 0.0597, 0.0593, 0.0591, 0.0590, 0.0587,
-            0.0587, 0.0587, 0.0588, 0.0582, 0.0582, 0.0574, 0.0576),
-        "Mamba4Rec, authors' notebook, cell 68 (quoted)": (
+            0.0587, 0.0587, 0.0588, 0.0582, 0.0582, 0.0574, 0.0576)),
+        "Mamba4Rec, authors' notebook, cell 68 (quoted)": Curve("Mamba4Rec", "dropout 0.2, batch 2048", (
             0.0081, 0.0111, 0.0186, 0.0252, 0.0289, 0.0326, 0.0356, 0.0380, 0.0403, 0.0433, 0.0452, 0.0467,
             0.0479, 0.0490, 0.0499, 0.0506, 0.0509, 0.0518, 0.0517, 0.0528, 0.0531, 0.0535, 0.0532, 0.0532,
             0.0540, 0.0540, 0.0528, 0.0533, 0.0533, 0.0523, 0.0524, 0.0529, 0.0531, 0.0529, 0.0526, 0.0527,
-            0.0524),
+            0.0524)),
+        # RecBole's FEARec with hidden and attention dropout 0.3 (RecBole's YAML, which our runs keep: 0.5)
+        "FEARec, authors' notebook, cell 70 (quoted)": Curve("FEARec", "dropout 0.3, batch 4096", (
+            0.0069, 0.0075, 0.0115, 0.0162, 0.0213, 0.0254, 0.0298, 0.0330, 0.0368, 0.0393, 0.0421, 0.0433,
+            0.0449, 0.0465, 0.0471, 0.0475, 0.0481, 0.0494, 0.0495, 0.0505, 0.0496, 0.0503, 0.0501, 0.0502,
+            0.0506, 0.0506, 0.0511, 0.0509, 0.0506, 0.0512, 0.0506, 0.0517, 0.0516, 0.0511, 0.0510, 0.0514,
+            0.0518, 0.0519, 0.0522, 0.0522, 0.0520, 0.0518, 0.0523, 0.0524, 0.0528, 0.0523, 0.0529, 0.0524,
+            0.0529, 0.0526, 0.0523, 0.0530, 0.0522, 0.0524, 0.0519, 0.0522, 0.0523, 0.0523, 0.0522, 0.0526,
+            0.0523, 0.0525, 0.0518)),
     }
 }
-# Whole runs of the authors' code, quoted: (best valid, test) HR / NDCG / MRR@10, to set beside ours
-# (same data, split, L 50, batch 2048, seed 2020 in the notebook). The public user's run is of the
-# public code (github ziwliu8/SIGMA issue #1, 2024-12-24, an RTX 3090); the notebook's SIGMA is a
-# version that was never committed.
+# Whole runs of the authors' code, quoted, to set beside ours (same data, split, L 50, seed 2020 in the
+# notebook; batch 2048 but for FEARec's 4096). The notebook's SIGMAs are versions that were never
+# committed: cell 66 (21 Jul 2024) prints a flat layer with HEAD's modules, cell 26 ("modulize SIGMA",
+# 12 Aug 2024) a GMambaBlock inside the layer as HEAD has it, less HEAD's final `projection` Linear
+# (900,355 parameters, HEAD 904,515), with GELU where HEAD has Sigmoid and gate dropout 0.3. Cell 80
+# ("ECHO Mamba") prints a bidirectional Mamba layer with FFT, a learnable band-pass filter and inverse
+# FFT. The public user's run is of the public code (github ziwliu8/SIGMA issue #1, 2024-12-24, an RTX 3090).
 AUTHORS_RUNS = {
     "amazon-beauty": {
-        "SIGMA, authors' notebook, cell 66": ((0.0986, 0.0597, 0.0478), (0.0761, 0.0452, 0.0358)),
-        "Mamba4Rec, authors' notebook, cell 68": ((0.0880, 0.0540, 0.0436), (0.0659, 0.0410, 0.0334)),
-        "SIGMA public code, a user's run (issue #1)": ((0.0860, 0.0504, 0.0396), (0.0652, 0.0372, 0.0287)),
+        "SIGMA, authors' notebook, cell 66": Run("SIGMA", (0.0986, 0.0597, 0.0478), (0.0761, 0.0452, 0.0358)),
+        "SIGMA, authors' notebook, cell 26 ('modulize SIGMA')": Run(
+            "SIGMA", (0.0978, 0.0600, 0.0484), (0.0725, 0.0435, 0.0347)),
+        "SIGMA public code, a user's run (issue #1)": Run("SIGMA", (0.0860, 0.0504, 0.0396), (0.0652, 0.0372, 0.0287)),
+        "Mamba4Rec, authors' notebook, cell 68": Run(
+            "Mamba4Rec", (0.0880, 0.0540, 0.0436), (0.0659, 0.0410, 0.0334)),
+        "ECHO, authors' notebook, cell 80 ('ECHO Mamba')": Run(
+            "EchoMamba4Rec", (0.0762, 0.0447, 0.0351), (0.0608, 0.0346, 0.0267)),
+        "FEARec, authors' notebook, cell 70 (dropout 0.3, batch 4096)": Run(
+            "FEARec", (0.1047, 0.0530, 0.0370), (0.0825, 0.0418, 0.0293)),
     }
 }

@@ -31,5 +31,7 @@ def draw_curves(ax, curves, references=None):
                     alpha=1.0 if len(runs) == 1 else 0.75, label=label if seed == 0 else None)
             best = kept_best_epoch(scores)
             ax.plot([best + 1], [scores[best]], marker="o", markersize=4, color=color)
-    for (label, scores), color in zip((references or {}).items(), ("black", "dimgray", "darkgray")):
+    greys = ("black", "dimgray", "darkgray")
+    for index, (label, scores) in enumerate((references or {}).items()):
+        color = greys[index % len(greys)]
         ax.plot(range(1, len(scores) + 1), scores, linestyle="--", linewidth=1.2, color=color, label=label)

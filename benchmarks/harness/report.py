@@ -155,20 +155,22 @@ def seeds_table(results, paper, n_seeds):
     return lines + [""]
 
 
-def quoted_runs(dataset):
-    """The authors' own runs of their code (AUTHORS_RUNS), quoted, in the seeds table's columns."""
-    runs = AUTHORS_RUNS.get(dataset)
+def quoted_runs(dataset, models):
+    """The authors' own runs of their code of ``models`` (AUTHORS_RUNS), quoted, in the seeds table's columns."""
+    runs = {label: run for label, run in AUTHORS_RUNS.get(dataset, {}).items() if run.model in models}
     if not runs:
         return []
     lines = ["## The authors' own runs (quoted, not measured here)", "",
              "Best valid and test HR / NDCG / MRR@10 of whole runs of the authors' code on the same data and "
-             "split, quoted from their notebook (RecMamba.ipynb in github ziwliu8/SIGMA, seed 2020) and from a "
-             "public user's run of their public code (that repository's issue #1). The notebook's SIGMA was "
-             "never committed; `SIGMA (public_code)` above is the committed one.", "",
+             "split, quoted from their notebook (RecMamba.ipynb in github ziwliu8/SIGMA, seed 2020)"
+             + (" and from a public user's run of their public code (that repository's issue #1). The notebook's "
+                "SIGMAs were never committed; `SIGMA (public_code)` above is the committed one."
+                if "SIGMA" in models else ".")
+             + " What each printed of its model: `benchmarks/harness/paper.py`.", "",
              "| run | valid HR@10 | valid NDCG@10 | valid MRR@10 | test HR@10 | test NDCG@10 | test MRR@10 |",
              "| --- |" + " ---: |" * 6]
-    for label, (valid, test) in runs.items():
-        lines.append(f"| {label} | " + " | ".join(f"{x:.4f}" for x in valid + test) + " |")
+    for label, run in runs.items():
+        lines.append(f"| {label} | " + " | ".join(f"{x:.4f}" for x in run.valid + run.test) + " |")
     return lines + [""]
 
 
@@ -293,14 +295,16 @@ def curves_section(args, results):
     if not curves:
         return []
     png = args.output.with_name(args.output.stem + "-curves.png")
-    references = AUTHORS_CURVES.get(args.dataset)
-    plot_curves(curves, png, title=f"{args.dataset}: validation during training", references=references)
+    models = {model for model, _ in results}
+    quoted = {label: c for label, c in AUTHORS_CURVES.get(args.dataset, {}).items() if c.model in models}
+    plot_curves(curves, png, title=f"{args.dataset}: validation during training",
+                references={label: c.scores for label, c in quoted.items()})
     return ["## Training curves", "", "Valid NDCG@10 after each epoch, one colour a model, one line a seed "
             "(dot: the best epoch, whose checkpoint is tested; of equal scores RecBole keeps the later); training "
             "stops at the 11th validation in a row below it (stopping_step 10)."
-            + (" Dashed: the authors' own runs (" + "; ".join(references) + "): valid NDCG@10 per "
-               "epoch quoted from RecMamba.ipynb in their repository (github ziwliu8/SIGMA; dropout 0.2, "
-               "seed 2020, batch 2048), not measured here." if references else ""), "",
+            + (" Dashed: the authors' own runs (" + "; ".join(f"{label}: {c.settings}" for label, c in quoted.items())
+               + "): valid NDCG@10 per epoch quoted from RecMamba.ipynb in their repository (github "
+               "ziwliu8/SIGMA; seed 2020), not measured here." if quoted else ""), "",
             f"![valid NDCG@10 per epoch]({png.name})", ""]
 
 
@@ -358,7 +362,7 @@ def build_report(args, command, jobs, results, pending):
     n_seeds = Counter(job["key"] for job in jobs)  # planned seeds of each (model, variant)
     lines += overall_table(results, n_seeds, paper)
     lines += seeds_table(results, paper, n_seeds)
-    lines += quoted_runs(args.dataset)
+    lines += quoted_runs(args.dataset, {model for model, _ in n_seeds})
     lines += significance(results)
     lines += against_the_paper(results, paper)
     lines += variants_against_default(results, paper)
