@@ -236,10 +236,12 @@ def test_the_authors_runs_of_the_reports_models_are_quoted_in_the_seeds_tables_c
 
     lines = quoted_runs("amazon-beauty", {"SIGMA", "Mamba4Rec", "SASRec"})
     assert "| SIGMA, authors' notebook, cell 66 | 0.0986 | 0.0597 | 0.0478 | 0.0761 | 0.0452 | 0.0358 |" in lines
-    assert "| SIGMA, authors' notebook, cell 26 ('modulize SIGMA') | 0.0978 | 0.0600 | 0.0484 | 0.0725 | 0.0435 | 0.0347 |" in lines
-    assert "| SIGMA public code, a user's run (issue #1) | 0.0860 | 0.0504 | 0.0396 | 0.0652 | 0.0372 | 0.0287 |" in lines
+    assert ("| SIGMA, authors' notebook, cell 26 ('modulize SIGMA') | 0.0978 | 0.0600 | 0.0484 | 0.0725 | 0.0435 "
+            "| 0.0347 |") in lines
+    assert ("| SIGMA public code, a user's run (issue #1) | 0.0860 | 0.0504 | 0.0396 | 0.0652 | 0.0372 "
+            "| 0.0287 |") in lines
     mamba = AUTHORS_CURVES["amazon-beauty"]["Mamba4Rec, authors' notebook, cell 68 (quoted)"].scores
-    assert f"| Mamba4Rec, authors' notebook, cell 68 | 0.0880 | {max(mamba):.4f} |" in "\n".join(lines)  # its curve's best
+    assert f"| Mamba4Rec, authors' notebook, cell 68 | 0.0880 | {max(mamba):.4f} |" in "\n".join(lines)  # curve's best
     assert not any("ECHO" in line or "FEARec" in line for line in lines)  # not models of this report
     others = quoted_runs("amazon-beauty", {"BERT4Rec", "FEARec"})
     fearec = AUTHORS_CURVES["amazon-beauty"]["FEARec, authors' notebook, cell 70 (quoted)"].scores
@@ -275,7 +277,8 @@ def test_a_report_draws_and_names_the_quoted_curves_of_its_own_models_only(tmp_p
     from benchmarks.harness import report
 
     drawn = {}
-    monkeypatch.setattr(report, "plot_curves", lambda curves, png, title=None, references=None: drawn.update(references))
+    monkeypatch.setattr(report, "plot_curves",
+                        lambda curves, png, title=None, references=None: drawn.update(references))
     args = SimpleNamespace(dataset="amazon-beauty", output=tmp_path / "others.md")
     results = {("BERT4Rec", "default"): [{"valid_curve": {0: 0.01, 1: 0.02}}], ("FEARec", "default"): []}
     text = "\n".join(report.curves_section(args, results))

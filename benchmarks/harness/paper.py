@@ -51,7 +51,8 @@ AUTHORS_CURVES = {
 # notebook; batch 2048 but for FEARec's 4096). The notebook's SIGMAs are versions that were never
 # committed: cell 66 (21 Jul 2024) prints a flat layer with HEAD's modules, cell 26 ("modulize SIGMA",
 # 12 Aug 2024) a GMambaBlock inside the layer as HEAD has it, less HEAD's final `projection` Linear
-# (900,355 parameters, HEAD 904,515), with GELU where HEAD has Sigmoid and gate dropout 0.3. Cell 80
+# (900,355 parameters, HEAD 904,515), with GELU and Sigmoid in `selective_gate_sig` and `_si` (HEAD:
+# Sigmoid and SiLU), gate dropout 0.3 (HEAD: 0.2) and a parameter-free SiLU `ac` HEAD lacks. Cell 80
 # ("ECHO Mamba") prints a bidirectional Mamba layer with FFT, a learnable band-pass filter and inverse
 # FFT. The public user's run is of the public code (github ziwliu8/SIGMA issue #1, 2024-12-24, an RTX 3090).
 AUTHORS_RUNS = {
