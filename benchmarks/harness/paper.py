@@ -69,3 +69,8 @@ AUTHORS_RUNS = {
             "FEARec", (0.1047, 0.0530, 0.0370), (0.0825, 0.0418, 0.0293)),
     }
 }
+
+
+def of_models(quotes, dataset, models):
+    """The entries of ``quotes`` (AUTHORS_CURVES or AUTHORS_RUNS) on ``dataset`` that are runs of ``models``."""
+    return {label: quote for label, quote in quotes.get(dataset, {}).items() if quote.model in models}

@@ -9,7 +9,7 @@ from recbole_sigma.trainer import atomic_write
 
 from .jobs import BUILTIN, COMMON, METRICS, job_state, variant_overrides
 from .machine import now
-from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
+from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, of_models
 from .plots import plot_curves
 from .results import load_results
 from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, welch_p
@@ -157,7 +157,7 @@ def seeds_table(results, paper, n_seeds):
 
 def quoted_runs(dataset, models):
     """The authors' own runs of their code of ``models`` (AUTHORS_RUNS), quoted, in the seeds table's columns."""
-    runs = {label: run for label, run in AUTHORS_RUNS.get(dataset, {}).items() if run.model in models}
+    runs = of_models(AUTHORS_RUNS, dataset, models)
     if not runs:
         return []
     lines = ["## The authors' own runs (quoted, not measured here)", "",
@@ -295,8 +295,7 @@ def curves_section(args, results):
     if not curves:
         return []
     png = args.output.with_name(args.output.stem + "-curves.png")
-    models = {model for model, _ in results}
-    quoted = {label: c for label, c in AUTHORS_CURVES.get(args.dataset, {}).items() if c.model in models}
+    quoted = of_models(AUTHORS_CURVES, args.dataset, {model for model, _ in results})
     plot_curves(curves, png, title=f"{args.dataset}: validation during training",
                 references={label: c.scores for label, c in quoted.items()})
     return ["## Training curves", "", "Valid NDCG@10 after each epoch, one colour a model, one line a seed "
