@@ -24,6 +24,9 @@ MAIN=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec --variants default p
       --one-seed GRU4Rec)
 WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_gate walk4_mix default --seeds 2020)
 OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
+# From HEAD's SIGMA towards what the authors' notebook prints of theirs (cells 26 and 66)
+NOTEBOOK=(--models SIGMA --variants public_code cell26 cell66 nb_no_projection nb_gate_activations nb_gate_dropout
+          --seeds 2020)
 # Table 4's ablations, under today's defaults
 ABLATIONS=(--models SIGMA --variants default no_flip no_gate no_gru --seeds 2020)
 
@@ -41,6 +44,7 @@ reports() {  # the committed reports, from the committed records alone
     harness --runs-dir "$RECORDS" --report-only "${WALK[@]}" --output docs/results/amazon-beauty-walk.md > /dev/null
     harness --runs-dir "$RECORDS" --report-only "${OTHERS[@]}" --output docs/results/amazon-beauty-others.md > /dev/null
     harness --runs-dir "$RECORDS" --report-only "${ABLATIONS[@]}" --output docs/results/amazon-beauty-ablations.md > /dev/null
+    harness --runs-dir "$RECORDS" --report-only "${NOTEBOOK[@]}" --output docs/results/amazon-beauty-notebook.md > /dev/null
 }
 
 if [ "${1:-}" = report ]; then
@@ -74,6 +78,12 @@ train --models SIGMA --variants no_flip no_gate no_gru --seeds 2020
 # test). It cleared it, so 'auto' (0.4 here) became ECHO's default and its runs at 0.2 the variant
 # dropout02 (the six records renamed to match, each saying what it ran as: "renamed_from")
 train --models EchoMamba4Rec --variants dropout02 default --seeds 2021 2022
+# HEAD's SIGMA with what the notebook's cells 26 and 66 print of theirs (a one-seed diagnostic of
+# cell 26's reached valid NDCG@10 0.0528, above every SIGMA before it): before FEARec, which was
+# then a third of the way through
+train --models SIGMA --variants cell26 cell66 --seeds 2020
 train "${OTHERS[@]}"
+# cell 26's three changes one at a time on HEAD's SIGMA: which of them gains?
+train --models SIGMA --variants nb_no_projection nb_gate_activations nb_gate_dropout --seeds 2020
 reports
 echo "=== $(date -u +%FT%TZ) done"

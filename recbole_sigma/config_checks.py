@@ -26,6 +26,10 @@ def _choice(*options):
 _BOOL = ((lambda v: isinstance(v, bool)), "True or False")
 _DROPOUT = ((lambda v: v == "auto" or isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1),
             "a number in [0, 1) or 'auto'")
+_RATE = ((lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1), "a number in [0, 1)")
+_ACTIVATION_PAIR = ((lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                     and all(a in ("silu", "sigmoid", "gelu") for a in v)),
+                    "two of 'silu', 'sigmoid', 'gelu', e.g. ['silu', 'sigmoid']")
 
 COMMON_KEYS = {
     "hidden_size": _int_at_least(1),
@@ -61,6 +65,9 @@ MODEL_KEYS = {
         "gate_mode": _choice("paper", "public_code"),
         "mix_weights": _choice("trainable", "public_code", "frozen_softmax"),
         "sigma_variant": _choice("paper", "public_code"),
+        "gate_activations": _ACTIVATION_PAIR,
+        "gate_dropout": _RATE,
+        "output_projection": _BOOL,
     },
 }
 

@@ -310,8 +310,11 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
     from benchmarks.harness.jobs import yaml_defaults
 
     paper = yaml_defaults("SIGMA", "amazon-beauty")
-    head = {key: value for key, value in PUBLIC_CODE.items() if key != "mamba_init"}
+    notebook = ("gate_activations", "gate_dropout", "output_projection")
+    head = {key: value for key, value in PUBLIC_CODE.items() if key not in ("mamba_init", *notebook)}
     assert paper["mamba_init"] == PUBLIC_CODE["mamba_init"]  # the init is the code's in both
+    assert all(paper[key] == list(PUBLIC_CODE[key]) if key == "gate_activations" else paper[key] == PUBLIC_CODE[key]
+               for key in notebook)  # the YAML keeps HEAD's values of the notebook's switches
     steps = [head] + [variant_overrides("SIGMA", f"walk{i}_{name}")
                       for i, name in enumerate(["flip", "two_mambas", "gate", "mix"], start=1)]
     for before, after in zip(steps, steps[1:]):
@@ -322,6 +325,20 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
     authors_dropout = variant_overrides("SIGMA", "public_code")["dropout_prob"]
     assert authors_dropout == 0.2 and {step["dropout_prob"] for step in steps[1:]} == {authors_dropout}
     assert variant_overrides("Mamba4Rec", "walk1_flip") is None
+
+
+def test_the_notebook_variants_are_heads_sigma_with_what_cells_26_and_66_print():
+    head = variant_overrides("SIGMA", "nb_no_projection")
+    assert {k: v for k, v in head.items() if k != "output_projection"} == variant_overrides("SIGMA", "walk1_flip") | {
+        "flip_mode": "fixed"}  # the public code's block, at the authors' dropout
+    cell26 = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False}
+    base = {k: v for k, v in head.items() if k != "output_projection"}
+    for step, key in (("nb_no_projection", "output_projection"), ("nb_gate_activations", "gate_activations"),
+                      ("nb_gate_dropout", "gate_dropout")):
+        assert variant_overrides("SIGMA", step) == {**base, key: cell26[key]}, step
+    assert variant_overrides("SIGMA", "cell26") == {**base, **cell26}
+    assert variant_overrides("SIGMA", "cell66") == {**base, "gate_activations": ["sigmoid", "silu"], "gate_dropout": 0.3}
+    assert variant_overrides("Mamba4Rec", "cell26") is None
 
 
 def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_then_reports(tmp_path):
@@ -341,7 +358,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert all(line.split()[0] == "benchmarks/reproduce.py" for line in calls.read_text().splitlines())
     training = [a for a in argvs if "--report-only" not in a]
     reports = argvs[len(training):]
-    assert len(reports) == 4 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
+    assert len(reports) == 5 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
                                      for a in reports)
     assert all(a[a.index("--records") + 1] == str(records) and a[a.index("--runs-dir") + 1] == str(runs)
                for a in training)
@@ -358,6 +375,8 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
         assert {f"{model}-s{seed}" for seed in (2020, 2021, 2022)} <= set().union(*trained) & main
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
+    assert {f"SIGMA-{v}-s2020" for v in ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations",
+                                         "nb_gate_dropout")} == job_names(reports[4])  # the notebook's, from HEAD's
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
     assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each
@@ -468,6 +487,14 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     store(sigma)
     assert config_mismatch(dict(sigma, config={**sigma["config"], "sigma_variant": "public_code"})) == [
         "sigma_variant"]
+    # a key the YAML gained later (KEYS_ADDED): a job without it ran at the value that computes the same
+    without = {k: v for k, v in sigma["yaml_defaults"].items()
+               if k not in ("gate_activations", "gate_dropout", "output_projection")}
+    (sigma["dir"] / "job.json").write_text(json.dumps({"config": sigma["config"], "yaml_defaults": without}))
+    assert sigma["yaml_defaults"]["output_projection"] is True
+    assert config_mismatch(sigma) == []
+    assert config_mismatch(dict(sigma, config={**sigma["config"], "output_projection": False})) == [
+        "output_projection"]
     # a variant override and a YAML default with the same value are the same setting
     store(dropout04)
     dropout04_under_new_yaml = dict(dropout04, config=sigma["config"],

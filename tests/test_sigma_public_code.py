@@ -46,9 +46,13 @@ def gru_without_bias(x, w_ih, w_hh):
     return torch.stack(outputs, dim=1)
 
 
-def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x):
+def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x, si=F.silu, sig=torch.sigmoid,
+                 projection=True):
     """HEAD's SIGMA.forward with one SIGMALayers (dropouts off but the gate's), less the dead line
-    ``gru_input = self.conv1d(g1)``. ``p``: HEAD's parameter names; ``mamba``: its one Mamba block."""
+    ``gru_input = self.conv1d(g1)``. ``p``: HEAD's parameter names; ``mamba``: its one Mamba block.
+    ``si``, ``sig``: the activations of HEAD's ``selective_gate_si`` and ``selective_gate_sig``
+    (Sequentials of an activation and a Linear); ``projection=False`` drops its last Linear, as the
+    notebook's cell 26 prints them."""
     g = "mamba_layers.0.gmamba."
 
     def linear(name, x):
@@ -67,16 +71,17 @@ def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x):
     mamba_output_f = mamba(flipped)
     mamba_output = mamba(x)
     h1 = x + h1
-    h1 = linear(g + "selective_gate_si.1", F.silu(h1)) + linear(g + "selective_gate_sig.1", torch.sigmoid(h1))
+    h1 = linear(g + "selective_gate_si.1", si(h1)) + linear(g + "selective_gate_sig.1", sig(h1))
     h1 = gate_dropout(h1)
-    h2 = linear(g + "selective_gate_si.1", F.silu(h2)) + linear(g + "selective_gate_sig.1", torch.sigmoid(h1))
+    h2 = linear(g + "selective_gate_si.1", si(h2)) + linear(g + "selective_gate_sig.1", sig(h1))
     h2 = gate_dropout(h2)
     mamba_output = mamba_output * h1 + mamba_output
     mamba_output_f = mamba_output_f * h2 + mamba_output_f
     gru_output = gru_without_bias(g1, p[g + "gru.weight_ih_l0"], p[g + "gru.weight_hh_l0"])
     w = p[g + "combining_weights"]
     combined = w[2] * mamba_output + w[1] * mamba_output_f + w[0] * gru_output
-    combined = linear(g + "projection", combined)
+    if projection:
+        combined = linear(g + "projection", combined)
     # SIGMALayers.forward with num_layers 1 (no residual), then FeedForward
     h = layer_norm("mamba_layers.0.LayerNorm", combined)
     f = linear("mamba_layers.0.ffn.w_2", F.gelu(linear("mamba_layers.0.ffn.w_1", h)))
@@ -195,10 +200,13 @@ def test_combining_weights_receive_gradients_and_train(make_model):
 
 
 def test_preset_is_the_six_switches(make_model):
-    """sigma_variant: public_code builds the model the six public-code switches build, weight for weight."""
+    """sigma_variant: public_code builds the model the six public-code switches build, weight for weight,
+    and sets the notebook's three to HEAD's whatever they say."""
     switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
                 "gru_bias": False, "mamba_init": "public_code"}
-    preset, by_hand = public_code(make_model).eval(), make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **switches).eval()
+    notebook = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False}
+    preset = public_code(make_model, **notebook).eval()
+    by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **switches).eval()
     assert preset.state_dict().keys() == by_hand.state_dict().keys()
     for name, value in preset.state_dict().items():
         assert torch.equal(value, by_hand.state_dict()[name]), name
@@ -252,3 +260,67 @@ def test_without_the_fe_gru_two_weights_remain(make_model):
     seq, lengths = padded_batch([12, 3], max_len=L)
     model.calculate_loss({"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4])}).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+# --------------------------------------------------------------------------
+# The notebook's switches: what RecMamba.ipynb prints of the SIGMA it ran, where HEAD differs
+# --------------------------------------------------------------------------
+CELL_26 = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False}
+
+
+def cell_26(make_model, **overrides):
+    switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
+                "gru_bias": False}
+    return make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, hidden_size=D, **switches, **CELL_26, **overrides)
+
+
+@pytest.mark.parametrize("buckets", [True, False])
+def test_cell_26_forward_is_heads_with_its_activations_and_no_projection(make_model, buckets):
+    model = cell_26(make_model, length_buckets=buckets).double().eval()
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    with torch.no_grad():
+        ours = model(seq, lengths)
+        theirs = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths,
+                              si=torch.sigmoid, sig=F.gelu, projection=False)
+        heads = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths, projection=False)
+    assert (ours - theirs).abs().max() < 1e-6
+    assert (ours - heads).abs().max() > 1e-3  # the activations do matter
+
+
+def test_cell_26_has_the_parameters_it_prints():
+    """900,355 trainable parameters at Beauty's sizes, as cell 26 prints: HEAD's less its projection."""
+    import recbole_sigma
+    from tests.conftest import FakeDataset, model_config
+
+    config = model_config("SIGMA", sigma_variant="paper", share_mamba=True, flip_mode="fixed",
+                          gate_mode="public_code", mix_weights="public_code", gru_bias=False,
+                          MAX_ITEM_LIST_LENGTH=50, hidden_size=64, d_state=32, **CELL_26)
+    model = recbole_sigma.MODELS["SIGMA"](config, FakeDataset(12102))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 900355
+    assert not any("projection" in head_names(n) for n, _ in model.named_parameters())
+
+
+def test_gate_dropout_is_the_key_and_not_dropout_prob(make_model):
+    gate = cell_26(make_model, dropout_prob=0.1).layers[0].mixer.gate
+    assert gate.dropout.p == 0.3
+
+
+def test_a_checkpoint_of_heads_loads_with_other_activations(make_model):
+    """The activations carry no parameters: HEAD's weights load into cell 26's gate, name for name."""
+    head = public_code(make_model, output_projection=False)  # the preset keeps HEAD's projection
+    assert any(n.endswith("mixer.projection.weight") for n in head.state_dict())
+    model = cell_26(make_model)
+    state = {k: v for k, v in head.state_dict().items() if "mixer.projection" not in k}
+    model.load_state_dict(state)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("gate_activations", ["relu", "silu"], "two of 'silu', 'sigmoid', 'gelu'"),
+    ("gate_activations", ["silu"], "two of 'silu', 'sigmoid', 'gelu'"),
+    ("gate_dropout", 1.0, "a number in \\[0, 1\\)"),
+    ("gate_dropout", "auto", "a number in \\[0, 1\\)"),
+    ("output_projection", "no", "True or False"),
+])
+def test_bad_notebook_switches_are_one_line_errors(make_model, key, value, allowed):
+    with pytest.raises(ConfigError, match=f"SIGMA: {key}=.* is invalid; expected {allowed}"):
+        make_model("SIGMA", **{key: value})

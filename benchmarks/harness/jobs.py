@@ -52,6 +52,22 @@ _step = dict(_PUBLIC_CODE_BLOCK)
 for _name, _change in _WALK_STEPS:
     _step = {**_step, **_change}
     VARIANTS[_name] = (("SIGMA",), _step)
+# From HEAD's SIGMA towards what the authors' notebook prints of theirs (RecMamba.ipynb; README.md
+# "SIGMA: paper vs public code"), one change each on top of public_code: no projection after the
+# mix, cell 26's gate activations, its gate dropout; cell26 has all three (900,355 parameters, as
+# that cell prints). cell66 is HEAD with the activations and gate dropout cell 66 prints (the run
+# the paper's SIGMA row matches; its 2 more parameters than HEAD's stay unknown).
+_CELL_26 = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False}
+VARIANTS.update({
+    "nb_no_projection": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "output_projection": False}),
+    "nb_gate_activations": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_activations": ["sigmoid", "gelu"]}),
+    "nb_gate_dropout": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_dropout": 0.3}),
+    "cell26": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26}),
+    "cell66": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_activations": ["sigmoid", "silu"], "gate_dropout": 0.3}),
+})
+# Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
+# computed: a record without the key ran with that value (config_mismatch).
+KEYS_ADDED = {"SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True}}
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
 METRICS = ("hit@10", "ndcg@10", "mrr@10")
@@ -177,7 +193,8 @@ def config_mismatch(job):
         stored = json.loads((job["dir"] / "job.json").read_text())
     except (OSError, ValueError):
         return []
-    old = effective_config(stored.get("config", {}), stored.get("yaml_defaults"))
+    old = {**KEYS_ADDED.get(job["model"], {}),
+           **effective_config(stored.get("config", {}), stored.get("yaml_defaults"))}
     new = effective_config(job["config"], job["yaml_defaults"])
     mismatch = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if "dropout_prob" in mismatch and "auto" in (old.get("dropout_prob"), new.get("dropout_prob")):

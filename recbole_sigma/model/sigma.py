@@ -16,7 +16,8 @@ One G-Mamba layer, on H0 = LayerNorm(dropout(embedding)) of shape (B, L, D):
 Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a switched-off part
 creates no parameters. The public code's departures from the paper are switches too
 (``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``mamba_init``);
-README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values:
+README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values
+(and the three notebook switches below to HEAD's):
 the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py), one
 G-Mamba layer on H0 of shape (B, L, D):
 
@@ -26,6 +27,12 @@ G-Mamba layer on H0 of shape (B, L, D):
     Gf = drop(Ws SiLU(uf) + Wg sigmoid(G)), uf = H0f W2 + b2 + H0f
     Z0 = w0 GRU(Conv1d(H0)) + w1 (M0f Gf + M0f) + w2 (M0 G + M0)   w = [0.1, 0.1, 0.8] trainable
     then Z0 W + b, dropout -> LayerNorm -> PFFN as above; GRU without biases, drop = dropout 0.2.
+
+Three more switches follow what the authors' notebook (RecMamba.ipynb) prints of the SIGMA it ran
+that HEAD does not show: ``gate_activations`` (the two activations of that gate, SiLU and sigmoid
+above), ``gate_dropout`` (its drop) and ``output_projection`` (False: no W, b after Z0). Its cell 26
+("modulize SIGMA") prints HEAD's modules less the projection, the activations (sigmoid, GELU) and
+gate dropout 0.3; what it computes with them is not printed (README.md lists what stays unknown).
 """
 import torch
 import torch.nn as nn
@@ -37,8 +44,8 @@ from recbole_sigma.ops.dropout import Dropout
 
 # The public code's combining weights (GRU, flipped, forward): trainable, used as they are.
 PUBLIC_CODE_MIX = (0.1, 0.1, 0.8)
-# The dropout of the public code's gate: a constant there, whatever dropout_prob says.
-PUBLIC_CODE_GATE_DROPOUT = 0.2
+# Activations by name, for gate_activations.
+ACTIVATIONS = {"silu": F.silu, "sigmoid": torch.sigmoid, "gelu": F.gelu}
 # sigma_variant: public_code -- the switches that turn the paper's SIGMA into the public code's.
 PUBLIC_CODE = {
     "share_mamba": True,
@@ -47,6 +54,11 @@ PUBLIC_CODE = {
     "mix_weights": "public_code",
     "gru_bias": False,
     "mamba_init": "public_code",
+    # HEAD's gate: its two activations, its dropout (a constant there, whatever dropout_prob says),
+    # and Eq. 9's projection after the mix.
+    "gate_activations": ("silu", "sigmoid"),
+    "gate_dropout": 0.2,
+    "output_projection": True,
 }
 # What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
 BLOCK_KEYS = (
@@ -58,6 +70,7 @@ BLOCK_KEYS = (
 def block_settings(config):
     """The G-Mamba block's keys from ``config``, with ``sigma_variant: public_code`` applied."""
     settings = {key: config[key] for key in BLOCK_KEYS}
+    settings["gate_activations"] = tuple(settings["gate_activations"])
     if config["sigma_variant"] == "public_code":
         settings.update(PUBLIC_CODE)
     return settings
@@ -99,25 +112,28 @@ class DenseSelectiveGate(nn.Module):
 class PublicCodeGate(nn.Module):
     """The gate of the public SIGMA code (``gate_mode: public_code``), which is not Eq. 4-6.
 
-    u = dense(X) + X;  G = dropout(Linear(SiLU(u)) + Linear(sigmoid(v))), applied as M * G + M.
+    u = dense(X) + X;  G = dropout(Linear(act_a(u)) + Linear(act_b(v))), applied as M * G + M.
     For the forward branch v = u; for the flipped branch that code passes the forward branch's
-    finished gate (after its dropout) as v, so both branches share one pair of Linear maps. The
-    dropout is the code's constant 0.2.
+    finished gate (after its dropout) as v, so both branches share one pair of Linear maps.
+    HEAD: act_a = SiLU, act_b = sigmoid, dropout 0.2 (``gate_activations``, ``gate_dropout``).
+    ``silu_proj`` and ``sigmoid_proj`` name HEAD's two slots (its ``selective_gate_si`` and
+    ``selective_gate_sig``), whichever activations fill them.
     """
 
-    def __init__(self, d_model):
+    def __init__(self, d_model, activations=("silu", "sigmoid"), dropout=0.2):
         super().__init__()
         self.dense_fwd = nn.Linear(d_model, d_model)
         self.dense_flip = nn.Linear(d_model, d_model)
         self.silu_proj = nn.Linear(d_model, d_model)
         self.sigmoid_proj = nn.Linear(d_model, d_model)
-        self.dropout = Dropout(PUBLIC_CODE_GATE_DROPOUT)
+        self.act_a, self.act_b = (ACTIVATIONS[name] for name in activations)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h0, h0f, m0, m0f):  # 4 x (B, L, D) -> 2 x (B, L, D)
         u_fwd = self.dense_fwd(h0) + h0
         u_flip = self.dense_flip(h0f) + h0f
-        g_fwd = self.dropout(self.silu_proj(F.silu(u_fwd)) + self.sigmoid_proj(torch.sigmoid(u_fwd)))
-        g_flip = self.dropout(self.silu_proj(F.silu(u_flip)) + self.sigmoid_proj(torch.sigmoid(g_fwd)))
+        g_fwd = self.dropout(self.silu_proj(self.act_a(u_fwd)) + self.sigmoid_proj(self.act_b(u_fwd)))
+        g_flip = self.dropout(self.silu_proj(self.act_a(u_flip)) + self.sigmoid_proj(self.act_b(g_fwd)))
         return m0 * g_fwd + m0, m0f * g_flip + m0f
 
 
@@ -156,7 +172,7 @@ class GMambaBlock(nn.Module):
             if self.gate_mode == "paper":
                 self.gate = DenseSelectiveGate(d_model, settings["gate_conv_kernel"])
             else:
-                self.gate = PublicCodeGate(d_model)
+                self.gate = PublicCodeGate(d_model, settings["gate_activations"], settings["gate_dropout"])
         self.fe_gru = (
             FeatureExtractGRU(d_model, settings["gru_conv_kernel"], settings["gru_bias"])
             if settings["use_fe_gru"]
@@ -171,7 +187,8 @@ class GMambaBlock(nn.Module):
                 self.mix = nn.Parameter(torch.tensor(PUBLIC_CODE_MIX[-n:]))
             else:  # 'frozen_softmax': fixed, not what that code computes (the public_gate_mix diagnostic)
                 self.register_buffer("mix", torch.softmax(torch.tensor(PUBLIC_CODE_MIX), 0)[-n:], persistent=False)
-        self.projection = nn.Linear(d_model, d_model)  # Eq. 9
+        # Eq. 9; none in the notebook's cell 26 (output_projection: False)
+        self.projection = nn.Linear(d_model, d_model) if settings["output_projection"] else nn.Identity()
 
     @property
     def fixed_flip(self):
