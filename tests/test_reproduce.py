@@ -234,7 +234,10 @@ def test_seeds_table_and_significance():
 def test_the_authors_runs_of_the_reports_models_are_quoted_in_the_seeds_tables_columns():
     from benchmarks.harness.report import quoted_runs
 
-    lines = quoted_runs("amazon-beauty", {"SIGMA", "Mamba4Rec", "SASRec"})
+    lines = quoted_runs("amazon-beauty", {("SIGMA", "default"), ("SIGMA", "public_code"), ("Mamba4Rec", "default"),
+                                          ("SASRec", "default")})
+    assert "the committed one is `sigma_variant: public_code` (`SIGMA (public_code)` above)." in lines[2]
+    assert "cell26" not in lines[2]
     assert "| SIGMA, authors' notebook, cell 66 | 0.0986 | 0.0597 | 0.0478 | 0.0761 | 0.0452 | 0.0358 |" in lines
     assert ("| SIGMA, authors' notebook, cell 26 ('modulize SIGMA') | 0.0978 | 0.0600 | 0.0484 | 0.0725 | 0.0435 "
             "| 0.0347 |") in lines
@@ -243,13 +246,18 @@ def test_the_authors_runs_of_the_reports_models_are_quoted_in_the_seeds_tables_c
     mamba = AUTHORS_CURVES["amazon-beauty"]["Mamba4Rec, authors' notebook, cell 68 (quoted)"].scores
     assert f"| Mamba4Rec, authors' notebook, cell 68 | 0.0880 | {max(mamba):.4f} |" in "\n".join(lines)  # curve's best
     assert not any("ECHO" in line or "FEARec" in line for line in lines)  # not models of this report
-    others = quoted_runs("amazon-beauty", {"BERT4Rec", "FEARec"})
+    ablations = quoted_runs("amazon-beauty", {("SIGMA", "default"), ("SIGMA", "no_gru")})
+    assert "the committed one is `sigma_variant: public_code`." in ablations[2]  # not in this report
+    notebook = quoted_runs("amazon-beauty", {("SIGMA", "public_code"), ("SIGMA", "cell26")})
+    assert "`SIGMA (cell26)` above put what that cell prints of its model into" in notebook[2]
+    others = quoted_runs("amazon-beauty", {("BERT4Rec", "default"), ("FEARec", "default")})
     fearec = AUTHORS_CURVES["amazon-beauty"]["FEARec, authors' notebook, cell 70 (quoted)"].scores
     assert [line for line in others if line.startswith("| FEARec")] == [
         f"| FEARec, authors' notebook, cell 70 (dropout 0.3, batch 4096) | 0.1047 | {max(fearec):.4f} | 0.0370 "
         "| 0.0825 | 0.0418 | 0.0293 |"]
     assert "public user's run" not in "\n".join(others)
-    assert quoted_runs("amazon-beauty", {"BERT4Rec"}) == [] and quoted_runs("ml-100k", {"SIGMA"}) == []
+    assert quoted_runs("amazon-beauty", {("BERT4Rec", "default")}) == []
+    assert quoted_runs("ml-100k", {("SIGMA", "default")}) == []
     for label, run in AUTHORS_RUNS["amazon-beauty"].items():  # each quoted run's best valid ends its quoted curve's
         curve = AUTHORS_CURVES["amazon-beauty"].get(label.split(" (")[0] + " (quoted)")
         assert curve is None or (curve.model == run.model and max(curve.scores) == run.valid[1]), label

@@ -155,18 +155,29 @@ def seeds_table(results, paper, n_seeds):
     return lines + [""]
 
 
-def quoted_runs(dataset, models):
-    """The authors' own runs of their code of ``models`` (AUTHORS_RUNS), quoted, in the seeds table's columns."""
+def quoted_runs(dataset, keys):
+    """The authors' own runs of their code of the models of ``keys`` ((model, variant) pairs; AUTHORS_RUNS),
+    quoted, in the seeds table's columns."""
+    models = {model for model, _ in keys}
     runs = of_models(AUTHORS_RUNS, dataset, models)
     if not runs:
         return []
+    committed = ""
+    if "SIGMA" in models:
+        committed = (" and from a public user's run of their public code (that repository's issue #1). The notebook's "
+                     "SIGMAs were never committed; the committed one is `sigma_variant: public_code`"
+                     + (" (`SIGMA (public_code)` above)" if ("SIGMA", "public_code") in keys else "") + ".")
+        guesses = [f"`SIGMA ({v})`" for v in ("cell26", "cell66") if ("SIGMA", v) in keys]
+        if guesses:
+            cells = "that cell prints" if len(guesses) == 1 else "those cells print"
+            committed += (f" {' and '.join(guesses)} above put what {cells} of its model into the committed "
+                          "one's forward (README.md, \"SIGMA: paper vs public code\").")
     lines = ["## The authors' own runs (quoted, not measured here)", "",
              "Best valid and test HR / NDCG / MRR@10 of whole runs of the authors' code on the same data and "
              "split, quoted from their notebook (RecMamba.ipynb in github ziwliu8/SIGMA, seed 2020)"
-             + (" and from a public user's run of their public code (that repository's issue #1). The notebook's "
-                "SIGMAs were never committed; `SIGMA (public_code)` above is the committed one."
-                if "SIGMA" in models else ".")
-             + " What each printed of its model: `benchmarks/harness/paper.py`.", "",
+             + (committed or ".")
+             + " Where each comes from, its settings, and what the notebook prints of the models never "
+             "committed: `benchmarks/harness/paper.py`.", "",
              "| run | valid HR@10 | valid NDCG@10 | valid MRR@10 | test HR@10 | test NDCG@10 | test MRR@10 |",
              "| --- |" + " ---: |" * 6]
     for label, run in runs.items():
@@ -361,7 +372,7 @@ def build_report(args, command, jobs, results, pending):
     n_seeds = Counter(job["key"] for job in jobs)  # planned seeds of each (model, variant)
     lines += overall_table(results, n_seeds, paper)
     lines += seeds_table(results, paper, n_seeds)
-    lines += quoted_runs(args.dataset, {model for model, _ in n_seeds})
+    lines += quoted_runs(args.dataset, set(n_seeds))
     lines += significance(results)
     lines += against_the_paper(results, paper)
     lines += variants_against_default(results, paper)
