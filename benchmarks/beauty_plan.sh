@@ -79,11 +79,9 @@ train --models SIGMA --variants no_flip no_gate no_gru --seeds 2020
 # dropout02 (the six records renamed to match, each saying what it ran as: "renamed_from")
 train --models EchoMamba4Rec --variants dropout02 default --seeds 2021 2022
 # HEAD's SIGMA with what the notebook's cells 26 and 66 print of theirs (a one-seed diagnostic of
-# cell 26's reached valid NDCG@10 0.0528, above every SIGMA before it): before FEARec, which was
-# then a third of the way through
-train --models SIGMA --variants cell26 cell66 --seeds 2020
+# cell 26's reached valid NDCG@10 0.0528, above every SIGMA before it), then cell 26's three changes
+# one at a time (which of them gains?): before FEARec, which was then a quarter of the way through
+train --models SIGMA --variants cell26 cell66 nb_no_projection nb_gate_activations nb_gate_dropout --seeds 2020
 train "${OTHERS[@]}"
-# cell 26's three changes one at a time on HEAD's SIGMA: which of them gains?
-train --models SIGMA --variants nb_no_projection nb_gate_activations nb_gate_dropout --seeds 2020
 reports
 echo "=== $(date -u +%FT%TZ) done"
