@@ -266,10 +266,12 @@ def test_the_authors_runs_of_the_reports_models_are_quoted_in_the_seeds_tables_c
 def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
     references = AUTHORS_CURVES["amazon-beauty"]
     assert list(references) == ["SIGMA, authors' notebook, cell 66 (quoted)",
+                                "SIGMA, authors' notebook, cell 26 (quoted)",
                                 "Mamba4Rec, authors' notebook, cell 68 (quoted)",
                                 "FEARec, authors' notebook, cell 70 (quoted)"]
-    sigma, mamba, fearec = (c.scores for c in references.values())
+    sigma, cell26, mamba, fearec = (c.scores for c in references.values())
     assert len(sigma) == 31 and max(sigma) == 0.0597 and sigma[12] == 0.0562  # stopped after 31 epochs
+    assert len(cell26) == 32 and max(cell26) == 0.0600 and cell26.index(0.0600) == 20  # best at epoch 20
     assert len(mamba) == 37 and max(mamba) == 0.0540  # the paper's Table 2 Mamba4Rec NDCG@10
     assert len(fearec) == 63 and max(fearec) == 0.0530  # the paper's Table 2 FEARec NDCG@10
     curves = {"SIGMA": [{0: 0.01, 1: 0.02, 2: 0.015}]}
