@@ -68,6 +68,7 @@ MODEL_KEYS = {
         "gate_activations": _ACTIVATION_PAIR,
         "gate_dropout": _RATE,
         "output_projection": _BOOL,
+        "gate_dense_act": _choice("none", "silu", "sigmoid", "gelu"),
     },
 }
 

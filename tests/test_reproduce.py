@@ -320,7 +320,7 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
     from benchmarks.harness.jobs import yaml_defaults
 
     paper = yaml_defaults("SIGMA", "amazon-beauty")
-    notebook = ("gate_activations", "gate_dropout", "output_projection")
+    notebook = ("gate_activations", "gate_dropout", "output_projection", "gate_dense_act")
     head = {key: value for key, value in PUBLIC_CODE.items() if key not in ("mamba_init", *notebook)}
     assert paper["mamba_init"] == PUBLIC_CODE["mamba_init"]  # the init is the code's in both
     assert all(paper[key] == list(PUBLIC_CODE[key]) if key == "gate_activations" else paper[key] == PUBLIC_CODE[key]
@@ -348,6 +348,7 @@ def test_the_notebook_variants_are_heads_sigma_with_what_cells_26_and_66_print()
         assert variant_overrides("SIGMA", step) == {**base, key: cell26[key]}, step
     assert variant_overrides("SIGMA", "cell26") == {**base, **cell26}
     assert variant_overrides("SIGMA", "cell66") == {**base, "gate_activations": ["sigmoid", "silu"], "gate_dropout": 0.3}
+    assert variant_overrides("SIGMA", "cell26_ac") == {**base, **cell26, "gate_dense_act": "silu"}
     assert variant_overrides("Mamba4Rec", "cell26") is None
 
 
@@ -386,7 +387,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
     assert {f"SIGMA-{v}-s2020" for v in ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations",
-                                         "nb_gate_dropout")} == job_names(reports[4])  # the notebook's, from HEAD's
+                                         "nb_gate_dropout", "cell26_ac")} == job_names(reports[4])  # the notebook's, from HEAD's
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
     assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each
@@ -499,7 +500,7 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
         "sigma_variant"]
     # a key the YAML gained later (KEYS_ADDED): a job without it ran at the value that computes the same
     without = {k: v for k, v in sigma["yaml_defaults"].items()
-               if k not in ("gate_activations", "gate_dropout", "output_projection")}
+               if k not in ("gate_activations", "gate_dropout", "output_projection", "gate_dense_act")}
     (sigma["dir"] / "job.json").write_text(json.dumps({"config": sigma["config"], "yaml_defaults": without}))
     assert sigma["yaml_defaults"]["output_projection"] is True
     assert config_mismatch(sigma) == []

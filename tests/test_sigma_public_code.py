@@ -47,12 +47,13 @@ def gru_without_bias(x, w_ih, w_hh):
 
 
 def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x, si=F.silu, sig=torch.sigmoid,
-                 projection=True):
+                 projection=True, ac=None):
     """HEAD's SIGMA.forward with one SIGMALayers (dropouts off but the gate's), less the dead line
     ``gru_input = self.conv1d(g1)``. ``p``: HEAD's parameter names; ``mamba``: its one Mamba block.
     ``si``, ``sig``: the activations of HEAD's ``selective_gate_si`` and ``selective_gate_sig``
     (Sequentials of an activation and a Linear); ``projection=False`` drops its last Linear, as the
-    notebook's cell 26 prints them."""
+    notebook's cell 26 prints them. ``ac``: the first commit's commented-out ``h1 = self.ac(h1)``
+    after ``dense1``, as if it were in."""
     g = "mamba_layers.0.gmamba."
 
     def linear(name, x):
@@ -64,6 +65,8 @@ def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x, si=
     x = layer_norm("LayerNorm", F.embedding(item_seq, p["item_embedding.weight"]))
     # GMambaBlock.forward
     h1 = linear(g + "dense1", x)
+    if ac is not None:
+        h1 = ac(h1)
     g1 = F.conv1d(x.transpose(1, 2), p[g + "conv1d.weight"], p[g + "conv1d.bias"], padding=1).transpose(1, 2)
     flipped = x.clone()
     flipped[:, :45, :] = x[:, :45, :].flip(dims=[1])
@@ -204,7 +207,8 @@ def test_preset_is_the_six_switches(make_model):
     and sets the notebook's three to HEAD's whatever they say."""
     switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
                 "gru_bias": False, "mamba_init": "public_code"}
-    notebook = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False}
+    notebook = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False,
+                "gate_dense_act": "silu"}
     preset = public_code(make_model, **notebook).eval()
     by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **switches).eval()
     assert preset.state_dict().keys() == by_hand.state_dict().keys()
@@ -320,7 +324,22 @@ def test_a_checkpoint_of_heads_loads_with_other_activations(make_model):
     ("gate_dropout", 1.0, "a number in \\[0, 1\\)"),
     ("gate_dropout", "auto", "a number in \\[0, 1\\)"),
     ("output_projection", "no", "True or False"),
+    ("gate_dense_act", "relu", "one of 'none', 'silu', 'sigmoid', 'gelu'"),
 ])
 def test_bad_notebook_switches_are_one_line_errors(make_model, key, value, allowed):
     with pytest.raises(ConfigError, match=f"SIGMA: {key}=.* is invalid; expected {allowed}"):
         make_model("SIGMA", **{key: value})
+
+
+def test_gate_dense_act_is_the_first_commits_commented_line_put_back(make_model):
+    model = cell_26(make_model, gate_dense_act="silu", length_buckets=False).double().eval()
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    with torch.no_grad():
+        ours = model(seq, lengths)
+        theirs = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths,
+                              si=torch.sigmoid, sig=F.gelu, projection=False, ac=F.silu)
+        without = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths,
+                               si=torch.sigmoid, sig=F.gelu, projection=False)
+    assert (ours - theirs).abs().max() < 1e-6
+    assert (ours - without).abs().max() > 1e-4  # the SiLU does act
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in cell_26(make_model).parameters())

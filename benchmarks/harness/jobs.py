@@ -64,10 +64,14 @@ VARIANTS.update({
     "nb_gate_dropout": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_dropout": 0.3}),
     "cell26": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26}),
     "cell66": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_activations": ["sigmoid", "silu"], "gate_dropout": 0.3}),
+    # cell26 with a guess at where its parameter-free SiLU `ac` acts: on the forward gate's dense(X),
+    # where the first commit of that code has the line commented out (README.md)
+    "cell26_ac": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gate_dense_act": "silu"}),
 })
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
-KEYS_ADDED = {"SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True}}
+KEYS_ADDED = {"SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,
+                        "gate_dense_act": "none"}}
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
 METRICS = ("hit@10", "ndcg@10", "mrr@10")

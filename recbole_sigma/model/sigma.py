@@ -33,6 +33,9 @@ that HEAD does not show: ``gate_activations`` (the two activations of that gate,
 above), ``gate_dropout`` (its drop) and ``output_projection`` (False: no W, b after Z0). Its cell 26
 ("modulize SIGMA") prints HEAD's modules less the projection, the activations (sigmoid, GELU) and
 gate dropout 0.3; what it computes with them is not printed (README.md lists what stays unknown).
+``gate_dense_act`` tries one guess at the parameter-free SiLU that cell 26 also prints: on the
+forward gate's dense(X), u = SiLU(H0 W1 + b1) + H0, where the first commit of that code keeps the
+line commented out.
 """
 import torch
 import torch.nn as nn
@@ -59,6 +62,7 @@ PUBLIC_CODE = {
     "gate_activations": ("silu", "sigmoid"),
     "gate_dropout": 0.2,
     "output_projection": True,
+    "gate_dense_act": "none",
 }
 # What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
 BLOCK_KEYS = (
@@ -113,6 +117,8 @@ class PublicCodeGate(nn.Module):
     """The gate of the public SIGMA code (``gate_mode: public_code``), which is not Eq. 4-6.
 
     u = dense(X) + X;  G = dropout(Linear(act_a(u)) + Linear(act_b(v))), applied as M * G + M.
+    ``dense_act`` (``gate_dense_act``, a guess for the notebook): u = dense_act(dense(X)) + X on the
+    forward branch.
     For the forward branch v = u; for the flipped branch that code passes the forward branch's
     finished gate (after its dropout) as v, so both branches share one pair of Linear maps.
     HEAD: act_a = SiLU, act_b = sigmoid, dropout 0.2 (``gate_activations``, ``gate_dropout``).
@@ -120,7 +126,7 @@ class PublicCodeGate(nn.Module):
     ``selective_gate_sig``), whichever activations fill them.
     """
 
-    def __init__(self, d_model, activations=("silu", "sigmoid"), dropout=0.2):
+    def __init__(self, d_model, activations=("silu", "sigmoid"), dropout=0.2, dense_act="none"):
         super().__init__()
         self.dense_fwd = nn.Linear(d_model, d_model)
         self.dense_flip = nn.Linear(d_model, d_model)
@@ -128,9 +134,10 @@ class PublicCodeGate(nn.Module):
         self.sigmoid_proj = nn.Linear(d_model, d_model)
         self.act_a, self.act_b = (ACTIVATIONS[name] for name in activations)
         self.dropout = Dropout(dropout)
+        self.dense_act = nn.Identity() if dense_act == "none" else ACTIVATIONS[dense_act]
 
     def forward(self, h0, h0f, m0, m0f):  # 4 x (B, L, D) -> 2 x (B, L, D)
-        u_fwd = self.dense_fwd(h0) + h0
+        u_fwd = self.dense_act(self.dense_fwd(h0)) + h0
         u_flip = self.dense_flip(h0f) + h0f
         g_fwd = self.dropout(self.silu_proj(self.act_a(u_fwd)) + self.sigmoid_proj(self.act_b(u_fwd)))
         g_flip = self.dropout(self.silu_proj(self.act_a(u_flip)) + self.sigmoid_proj(self.act_b(g_fwd)))
@@ -172,7 +179,8 @@ class GMambaBlock(nn.Module):
             if self.gate_mode == "paper":
                 self.gate = DenseSelectiveGate(d_model, settings["gate_conv_kernel"])
             else:
-                self.gate = PublicCodeGate(d_model, settings["gate_activations"], settings["gate_dropout"])
+                self.gate = PublicCodeGate(d_model, settings["gate_activations"], settings["gate_dropout"],
+                                           settings["gate_dense_act"])
         self.fe_gru = (
             FeatureExtractGRU(d_model, settings["gru_conv_kernel"], settings["gru_bias"])
             if settings["use_fe_gru"]
