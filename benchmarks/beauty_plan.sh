@@ -26,7 +26,7 @@ WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_ga
 OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
 # From HEAD's SIGMA towards what the authors' notebook prints of theirs (cells 26 and 66)
 NOTEBOOK=(--models SIGMA --variants public_code cell26 cell66 nb_no_projection nb_gate_activations nb_gate_dropout
-          cell26_ac --seeds 2020)
+          cell26_ac default no_projection --seeds 2020)
 # Table 4's ablations, under today's defaults
 ABLATIONS=(--models SIGMA --variants default no_flip no_gate no_gru --seeds 2020)
 
@@ -80,10 +80,11 @@ train --models SIGMA --variants no_flip no_gate no_gru --seeds 2020
 train --models EchoMamba4Rec --variants dropout02 default --seeds 2021 2022
 # HEAD's SIGMA with what the notebook's cells 26 and 66 print of theirs (a one-seed diagnostic of
 # cell 26's reached valid NDCG@10 0.0528, above every SIGMA before it), then cell 26's three changes
-# one at a time (which of them gains?), and cell 26 with a guess at its SiLU `ac`: before FEARec,
-# which was then a quarter of the way through
-train --models SIGMA --variants cell26 cell66 nb_no_projection nb_gate_activations nb_gate_dropout cell26_ac \
-    --seeds 2020
+# one at a time (which of them gains?): before FEARec, which was then a quarter of the way through.
+# Dropping the projection alone followed cell26's curve, so the paper's SIGMA without it comes next,
+# then the other two steps and cell 26 with a guess at its SiLU `ac`
+train --models SIGMA --variants cell26 cell66 nb_no_projection no_projection nb_gate_activations nb_gate_dropout \
+    cell26_ac --seeds 2020
 train "${OTHERS[@]}"
 reports
 echo "=== $(date -u +%FT%TZ) done"

@@ -67,6 +67,8 @@ VARIANTS.update({
     # cell26 with a guess at where its parameter-free SiLU `ac` acts: on the forward gate's dense(X),
     # where the first commit of that code has the line commented out (README.md)
     "cell26_ac": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gate_dense_act": "silu"}),
+    # The paper's SIGMA without Eq. 9's projection (what nb_no_projection takes from HEAD's)
+    "no_projection": (("SIGMA",), {"output_projection": False}),
 })
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
