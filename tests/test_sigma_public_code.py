@@ -204,7 +204,7 @@ def test_combining_weights_receive_gradients_and_train(make_model):
 
 def test_preset_is_the_six_switches(make_model):
     """sigma_variant: public_code builds the model the six public-code switches build, weight for weight,
-    and sets the notebook's three to HEAD's whatever they say."""
+    and sets the notebook's four to HEAD's whatever they say."""
     switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
                 "gru_bias": False, "mamba_init": "public_code"}
     notebook = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False,

@@ -17,7 +17,7 @@ Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a sw
 creates no parameters. The public code's departures from the paper are switches too
 (``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``mamba_init``);
 README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values
-(and the three notebook switches below to HEAD's):
+(and the four notebook switches below to HEAD's):
 the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py), one
 G-Mamba layer on H0 of shape (B, L, D):
 
@@ -28,7 +28,7 @@ G-Mamba layer on H0 of shape (B, L, D):
     Z0 = w0 GRU(Conv1d(H0)) + w1 (M0f Gf + M0f) + w2 (M0 G + M0)   w = [0.1, 0.1, 0.8] trainable
     then Z0 W + b, dropout -> LayerNorm -> PFFN as above; GRU without biases, drop = dropout 0.2.
 
-Three more switches follow what the authors' notebook (RecMamba.ipynb) prints of the SIGMA it ran
+Three switches (a fourth below) follow what the authors' notebook (RecMamba.ipynb) prints of the SIGMA it ran
 that HEAD does not show: ``gate_activations`` (the two activations of that gate, SiLU and sigmoid
 above), ``gate_dropout`` (its drop) and ``output_projection`` (False: no W, b after Z0). Its cell 26
 ("modulize SIGMA") prints HEAD's modules less the projection, the activations (sigmoid, GELU) and
