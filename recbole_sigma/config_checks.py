@@ -27,9 +27,10 @@ _BOOL = ((lambda v: isinstance(v, bool)), "True or False")
 _DROPOUT = ((lambda v: v == "auto" or isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1),
             "a number in [0, 1) or 'auto'")
 _RATE = ((lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1), "a number in [0, 1)")
-_ACTIVATION_PAIR = ((lambda v: isinstance(v, (list, tuple)) and len(v) == 2
-                     and all(a in ("silu", "sigmoid", "gelu") for a in v)),
-                    "two of 'silu', 'sigmoid', 'gelu', e.g. ['silu', 'sigmoid']")
+# The activations SIGMA's public-code gate can take by name (recbole_sigma.model.sigma.ACTIVATIONS).
+GATE_ACTIVATIONS = ("silu", "sigmoid", "gelu")
+_ACTIVATION_PAIR = ((lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(a in GATE_ACTIVATIONS for a in v)),
+                    f"two of {', '.join(map(repr, GATE_ACTIVATIONS))}, e.g. ['silu', 'sigmoid']")
 
 COMMON_KEYS = {
     "hidden_size": _int_at_least(1),
@@ -68,7 +69,7 @@ MODEL_KEYS = {
         "gate_activations": _ACTIVATION_PAIR,
         "gate_dropout": _RATE,
         "output_projection": _BOOL,
-        "gate_dense_act": _choice("none", "silu", "sigmoid", "gelu"),
+        "gate_dense_act": _choice("none", *GATE_ACTIVATIONS),
     },
 }
 

@@ -318,6 +318,17 @@ def test_a_checkpoint_of_heads_loads_with_other_activations(make_model):
     model.load_state_dict(state)
 
 
+def test_every_activation_name_the_config_accepts_is_one_the_gate_has():
+    """The names are written once for the checks (config_checks) and once beside their functions."""
+    from recbole_sigma.config_checks import GATE_ACTIVATIONS
+    from recbole_sigma.model.sigma import ACTIVATIONS, PublicCodeGate
+
+    assert tuple(ACTIVATIONS) == GATE_ACTIVATIONS
+    for name in GATE_ACTIVATIONS:
+        gate = PublicCodeGate(4, (name, name), 0.0, name)
+        assert gate.act_a is gate.act_b is gate.dense_act is ACTIVATIONS[name]
+
+
 @pytest.mark.parametrize("key, value, allowed", [
     ("gate_activations", ["relu", "silu"], "two of 'silu', 'sigmoid', 'gelu'"),
     ("gate_activations", ["silu"], "two of 'silu', 'sigmoid', 'gelu'"),

@@ -47,7 +47,8 @@ from recbole_sigma.ops.dropout import Dropout
 
 # The public code's combining weights (GRU, flipped, forward): trainable, used as they are.
 PUBLIC_CODE_MIX = (0.1, 0.1, 0.8)
-# Activations by name, for gate_activations.
+# The public-code gate's activations by name (gate_activations, gate_dense_act; the names are
+# config_checks.GATE_ACTIVATIONS).
 ACTIVATIONS = {"silu": F.silu, "sigmoid": torch.sigmoid, "gelu": F.gelu}
 # sigma_variant: public_code -- the switches that turn the paper's SIGMA into the public code's.
 PUBLIC_CODE = {
@@ -74,7 +75,6 @@ BLOCK_KEYS = (
 def block_settings(config):
     """The G-Mamba block's keys from ``config``, with ``sigma_variant: public_code`` applied."""
     settings = {key: config[key] for key in BLOCK_KEYS}
-    settings["gate_activations"] = tuple(settings["gate_activations"])
     if config["sigma_variant"] == "public_code":
         settings.update(PUBLIC_CODE)
     return settings
@@ -126,7 +126,7 @@ class PublicCodeGate(nn.Module):
     ``selective_gate_sig``), whichever activations fill them.
     """
 
-    def __init__(self, d_model, activations=("silu", "sigmoid"), dropout=0.2, dense_act="none"):
+    def __init__(self, d_model, activations, dropout, dense_act):
         super().__init__()
         self.dense_fwd = nn.Linear(d_model, d_model)
         self.dense_flip = nn.Linear(d_model, d_model)
