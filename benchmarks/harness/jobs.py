@@ -69,6 +69,9 @@ VARIANTS.update({
     "cell26_ac": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gate_dense_act": "silu"}),
     # The paper's SIGMA without Eq. 9's projection (what nb_no_projection takes from HEAD's)
     "no_projection": (("SIGMA",), {"output_projection": False}),
+    # and at dropout 0.4, the other change that gained on the paper's SIGMA (dropout04): together, a
+    # preset's candidate (one needs Mamba4Rec's level)
+    "no_projection_dropout04": (("SIGMA",), {"output_projection": False, "dropout_prob": 0.4}),
 })
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
