@@ -391,7 +391,8 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
     notebook = ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations", "nb_gate_dropout",
                 "cell26_ac", "no_projection", "no_projection_dropout04")
-    assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020"} == job_names(reports[4])  # the notebook's, from HEAD's
+    # the notebook's, from HEAD's
+    assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020"} == job_names(reports[4])
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
     assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each
