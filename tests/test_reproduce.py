@@ -349,6 +349,7 @@ def test_the_notebook_variants_are_heads_sigma_with_what_cells_26_and_66_print()
     assert variant_overrides("SIGMA", "cell26") == {**base, **cell26}
     assert variant_overrides("SIGMA", "cell66") == {**base, "gate_activations": ["sigmoid", "silu"], "gate_dropout": 0.3}
     assert variant_overrides("SIGMA", "cell26_ac") == {**base, **cell26, "gate_dense_act": "silu"}
+    assert variant_overrides("SIGMA", "nb_no_gate") == {**base, "use_ds_gate": False, "output_projection": False}
     assert variant_overrides("SIGMA", "no_projection") == {"output_projection": False}  # on the paper's SIGMA
     assert variant_overrides("SIGMA", "no_projection_dropout04") == {"output_projection": False, "dropout_prob": 0.4}
     assert variant_overrides("Mamba4Rec", "cell26") is None
@@ -390,7 +391,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
     notebook = ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations", "nb_gate_dropout",
-                "cell26_ac", "no_projection", "no_projection_dropout04")
+                "nb_no_gate", "no_projection", "no_projection_dropout04")
     # the notebook's, from HEAD's
     assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020"} == job_names(reports[4])
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]

@@ -67,6 +67,9 @@ VARIANTS.update({
     # cell26 with a guess at where its parameter-free SiLU `ac` acts: on the forward gate's dense(X),
     # where the first commit of that code has the line commented out (README.md)
     "cell26_ac": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gate_dense_act": "silu"}),
+    # HEAD's SIGMA without its gate and projection: the one of these whose FLOPs (RecBole's count,
+    # benchmarks/notebook_flops.py) equal those the notebook prints for its SIGMA runs (cells 34-66)
+    "nb_no_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "use_ds_gate": False, "output_projection": False}),
     # The paper's SIGMA without Eq. 9's projection (what nb_no_projection takes from HEAD's)
     "no_projection": (("SIGMA",), {"output_projection": False}),
     # and at dropout 0.4, the other change that gained on the paper's SIGMA (dropout04): together, a
