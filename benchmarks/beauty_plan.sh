@@ -90,9 +90,9 @@ train --models SIGMA --variants cell26 cell66 nb_no_projection no_projection --s
 train --models SIGMA --variants no_projection --seeds 2021 2022
 train --models SIGMA --variants no_projection_dropout04 --seeds 2020
 # The FLOPs the notebook prints for its SIGMA runs (cells 34-66) are those of HEAD's SIGMA without its
-# gate and projection (benchmarks/notebook_flops.py): nb_no_gate, in place of cell26_ac (a guess at
+# gate and projection (benchmarks/notebook_flops.py): nb_no_gate, first, in place of cell26_ac (a guess at
 # cell 26's SiLU whose FLOPs are not cell 26's)
-train --models SIGMA --variants nb_gate_activations nb_gate_dropout nb_no_gate --seeds 2020
+train --models SIGMA --variants nb_no_gate nb_gate_activations nb_gate_dropout --seeds 2020
 train "${OTHERS[@]}"
 reports
 echo "=== $(date -u +%FT%TZ) done"
