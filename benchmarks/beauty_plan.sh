@@ -26,7 +26,7 @@ WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_ga
 OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
 # From HEAD's SIGMA towards what the authors' notebook prints of theirs (cells 26 and 66)
 NOTEBOOK=(--models SIGMA --variants public_code cell26 cell66 nb_no_projection nb_gate_activations nb_gate_dropout
-          nb_no_gate default no_projection no_projection_dropout04 --seeds 2020)
+          nb_no_gate nb_one_gate cell26_no_conv default no_projection no_projection_dropout04 --seeds 2020)
 # Table 4's ablations, under today's defaults
 ABLATIONS=(--models SIGMA --variants default no_flip no_gate no_gru --seeds 2020)
 
@@ -91,8 +91,10 @@ train --models SIGMA --variants no_projection --seeds 2021 2022
 train --models SIGMA --variants no_projection_dropout04 --seeds 2020
 # The FLOPs the notebook prints for its SIGMA runs (cells 34-66) are those of HEAD's SIGMA without its
 # gate and projection (benchmarks/notebook_flops.py): nb_no_gate, first, in place of cell26_ac (a guess at
-# cell 26's SiLU whose FLOPs are not cell 26's)
-train --models SIGMA --variants nb_no_gate nb_gate_activations nb_gate_dropout --seeds 2020
+# cell 26's SiLU whose FLOPs are not cell 26's). Its 'without gate' run (cell 64) says the match is a
+# coincidence: one gate for both directions and no Conv1d before the GRU (nb_one_gate) count the
+# same, as cell 26's gates without that Conv1d (cell26_no_conv) count what cell 26 prints
+train --models SIGMA --variants nb_no_gate nb_one_gate cell26_no_conv nb_gate_activations nb_gate_dropout --seeds 2020
 train "${OTHERS[@]}"
 reports
 echo "=== $(date -u +%FT%TZ) done"

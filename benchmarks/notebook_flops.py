@@ -15,6 +15,16 @@ This script counts our SIGMA's layer the same way for each named variant (the ha
 benchmarks/harness/jobs.py, over SIGMA.yaml), with the Mamba block stubbed out as in the
 notebook's count, and prints it beside the notebook's. One unit = one 64 x 64 Linear on 50
 positions (204,800); the Conv1d (kernel 3) costs 3 units; the GRU (no bias) over 50 steps 1,251,200.
+
+What the notebook's counts say, with its own labels (the markdown cell above each run):
+- Every SIGMA run has one bias-free GRU over 50 steps (no other split of the counts is whole).
+- 'SIGMA' (cell 66, the paper's row) counts 3 units, 'without gate' (cell 64) 1: its gate is two
+  Linear calls, and the GRU reads no Conv1d (3 units, more than cell 64 has).
+- 'without reverse' (cell 62) counts the same 3 units and trains an epoch in 6.7 s against 11.0 s:
+  one Mamba call fewer, the same gate, so the gate is computed once, not once per direction.
+- 'modulize SIGMA' (cell 26, three weeks later) counts 6: a gate per direction (dense and two
+  Linear calls each), as HEAD's, and again no Conv1d and no projection.
+Our nb_no_gate counts 3 units too, but with its Conv1d and no gate: cell 64 rules that reading out.
 HEAD's file (model/gated_mamba.py) calls its dense2 twice, the first result unused: 11 units where
 our public_code, which leaves that call out, counts 10. No notebook run counts either.
 """
@@ -27,16 +37,19 @@ import torch.nn as nn
 L, D = 50, 64  # the notebook's MAX_ITEM_LIST_LENGTH and hidden_size
 UNIT = L * D * D  # one D x D Linear on L positions
 GRU_50 = 1_251_200  # thop's count of GRU(64, 64, bias=False) over 50 steps
-# What the notebook prints (cell: trainable parameters, FLOPs) for its Beauty runs of these models
+# What the notebook prints for its Beauty runs (cell and its label: trainable parameters, FLOPs,
+# median seconds a training epoch on its GPU)
 NOTEBOOK = {
-    "68 Mamba4Rec (dropout 0.2)": (846_784, 1_660_864),
-    "26 SIGMA ('modulize SIGMA')": (900_355, 4_140_864),
-    "34-58 SIGMA (13 runs)": (900_355, 3_526_464),
-    "62 SIGMA": (904_516, 3_526_464),
-    "64 SIGMA": (904_517, 3_116_864),
-    "66 SIGMA (the paper's row)": (904_517, 3_526_464),
+    "68 'raw' (Mamba4Rec)": (846_784, 1_660_864, 5.5),
+    "66 'SIGMA' (the paper's row)": (904_517, 3_526_464, 11.0),
+    "64 'without gate'": (904_517, 3_116_864, 10.4),
+    "62 'without reverse'": (904_516, 3_526_464, 6.7),
+    "34-58 flip ranges (13 runs)": (900_355, 3_526_464, 11.0),
+    "26 'modulize SIGMA'": (900_355, 4_140_864, 10.9),
 }
-VARIANTS = ("default", "no_projection", "public_code", "nb_no_projection", "cell26", "nb_no_gate")
+# Our variants (benchmarks/harness/jobs.py), each with further overrides
+VARIANTS = (("default", {}), ("no_projection", {}), ("public_code", {}), ("nb_no_projection", {}), ("cell26", {}),
+            ("cell26_no_conv", {}), ("nb_no_gate", {}), ("nb_one_gate", {}))
 
 
 class MambaStub(nn.Module):
@@ -78,7 +91,7 @@ def count_flops(layer, item_seq_len=L):
     return int(total[0]) + (L + 1) * D + 2 * L * D, int(gru[0])
 
 
-def sigma_layer(variant):
+def sigma_layer(variant, **overrides):
     """One SIGMA layer as the harness's ``variant`` builds it on Beauty (Mamba blocks stubbed)."""
     try:  # run as a script (benchmarks/ first on sys.path), or imported from the repository root
         from harness.jobs import variant_overrides, yaml_defaults
@@ -87,7 +100,7 @@ def sigma_layer(variant):
     from recbole_sigma.model.layers import MixerLayer
     from recbole_sigma.model.sigma import GMambaBlock, block_settings
 
-    config = {**yaml_defaults("SIGMA", "amazon-beauty"), **variant_overrides("SIGMA", variant)}
+    config = {**yaml_defaults("SIGMA", "amazon-beauty"), **variant_overrides("SIGMA", variant), **overrides}
     return MixerLayer(GMambaBlock(block_settings(config), D, MambaStub), D, 0.0, residual=False)
 
 
@@ -114,16 +127,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.parse_args(argv)
     base = count_flops(mamba4rec_layer())[0]
-    print(f"{'model':52s} {'params':>9s} {'FLOPs':>11s} {'units':>6s}")
-    print("notebook, as printed (cell, model):")
-    for name, (params, flops) in NOTEBOOK.items():
-        extra = f"{units(flops, base):6.1f}" if "SIGMA" in name else ""
-        print(f"  {name:50s} {params:9,d} {flops:11,d} {extra}")
+    print(f"{'model':52s} {'params':>9s} {'FLOPs':>11s} {'units':>6s} {'s/epoch':>8s}")
+    print("notebook, as printed (cell 'its label'):")
+    for name, (params, flops, seconds) in NOTEBOOK.items():
+        extra = f"{units(flops, base):6.1f}" if flops != base else ""
+        print(f"  {name:50s} {params:9,d} {flops:11,d} {extra:>6s} {seconds:8.1f}")
     print("ours, counted the same way (variant):")
     print(f"  {'Mamba4Rec':50s} {'':9s} {base:11,d}")
-    for variant in VARIANTS:
-        flops, gru = count_flops(sigma_layer(variant))
-        print(f"  SIGMA {variant:44s} {'':9s} {flops:11,d} {units(flops, base, gru):6.1f}")
+    for variant, overrides in VARIANTS:
+        flops, gru = count_flops(sigma_layer(variant, **overrides))
+        name = " ".join([variant, *(f"{k}={v}" for k, v in overrides.items())])
+        print(f"  SIGMA {name:44s} {'':9s} {flops:11,d} {units(flops, base, gru):6.1f}")
     print(f"one unit = {UNIT:,d} FLOPs (a {D} x {D} Linear on {L} positions); a kernel-3 Conv1d = 3 units; "
           f"units leave out the GRU (the notebook's: bias-free, over {L} steps, {GRU_50:,d}; the paper's has biases)")
     return 0

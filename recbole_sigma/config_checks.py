@@ -56,7 +56,7 @@ MODEL_KEYS = {
         "length_buckets": _BOOL,
         "flip_remain": _int_at_least(0),
         "gate_conv_kernel": _int_at_least(1),
-        "gru_conv_kernel": _int_at_least(1),
+        "gru_conv_kernel": _int_at_least(0),
         "use_partial_flip": _BOOL,
         "use_ds_gate": _BOOL,
         "use_fe_gru": _BOOL,
@@ -70,6 +70,7 @@ MODEL_KEYS = {
         "gate_dropout": _RATE,
         "output_projection": _BOOL,
         "gate_dense_act": _choice("none", *GATE_ACTIVATIONS),
+        "gate_flip": _choice("own", "shared"),
     },
 }
 

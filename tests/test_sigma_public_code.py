@@ -47,13 +47,14 @@ def gru_without_bias(x, w_ih, w_hh):
 
 
 def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x, si=F.silu, sig=torch.sigmoid,
-                 projection=True, ac=None):
+                 projection=True, ac=None, one_gate=False, gru_conv=True):
     """HEAD's SIGMA.forward with one SIGMALayers (dropouts off but the gate's), less the dead line
     ``gru_input = self.conv1d(g1)``. ``p``: HEAD's parameter names; ``mamba``: its one Mamba block.
     ``si``, ``sig``: the activations of HEAD's ``selective_gate_si`` and ``selective_gate_sig``
     (Sequentials of an activation and a Linear); ``projection=False`` drops its last Linear, as the
     notebook's cell 26 prints them. ``ac``: the first commit's commented-out ``h1 = self.ac(h1)``
-    after ``dense1``, as if it were in."""
+    after ``dense1``, as if it were in. ``one_gate``: the forward branch's gate ``h1`` gates the flipped
+    branch too (no ``dense2``); ``gru_conv=False``: the GRU reads ``input_tensor``, not ``conv1d``'s output."""
     g = "mamba_layers.0.gmamba."
 
     def linear(name, x):
@@ -67,17 +68,21 @@ def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x, si=
     h1 = linear(g + "dense1", x)
     if ac is not None:
         h1 = ac(h1)
-    g1 = F.conv1d(x.transpose(1, 2), p[g + "conv1d.weight"], p[g + "conv1d.bias"], padding=1).transpose(1, 2)
+    g1 = F.conv1d(x.transpose(1, 2), p[g + "conv1d.weight"], p[g + "conv1d.bias"], padding=1).transpose(1, 2) \
+        if gru_conv else x
     flipped = x.clone()
     flipped[:, :45, :] = x[:, :45, :].flip(dims=[1])
-    h2 = linear(g + "dense2", flipped) + flipped
+    h2 = None if one_gate else linear(g + "dense2", flipped) + flipped
     mamba_output_f = mamba(flipped)
     mamba_output = mamba(x)
     h1 = x + h1
     h1 = linear(g + "selective_gate_si.1", si(h1)) + linear(g + "selective_gate_sig.1", sig(h1))
     h1 = gate_dropout(h1)
-    h2 = linear(g + "selective_gate_si.1", si(h2)) + linear(g + "selective_gate_sig.1", sig(h1))
-    h2 = gate_dropout(h2)
+    if one_gate:
+        h2 = h1
+    else:
+        h2 = linear(g + "selective_gate_si.1", si(h2)) + linear(g + "selective_gate_sig.1", sig(h1))
+        h2 = gate_dropout(h2)
     mamba_output = mamba_output * h1 + mamba_output
     mamba_output_f = mamba_output_f * h2 + mamba_output_f
     gru_output = gru_without_bias(g1, p[g + "gru.weight_ih_l0"], p[g + "gru.weight_hh_l0"])
@@ -204,11 +209,11 @@ def test_combining_weights_receive_gradients_and_train(make_model):
 
 def test_preset_is_the_six_switches(make_model):
     """sigma_variant: public_code builds the model the six public-code switches build, weight for weight,
-    and sets the notebook's four to HEAD's whatever they say."""
+    and sets the notebook's five to HEAD's whatever they say."""
     switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
                 "gru_bias": False, "mamba_init": "public_code"}
     notebook = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False,
-                "gate_dense_act": "silu"}
+                "gate_dense_act": "silu", "gate_flip": "shared"}
     preset = public_code(make_model, **notebook).eval()
     by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **switches).eval()
     assert preset.state_dict().keys() == by_hand.state_dict().keys()
@@ -325,7 +330,7 @@ def test_every_activation_name_the_config_accepts_is_one_the_gate_has():
 
     assert tuple(ACTIVATIONS) == GATE_ACTIVATIONS
     for name in GATE_ACTIVATIONS:
-        gate = PublicCodeGate(4, (name, name), 0.0, name)
+        gate = PublicCodeGate(4, (name, name), 0.0, name, "own")
         assert gate.act_a is gate.act_b is gate.dense_act is ACTIVATIONS[name]
 
 
@@ -336,6 +341,8 @@ def test_every_activation_name_the_config_accepts_is_one_the_gate_has():
     ("gate_dropout", "auto", "a number in \\[0, 1\\)"),
     ("output_projection", "no", "True or False"),
     ("gate_dense_act", "relu", "one of 'none', 'silu', 'sigmoid', 'gelu'"),
+    ("gate_flip", "both", "one of 'own', 'shared'"),
+    ("gru_conv_kernel", -1, "an integer >= 0"),
 ])
 def test_bad_notebook_switches_are_one_line_errors(make_model, key, value, allowed):
     with pytest.raises(ConfigError, match=f"SIGMA: {key}=.* is invalid; expected {allowed}"):
@@ -354,3 +361,19 @@ def test_gate_dense_act_is_the_first_commits_commented_line_put_back(make_model)
     assert (ours - theirs).abs().max() < 1e-6
     assert (ours - without).abs().max() > 1e-4  # the SiLU does act
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in cell_26(make_model).parameters())
+
+
+@pytest.mark.parametrize("buckets", [True, False])
+def test_one_gate_without_the_grus_conv_is_heads_forward_with_those_two_changes(make_model, buckets):
+    """gate_flip: shared and gru_conv_kernel: 0, the two changes the notebook's FLOPs call for
+    (benchmarks/notebook_flops.py), on HEAD's forward: no dense2, no Conv1d before the GRU."""
+    model = cell_26(make_model, gate_flip="shared", gru_conv_kernel=0, length_buckets=buckets).double().eval()
+    names = [name for name, _ in model.named_parameters()]
+    assert not [name for name in names if "dense_flip" in name or "fe_gru.conv1d" in name]
+    assert model.lookahead() == 0
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    with torch.no_grad():
+        ours = model(seq, lengths)
+        theirs = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths,
+                              si=torch.sigmoid, sig=F.gelu, projection=False, one_gate=True, gru_conv=False)
+    assert (ours - theirs).abs().max() < 1e-6

@@ -67,9 +67,17 @@ VARIANTS.update({
     # cell26 with a guess at where its parameter-free SiLU `ac` acts: on the forward gate's dense(X),
     # where the first commit of that code has the line commented out (README.md)
     "cell26_ac": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gate_dense_act": "silu"}),
-    # HEAD's SIGMA without its gate and projection: the one of these whose FLOPs (RecBole's count,
-    # benchmarks/notebook_flops.py) equal those the notebook prints for its SIGMA runs (cells 34-66)
+    # HEAD's SIGMA without its gate and projection: its FLOPs (RecBole's count, benchmarks/notebook_flops.py)
+    # equal those the notebook prints for its SIGMA runs (cells 34-66), but its "without gate" run
+    # (cell 64) counts one Linear call where nb_no_gate has its Conv1d: a coincidence.
     "nb_no_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "use_ds_gate": False, "output_projection": False}),
+    # What those FLOPs and cell 64's call for: one gate (dense, two Linear maps) for both directions,
+    # no Conv1d before the GRU, no projection; cell 66's gate activations and dropout
+    "nb_one_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
+                                 "output_projection": False, "gate_activations": ["sigmoid", "silu"],
+                                 "gate_dropout": 0.3}),
+    # cell26 without the Conv1d before its GRU: what cell 26's FLOPs count
+    "cell26_no_conv": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gru_conv_kernel": 0}),
     # The paper's SIGMA without Eq. 9's projection (what nb_no_projection takes from HEAD's)
     "no_projection": (("SIGMA",), {"output_projection": False}),
     # and at dropout 0.4, the other change that gained on the paper's SIGMA (dropout04): together, a
@@ -79,7 +87,7 @@ VARIANTS.update({
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
 KEYS_ADDED = {"SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,
-                        "gate_dense_act": "none"}}
+                        "gate_dense_act": "none", "gate_flip": "own"}}
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
 METRICS = ("hit@10", "ndcg@10", "mrr@10")

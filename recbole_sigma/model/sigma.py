@@ -17,7 +17,7 @@ Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a sw
 creates no parameters. The public code's departures from the paper are switches too
 (``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``mamba_init``);
 README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values
-(and the four notebook switches below to HEAD's):
+(and the five notebook switches below to HEAD's):
 the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py), one
 G-Mamba layer on H0 of shape (B, L, D):
 
@@ -35,7 +35,9 @@ above), ``gate_dropout`` (its drop) and ``output_projection`` (False: no W, b af
 gate dropout 0.3; what it computes with them is not printed (README.md lists what stays unknown).
 ``gate_dense_act`` tries one guess at the parameter-free SiLU that cell 26 also prints: on the
 forward gate's dense(X), u = SiLU(H0 W1 + b1) + H0, where the first commit of that code keeps the
-line commented out.
+line commented out. The FLOPs the notebook prints (benchmarks/notebook_flops.py) say its SIGMA runs
+compute one gate (two Linear calls, one dense) and run the GRU on 50 positions with no Conv1d:
+``gate_flip: shared`` (G serves both directions, no second dense) and ``gru_conv_kernel: 0``.
 """
 import torch
 import torch.nn as nn
@@ -64,6 +66,7 @@ PUBLIC_CODE = {
     "gate_dropout": 0.2,
     "output_projection": True,
     "gate_dense_act": "none",
+    "gate_flip": "own",
 }
 # What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
 BLOCK_KEYS = (
@@ -121,15 +124,17 @@ class PublicCodeGate(nn.Module):
     forward branch.
     For the forward branch v = u; for the flipped branch that code passes the forward branch's
     finished gate (after its dropout) as v, so both branches share one pair of Linear maps.
+    ``flip`` (``gate_flip``): 'own' is that; 'shared' applies the forward branch's G to the flipped
+    branch too (no second dense), what the notebook's FLOPs allow.
     HEAD: act_a = SiLU, act_b = sigmoid, dropout 0.2 (``gate_activations``, ``gate_dropout``).
     ``silu_proj`` and ``sigmoid_proj`` name HEAD's two slots (its ``selective_gate_si`` and
     ``selective_gate_sig``), whichever activations fill them.
     """
 
-    def __init__(self, d_model, activations, dropout, dense_act):
+    def __init__(self, d_model, activations, dropout, dense_act, flip):
         super().__init__()
         self.dense_fwd = nn.Linear(d_model, d_model)
-        self.dense_flip = nn.Linear(d_model, d_model)
+        self.dense_flip = nn.Linear(d_model, d_model) if flip == "own" else None
         self.silu_proj = nn.Linear(d_model, d_model)
         self.sigmoid_proj = nn.Linear(d_model, d_model)
         self.act_a, self.act_b = (ACTIVATIONS[name] for name in activations)
@@ -138,22 +143,24 @@ class PublicCodeGate(nn.Module):
 
     def forward(self, h0, h0f, m0, m0f):  # 4 x (B, L, D) -> 2 x (B, L, D)
         u_fwd = self.dense_act(self.dense_fwd(h0)) + h0
-        u_flip = self.dense_flip(h0f) + h0f
         g_fwd = self.dropout(self.silu_proj(self.act_a(u_fwd)) + self.sigmoid_proj(self.act_b(u_fwd)))
+        if self.dense_flip is None:  # 'shared'
+            return m0 * g_fwd + m0, m0f * g_fwd + m0f
+        u_flip = self.dense_flip(h0f) + h0f
         g_flip = self.dropout(self.silu_proj(self.act_a(u_flip)) + self.sigmoid_proj(self.act_b(g_fwd)))
         return m0 * g_fwd + m0, m0f * g_flip + m0f
 
 
 class FeatureExtractGRU(nn.Module):
-    """Eq. 7: C = Conv1d(H0) (length-preserving), F0 = GRU(C)."""
+    """Eq. 7: C = Conv1d(H0) (length-preserving), F0 = GRU(C); ``kernel_size`` 0: F0 = GRU(H0)."""
 
     def __init__(self, d_model, kernel_size, bias=True):
         super().__init__()
-        self.conv1d = nn.Conv1d(d_model, d_model, kernel_size, padding="same")
+        self.conv1d = nn.Conv1d(d_model, d_model, kernel_size, padding="same") if kernel_size else None
         self.gru = nn.GRU(d_model, d_model, num_layers=1, bias=bias, batch_first=True)
 
     def forward(self, x):  # (B, L, D) -> (B, L, D)
-        c = self.conv1d(x.transpose(1, 2)).transpose(1, 2)
+        c = x if self.conv1d is None else self.conv1d(x.transpose(1, 2)).transpose(1, 2)
         return self.gru(c)[0]
 
 
@@ -180,7 +187,7 @@ class GMambaBlock(nn.Module):
                 self.gate = DenseSelectiveGate(d_model, settings["gate_conv_kernel"])
             else:
                 self.gate = PublicCodeGate(d_model, settings["gate_activations"], settings["gate_dropout"],
-                                           settings["gate_dense_act"])
+                                           settings["gate_dense_act"], settings["gate_flip"])
         self.fe_gru = (
             FeatureExtractGRU(d_model, settings["gru_conv_kernel"], settings["gru_bias"])
             if settings["use_fe_gru"]
@@ -209,7 +216,7 @@ class GMambaBlock(nn.Module):
         reach = 0
         if self.use_ds_gate and self.gate_mode == "paper":
             reach = max(reach, self.gate.conv1d.kernel_size[0] // 2)
-        if self.fe_gru is not None:
+        if self.fe_gru is not None and self.fe_gru.conv1d is not None:
             reach = max(reach, self.fe_gru.conv1d.kernel_size[0] // 2)
         return reach
 
