@@ -65,7 +65,7 @@ MODEL_KEYS = {
         "flip_mode": _choice("length_aware", "fixed"),
         "gate_mode": _choice("paper", "public_code"),
         "mix_weights": _choice("trainable", "public_code", "frozen_softmax"),
-        "sigma_variant": _choice("paper", "public_code"),
+        "sigma_variant": _choice("paper", "public_code", "notebook"),
         "gate_activations": _ACTIVATION_PAIR,
         "gate_dropout": _RATE,
         "output_projection": _BOOL,

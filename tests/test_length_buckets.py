@@ -50,6 +50,7 @@ CASES = [
     ("SIGMA", {"use_ds_gate": False, "use_fe_gru": False, "flip_remain": 0}),
     # the public code's fixed flip (first L - r = 7 positions): short rows' flipped prefixes are padding
     ("SIGMA", {"sigma_variant": "public_code"}),
+    ("SIGMA", {"sigma_variant": "notebook"}),
     ("SIGMA", {"flip_mode": "fixed", "flip_remain": 2}),
     ("EchoMamba4Rec", {}),
     ("EchoMamba4Rec", {"num_layers": 2}),

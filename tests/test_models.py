@@ -151,6 +151,7 @@ def test_each_ablation_removes_exactly_its_parameters(make_model, flags, removed
         {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
          "gru_bias": False, "mamba_init": "public_code"},
         {"num_layers": 2, "loss_type": "BPR"},
+        {"sigma_variant": "notebook"},
     ],
 )
 def test_sigma_variants_train_and_score(make_model, flags):

@@ -377,3 +377,20 @@ def test_one_gate_without_the_grus_conv_is_heads_forward_with_those_two_changes(
         theirs = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths,
                               si=torch.sigmoid, sig=F.gelu, projection=False, one_gate=True, gru_conv=False)
     assert (ours - theirs).abs().max() < 1e-6
+
+
+def test_notebook_preset_is_the_harness_variant_that_counts_the_notebooks_flops(make_model):
+    """sigma_variant: notebook builds nb_one_gate (benchmarks/notebook_flops.py), weight for weight,
+    whatever the keys it sets say."""
+    from benchmarks.harness.jobs import variant_overrides
+
+    switches = {k: v for k, v in variant_overrides("SIGMA", "nb_one_gate").items() if k != "dropout_prob"}
+    preset = make_model("SIGMA", sigma_variant="notebook", MAX_ITEM_LIST_LENGTH=L, gate_flip="own",
+                        gru_conv_kernel=3, output_projection=True).eval()
+    by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, mamba_init="public_code", **switches).eval()
+    assert preset.state_dict().keys() == by_hand.state_dict().keys()
+    for name, value in preset.state_dict().items():
+        assert torch.equal(value, by_hand.state_dict()[name]), name
+    assert not [name for name in preset.state_dict() if "dense_flip" in name or "fe_gru.conv1d" in name]
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    torch.testing.assert_close(preset(seq, lengths), by_hand(seq, lengths))

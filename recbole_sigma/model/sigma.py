@@ -38,6 +38,13 @@ forward gate's dense(X), u = SiLU(H0 W1 + b1) + H0, where the first commit of th
 line commented out. The FLOPs the notebook prints (benchmarks/notebook_flops.py) say its SIGMA runs
 compute one gate (two Linear calls, one dense) and run the GRU on 50 positions with no Conv1d:
 ``gate_flip: shared`` (G serves both directions, no second dense) and ``gru_conv_kernel: 0``.
+``sigma_variant: notebook`` sets the public code's switches with these two, no projection, and
+cell 66's gate activations and dropout: that SIGMA, one G-Mamba layer on H0 (B, L, D):
+
+    M0, M0f = Mamba(H0), Mamba(H0f)                          one shared block, HEAD's fixed flip
+    G  = drop(Ws sigmoid(u) + Wg SiLU(u)),  u = H0 W1 + b1 + H0       drop = dropout 0.3
+    Z0 = w0 GRU(H0) + w1 (M0f G + M0f) + w2 (M0 G + M0)       w = [0.1, 0.1, 0.8] trainable
+    then dropout -> LayerNorm -> PFFN; GRU without biases.
 """
 import torch
 import torch.nn as nn
@@ -68,6 +75,13 @@ PUBLIC_CODE = {
     "gate_dense_act": "none",
     "gate_flip": "own",
 }
+# sigma_variant: notebook -- the SIGMA the authors' notebook ran for the paper's Beauty row (cell 66)
+# and its flip-range sweep, as far as its printouts and FLOPs pin it down (README.md): the public code
+# with one gate for both directions, no Conv1d before the GRU and no projection, with cell 66's gate
+# activations and gate dropout.
+NOTEBOOK = {**PUBLIC_CODE, "gate_activations": ("sigmoid", "silu"), "gate_dropout": 0.3,
+            "output_projection": False, "gate_flip": "shared", "gru_conv_kernel": 0}
+PRESETS = {"public_code": PUBLIC_CODE, "notebook": NOTEBOOK}
 # What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
 BLOCK_KEYS = (
     "use_partial_flip", "use_ds_gate", "use_fe_gru", "flip_remain", "gate_conv_kernel", "gru_conv_kernel",
@@ -76,10 +90,9 @@ BLOCK_KEYS = (
 
 
 def block_settings(config):
-    """The G-Mamba block's keys from ``config``, with ``sigma_variant: public_code`` applied."""
+    """The G-Mamba block's keys from ``config``, with its ``sigma_variant`` preset applied."""
     settings = {key: config[key] for key in BLOCK_KEYS}
-    if config["sigma_variant"] == "public_code":
-        settings.update(PUBLIC_CODE)
+    settings.update(PRESETS.get(config["sigma_variant"], {}))
     return settings
 
 
