@@ -83,6 +83,8 @@ VARIANTS.update({
     # and at dropout 0.4, the other change that gained on the paper's SIGMA (dropout04): together, a
     # preset's candidate (one needs Mamba4Rec's level)
     "no_projection_dropout04": (("SIGMA",), {"output_projection": False, "dropout_prob": 0.4}),
+    # and with the FE-GRU's GRU on H0 (no Conv1d), as the notebook's SIGMA runs (nb_one_gate)
+    "no_projection_no_gru_conv": (("SIGMA",), {"output_projection": False, "gru_conv_kernel": 0}),
 })
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
