@@ -22,8 +22,8 @@ What the notebook's counts say, with its own labels (the markdown cell above eac
   Linear calls, and the GRU reads no Conv1d (3 units, more than cell 64 has).
 - 'without reverse' (cell 62) counts the same 3 units and trains an epoch in 6.7 s against 11.0 s:
   one Mamba call fewer, the same gate, so the gate is computed once, not once per direction.
-- 'modulize SIGMA' (cell 26, three weeks later) counts 6: a gate per direction (dense and two
-  Linear calls each), as HEAD's, and again no Conv1d and no projection.
+- 'modulize SIGMA' (cell 26, three weeks later) counts 6: HEAD's gate per direction (dense and two
+  Linear calls each) without the Conv1d, or one gate with it; the count cannot tell which.
 Our nb_no_gate counts 3 units too, but with its Conv1d and no gate: cell 64 rules that reading out.
 HEAD's file (model/gated_mamba.py) calls its dense2 twice, the first result unused: 11 units where
 our public_code, which leaves that call out, counts 10. No notebook run counts either.
