@@ -71,7 +71,7 @@ VARIANTS.update({
     # equal those the notebook prints for its SIGMA runs (cells 34-66), but its "without gate" run
     # (cell 64) counts one Linear call where nb_no_gate has its Conv1d: a coincidence.
     "nb_no_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "use_ds_gate": False, "output_projection": False}),
-    # What those FLOPs and cell 64's call for: one gate (dense, two Linear maps) for both directions,
+    # What those FLOPs and cell 64's call for: one gate (dense, two Linear maps), here for both directions,
     # no Conv1d before the GRU, no projection; cell 66's gate activations and dropout
     "nb_one_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
                                  "output_projection": False, "gate_activations": ["sigmoid", "silu"],
