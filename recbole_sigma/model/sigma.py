@@ -77,8 +77,8 @@ PUBLIC_CODE = {
 }
 # sigma_variant: notebook -- the SIGMA the authors' notebook ran for the paper's Beauty row (cell 66)
 # and its flip-range sweep, as far as its printouts and FLOPs pin it down (README.md): the public code
-# with one gate for both directions, no Conv1d before the GRU and no projection, with cell 66's gate
-# activations and gate dropout.
+# with one gate (that it gates both directions is our guess), no Conv1d before the GRU and no
+# projection, with cell 66's gate activations and gate dropout.
 NOTEBOOK = {**PUBLIC_CODE, "gate_activations": ("sigmoid", "silu"), "gate_dropout": 0.3,
             "output_projection": False, "gate_flip": "shared", "gru_conv_kernel": 0}
 PRESETS = {"public_code": PUBLIC_CODE, "notebook": NOTEBOOK}
