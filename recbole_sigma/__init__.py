@@ -22,6 +22,7 @@ from recbole_sigma.errors import (  # noqa: E402
     DatasetNotFoundError,
     EmptyDatasetError,
     NonFiniteLossError,
+    PortInUseError,
     RecBoleSigmaError,
     UnknownModelError,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "EmptyDatasetError",
     "NonFiniteLossError",
     "CheckpointError",
+    "PortInUseError",
 ]
 
 

@@ -7,7 +7,8 @@ CUDA-only DDP path run on CPU with gloo (and leaves it as it is on CUDA).
 with a queue for rank 0's result. On CPU each process gets ``cores // nproc`` threads (torch's and
 numba's), so that N processes do not oversubscribe the cores. A ``RecBoleSigmaError`` raised in a
 worker (say a NaN loss on one rank) is raised again in the parent as itself, not as a traceback
-inside ``ProcessRaisedException``.
+inside ``ProcessRaisedException``; so is a ``port`` some other program holds, as ``PortInUseError``
+(torch says it in the last line of a long traceback: EADDRINUSE).
 """
 import torch
 
@@ -23,8 +24,14 @@ class _WorkerFailure:
         self.rank, self.error = rank, error
 
 
+def _port_in_use(error):
+    """Whether ``error`` is torch's failure to listen on rank 0's port (the gloo and NCCL paths alike)."""
+    network_error = getattr(torch.distributed, "DistNetworkError", RuntimeError)
+    return isinstance(error, network_error) and "EADDRINUSE" in str(error)
+
+
 def _worker(rank, run, args, kwargs, queue, threads):
-    from recbole_sigma.errors import RecBoleSigmaError
+    from recbole_sigma.errors import PortInUseError, RecBoleSigmaError
     from recbole_sigma.malloc import keep_freed_memory
 
     keep_freed_memory()  # a worker is a process of its own, tuned as the command line's (malloc.py)
@@ -38,6 +45,14 @@ def _worker(rank, run, args, kwargs, queue, threads):
     except RecBoleSigmaError as e:
         queue.put(_WorkerFailure(rank, e))
         raise
+    except Exception as e:
+        if not _port_in_use(e):
+            raise
+        d = kwargs["config_dict"]
+        error = PortInUseError(f"port {d['port']} on {d['ip']} is in use (another program or DDP run listens on it): "
+                               "pass a free one with --port (run(..., port=...))")
+        queue.put(_WorkerFailure(rank, error))
+        raise error from e
 
 
 def spawn(run, model, dataset, config_file_list=None, config_dict=None, saved=True, resume=False,

@@ -41,5 +41,9 @@ class MambaKernelsUnavailable(RecBoleSigmaError, RuntimeError):
     mamba-ssm / causal-conv1d pair, a CPU input, or a block they cannot serve)."""
 
 
+class PortInUseError(RecBoleSigmaError, OSError):
+    """A DDP run (``nproc`` > 1) whose ``port``, rank 0's address, another program already listens on."""
+
+
 class DataFileError(RecBoleSigmaError, ValueError):
     """An atomic file (.inter, .user, .item) RecBole would misread: the message names the file and line."""

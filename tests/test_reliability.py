@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import recbole_sigma
-from recbole_sigma.errors import CheckpointError, EmptyDatasetError, NonFiniteLossError, RecBoleSigmaError
+from recbole_sigma.errors import (CheckpointError, EmptyDatasetError, NonFiniteLossError, PortInUseError,
+                                  RecBoleSigmaError)
 from recbole_sigma.cli import main
 from recbole_sigma.trainer import atomic_save, load_checkpoint
 
@@ -256,9 +257,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _run_on_two_processes(config_dict):
+    """``run(..., nproc=2)`` on a free port. Another program may take the port between this check and
+    rank 0's listen, seconds later; that is a PortInUseError, and one retry on a new port."""
+    try:
+        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=_free_port())
+    except PortInUseError:
+        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=_free_port())
+
+
 def test_sigma_trains_with_two_processes_on_cpu(tmp_path):
-    result = recbole_sigma.run("SIGMA", "ml-100k", config_dict=small(tmp_path, epochs=1), nproc=2,
-                               port=_free_port())
+    result = _run_on_two_processes(small(tmp_path, epochs=1))
     for metrics in (result["best_valid_result"], result["test_result"]):
         assert set(metrics) == {"hit@10", "ndcg@10", "mrr@10"}
         assert all(0.0 <= v <= 1.0 for v in metrics.values())
@@ -270,8 +279,20 @@ def test_sigma_trains_with_two_processes_on_cpu(tmp_path):
 
 def test_an_error_in_a_worker_is_raised_as_itself(tmp_path):
     with pytest.raises(RecBoleSigmaError, match="no interactions left after filtering"):
-        recbole_sigma.run("SIGMA", "ml-100k", nproc=2, port=_free_port(),
-                          config_dict=small(tmp_path, epochs=1, user_inter_num_interval="[5000,inf)"))
+        _run_on_two_processes(small(tmp_path, epochs=1, user_inter_num_interval="[5000,inf)"))
+
+
+def test_a_port_another_program_holds_is_a_one_line_error(tmp_path, capsys):
+    with socket.socket() as held:
+        held.bind(("localhost", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        args = ["--model=SIGMA", "--dataset=ml-100k", "--epochs=1", "--nproc=2", f"--port={port}"]
+        assert main(args + [f"--{k}={v}" for k, v in small(tmp_path).items()]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (f"error: port {port} on localhost is in use (another program or DDP run listens on it): "
+                   "pass a free one with --port (run(..., port=...))")
+    assert not list(tmp_path.glob("*.pth"))
 
 
 # ------------------------------------------------------------------------------------------------
