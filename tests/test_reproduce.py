@@ -391,7 +391,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert set().union(*trained) == reported  # nothing trained goes unreported, nothing unplanned is pending
     main = job_names(reports[0])
     for model in ("SIGMA", "SIGMA-public_code", "SIGMA-dropout04", "SIGMA-no_projection", "SIGMA-nb_one_gate",
-                  "Mamba4Rec", "SASRec"):  # three seeds each
+                  "SIGMA-no_projection_no_gru_conv", "Mamba4Rec", "SASRec"):  # three seeds each
         assert {f"{model}-s{seed}" for seed in (2020, 2021, 2022)} <= set().union(*trained) & main
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
     assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
