@@ -1,4 +1,5 @@
 """Shared fixtures: models built from their YAML defaults on a fake dataset (no RecBole data)."""
+import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,13 @@ TINY = {
 }
 # RecBole's SASRec at the same scale, trained with CE like our models.
 TINY_SASREC = {"n_layers": 1, "n_heads": 1, "inner_size": 32, "train_neg_sample_args": None, "loss_type": "CE"}
+
+
+def free_port(host="localhost"):
+    """A TCP port nothing listens on now (the OS's pick); another program may take it before use."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def model_config(name, **overrides):

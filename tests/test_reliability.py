@@ -21,7 +21,7 @@ from recbole_sigma.errors import (CheckpointError, EmptyDatasetError, NonFiniteL
 from recbole_sigma.cli import main
 from recbole_sigma.trainer import atomic_save, load_checkpoint
 
-from tests.conftest import padded_batch
+from tests.conftest import free_port, padded_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -251,19 +251,13 @@ def test_every_trainable_parameter_is_used_under_each_ablation(make_model, flags
     assert unused == []
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def _run_on_two_processes(config_dict):
     """``run(..., nproc=2)`` on a free port. Another program may take the port between this check and
     rank 0's listen, seconds later; that is a PortInUseError, and one retry on a new port."""
     try:
-        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=_free_port())
+        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=free_port())
     except PortInUseError:
-        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=_free_port())
+        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=free_port())
 
 
 def test_sigma_trains_with_two_processes_on_cpu(tmp_path):

@@ -9,7 +9,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -233,18 +232,12 @@ def test_ray_search_of_sigma_on_a_local_ray(tmp_path, two_rates, monkeypatch, ca
     assert len(list((tmp_path / "saved").glob("SIGMA-ml-100k-*/*/SIGMA-ml-100k-best.pth"))) >= 1
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_head():
     """A Ray head on 127.0.0.1, as on a cluster; its address. ``ray start --block`` keeps the head's
     processes in its own process group; stopping that group stops exactly this Ray (``ray stop``
     would stop every Ray of this user on the machine)."""
-    port = _free_port()
+    port = conftest.free_port("127.0.0.1")
     temp_dir = tempfile.mkdtemp(prefix="rsray")  # short: Ray's socket paths live under it
     log = open(os.path.join(temp_dir, "start.log"), "w+")
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
