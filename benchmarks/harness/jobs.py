@@ -76,6 +76,11 @@ VARIANTS.update({
     "nb_one_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
                                  "output_projection": False, "gate_activations": ["sigmoid", "silu"],
                                  "gate_dropout": 0.3}),
+    # nb_one_gate mixing with HEAD's unused local copy, softmax(combining_weights.data) = (0.25, 0.25, 0.5)
+    # over (GRU, flipped, forward): detached, so fixed (does the notebook's mix explain its higher peak?)
+    "nb_one_gate_softmax_mix": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
+                                             "output_projection": False, "gate_activations": ["sigmoid", "silu"],
+                                             "gate_dropout": 0.3, "mix_weights": "frozen_softmax"}),
     # cell26 without the Conv1d before its GRU: what cell 26's FLOPs count
     "cell26_no_conv": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gru_conv_kernel": 0}),
     # The paper's SIGMA without Eq. 9's projection (what nb_no_projection takes from HEAD's)
