@@ -314,6 +314,25 @@ def test_curves_plot_gives_a_model_one_colour_and_one_legend_entry_over_its_seed
     assert dots == [(2, 0.03), (3, 0.02), (1, 0.04)]  # each seed's kept best epoch (the later of equals), 1-based
 
 
+def test_curves_plot_gives_each_of_many_models_its_own_colour_and_keeps_the_legend_off_the_curves(tmp_path,
+                                                                                                 monkeypatch):
+    from recbole_sigma.grouped_eval import new_figure
+
+    from benchmarks.harness import plots
+
+    fig, ax = new_figure()
+    curves = {f"SIGMA (v{i})": [{0: 0.01, 1: 0.02 + i / 1000}] for i in range(15)}  # the notebook report has 15
+    plots.draw_curves(ax, curves)
+    colours = [line.get_color() for line in ax.lines if line.get_marker() != "o"]
+    assert len(colours) == 15 and len(set(colours)) == 15
+    legends = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, ax, path, title=None: legends.append(ax.get_legend()))
+    plots.plot_curves(curves, tmp_path / "many.png")
+    plots.plot_curves(dict(list(curves.items())[:3]), tmp_path / "few.png")
+    outside, inside = (legend.get_bbox_to_anchor().transformed(legend.axes.transAxes.inverted()) for legend in legends)
+    assert outside.x0 > 1 and inside.x0 == 0  # beside the axes, or in their lower right corner
+
+
 def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_step():
     from recbole_sigma.model.sigma import PUBLIC_CODE
 

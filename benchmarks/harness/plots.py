@@ -3,6 +3,8 @@ from recbole_sigma.grouped_eval import new_figure, save_figure
 
 from .results import kept_best_epoch
 
+LEGEND_INSIDE = 8  # legend entries the lower right corner holds without hiding the curves
+
 
 def plot_curves(curves, path, title=None, references=None):
     """Valid NDCG@10 per epoch, one colour per model: ``curves`` is {label: [{epoch: score}, ...]},
@@ -13,7 +15,11 @@ def plot_curves(curves, path, title=None, references=None):
     ax.set_ylabel("valid NDCG@10")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if len(curves) + len(references or {}) > LEGEND_INSIDE:  # beside the axes, where it hides no curve
+        fig.set_size_inches(9.6, 4.2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    else:
+        ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, ax, path, title)
 
 
@@ -22,7 +28,7 @@ def draw_curves(ax, curves, references=None):
     marked with a dot; then the references, dashed."""
     from matplotlib import colormaps
 
-    palette = colormaps["tab10"].colors
+    palette = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors  # a colour each, up to 20 models
     for index, (label, runs) in enumerate(curves.items()):
         color = palette[index % len(palette)]
         for seed, scores in enumerate(runs):
