@@ -213,7 +213,7 @@ class GMambaBlock(nn.Module):
             n = 3 if self.fe_gru is not None else 2
             if self.mix_mode == "public_code":  # trainable, from the raw values
                 self.mix = nn.Parameter(torch.tensor(PUBLIC_CODE_MIX[-n:]))
-            else:  # 'frozen_softmax': fixed, not what that code computes (the public_gate_mix diagnostic)
+            else:  # 'frozen_softmax': fixed, the softmaxed copy that code computes and leaves unused
                 self.register_buffer("mix", torch.softmax(torch.tensor(PUBLIC_CODE_MIX), 0)[-n:], persistent=False)
         # Eq. 9; none in the notebook's cell 26 (output_projection: False)
         self.projection = nn.Linear(d_model, d_model) if settings["output_projection"] else nn.Identity()
