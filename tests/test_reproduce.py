@@ -381,6 +381,8 @@ def test_the_notebook_variants_are_heads_sigma_with_what_cells_26_and_66_print()
     assert variant_overrides("SIGMA", "no_projection_no_gru_conv_dropout04") == {
         "output_projection": False, "gru_conv_kernel": 0, "dropout_prob": 0.4}
     assert variant_overrides("Mamba4Rec", "cell26") is None
+    assert variant_overrides("Mamba4Rec", "cell68") == {"dropout_prob": 0.2}
+    assert variant_overrides("SIGMA", "cell68") is None
 
 
 def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_then_reports(tmp_path):
@@ -422,7 +424,8 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
                 "nb_no_gate", "nb_one_gate", "cell26_no_conv", "no_projection", "no_projection_dropout04",
                 "no_projection_no_gru_conv", "no_projection_no_gru_conv_dropout04", "nb_one_gate_softmax_mix")
     # the notebook's, from HEAD's
-    assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020"} == job_names(reports[4])
+    assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020", "Mamba4Rec-s2020", "Mamba4Rec-cell68-s2020"} == \
+        job_names(reports[4])
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
     assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each

@@ -81,6 +81,9 @@ VARIANTS.update({
     "nb_one_gate_softmax_mix": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
                                              "output_projection": False, "gate_activations": ["sigmoid", "silu"],
                                              "gate_dropout": 0.3, "mix_weights": "frozen_softmax"}),
+    # Mamba4Rec as the notebook's cell 68 ran it (dropout 0.2; our default gives 0.4 on Beauty): does our
+    # pipeline reach that run's valid peak (0.0540), where our notebook-like SIGMAs stay under cell 66's?
+    "cell68": (("Mamba4Rec",), {"dropout_prob": 0.2}),
     # cell26 without the Conv1d before its GRU: what cell 26's FLOPs count
     "cell26_no_conv": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, **_CELL_26, "gru_conv_kernel": 0}),
     # The paper's SIGMA without Eq. 9's projection (what nb_no_projection takes from HEAD's)
