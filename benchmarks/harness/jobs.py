@@ -81,6 +81,11 @@ VARIANTS.update({
     "nb_one_gate_softmax_mix": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
                                              "output_projection": False, "gate_activations": ["sigmoid", "silu"],
                                              "gate_dropout": 0.3, "mix_weights": "frozen_softmax"}),
+    # nb_one_gate without its gate: the notebook's 'without gate' run (cell 64, valid NDCG@10 0.0592 against
+    # cell 66's 0.0597) as nb_one_gate reads that run's FLOPs (the dense computed, its result unused)
+    "nb_one_gate_no_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
+                                         "output_projection": False, "gate_activations": ["sigmoid", "silu"],
+                                         "gate_dropout": 0.3, "use_ds_gate": False}),
     # Mamba4Rec as the notebook's cell 68 ran it (dropout 0.2; our default gives 0.4 on Beauty): does our
     # pipeline reach that run's valid peak (0.0540), where our notebook-like SIGMAs stay under cell 66's?
     "cell68": (("Mamba4Rec",), {"dropout_prob": 0.2}),
