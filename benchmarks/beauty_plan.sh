@@ -25,9 +25,10 @@ MAIN=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec --variants default p
 WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_gate walk4_mix default --seeds 2020)
 OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
 # From HEAD's SIGMA towards what the authors' notebook prints of theirs (cells 26 and 66)
-NOTEBOOK=(--models SIGMA Mamba4Rec --variants public_code cell26 cell66 nb_no_projection nb_gate_activations nb_gate_dropout
-          nb_no_gate nb_one_gate cell26_no_conv default no_projection no_projection_dropout04
-          no_projection_no_gru_conv no_projection_no_gru_conv_dropout04 nb_one_gate_softmax_mix cell68 nb_one_gate_no_gate --seeds 2020)
+NOTEBOOK=(--models SIGMA Mamba4Rec --variants public_code cell26 cell66 nb_no_projection nb_gate_activations
+          nb_gate_dropout nb_no_gate nb_one_gate cell26_no_conv default no_projection no_projection_dropout04
+          no_projection_no_gru_conv no_projection_no_gru_conv_dropout04 nb_one_gate_softmax_mix cell68
+          nb_one_gate_no_gate --seeds 2020)
 # Table 4's ablations, under today's defaults
 ABLATIONS=(--models SIGMA --variants default no_flip no_gate no_gru --seeds 2020)
 
