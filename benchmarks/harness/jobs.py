@@ -86,6 +86,12 @@ VARIANTS.update({
     "nb_one_gate_no_gate": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
                                          "output_projection": False, "gate_activations": ["sigmoid", "silu"],
                                          "gate_dropout": 0.3, "use_ds_gate": False}),
+    # nb_one_gate without the flip: the notebook's 'without reverse' run (cell 62, valid NDCG@10 0.0571); here
+    # the flipped branch reads the unflipped input through the same Mamba and gate, which adds it to the
+    # forward branch (their two weights summed)
+    "nb_one_gate_no_flip": (("SIGMA",), {**_PUBLIC_CODE_BLOCK, "gate_flip": "shared", "gru_conv_kernel": 0,
+                                         "output_projection": False, "gate_activations": ["sigmoid", "silu"],
+                                         "gate_dropout": 0.3, "use_partial_flip": False}),
     # Mamba4Rec as the notebook's cell 68 ran it (dropout 0.2; our default gives 0.4 on Beauty): does our
     # pipeline reach that run's valid peak (0.0540), where our notebook-like SIGMAs stay under cell 66's?
     "cell68": (("Mamba4Rec",), {"dropout_prob": 0.2}),
