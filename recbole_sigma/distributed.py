@@ -9,7 +9,19 @@ numba's), so that N processes do not oversubscribe the cores. A ``RecBoleSigmaEr
 worker (say a NaN loss on one rank) is raised again in the parent as itself, not as a traceback
 inside ``ProcessRaisedException``; so is a ``port`` some other program holds, as ``PortInUseError``
 (torch says it in the last line of a long traceback: EADDRINUSE).
+
+A worker that finished ends with ``os._exit(0)`` once its result is on the queue, its logs flushed
+and its checkpoints written, skipping the interpreter's teardown: torch keeps the process group's
+gloo threads (and, on rank 0, its TCPStore server) alive after ``destroy_process_group``, and their
+teardown at interpreter exit now and then aborts the process ("terminate called without an active
+exception", SIGABRT; about one two-process run in 50 on 2 cores, the run's work already done).
+Workers enable ``faulthandler``, so a worker that dies of a signal prints its Python stack.
 """
+import faulthandler
+import logging
+import os
+import sys
+
 import torch
 
 from recbole_sigma._recbole.device import cpu_ddp, uses_cuda
@@ -34,6 +46,7 @@ def _worker(rank, run, args, kwargs, queue, threads):
     from recbole_sigma.errors import PortInUseError, RecBoleSigmaError
     from recbole_sigma.malloc import keep_freed_memory
 
+    faulthandler.enable()
     keep_freed_memory()  # a worker is a process of its own, tuned as the command line's (malloc.py)
     if threads:
         torch.set_num_threads(threads)
@@ -53,6 +66,15 @@ def _worker(rank, run, args, kwargs, queue, threads):
                                "pass a free one with --port (run(..., port=...))")
         queue.put(_WorkerFailure(rank, error))
         raise error from e
+    _exit_without_teardown()
+
+
+def _exit_without_teardown():
+    """End a worker whose run finished: flush the logs and streams, then leave (module docstring)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def spawn(run, model, dataset, config_file_list=None, config_dict=None, saved=True, resume=False,

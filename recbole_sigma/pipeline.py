@@ -187,12 +187,19 @@ def _fit_and_evaluate(config, net, train_data, valid_data, test_data, saved, res
 
     trainer = reliable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
     trainer.on_epoch = on_epoch  # ignored by trainers that are not RecBole Trainers
-    if resume:
-        trainer.resume_from(None if resume is True else resume)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    try:
+        if resume:
+            trainer.resume_from(None if resume is True else resume)
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        )
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    finally:
+        # RecBole never closes its TensorBoard writer: its events would wait for a flush up to 2 min
+        # away, or be lost to a DDP worker's os._exit (distributed.py)
+        writer = getattr(trainer, "tensorboard", None)
+        if writer is not None:
+            writer.close()
     logger = logging.getLogger()
     logger.info(set_color("best valid ", "yellow") + f": {metrics_line(best_valid_result)}")
     logger.info(set_color("test result", "yellow") + f": {metrics_line(test_result)}")

@@ -4,6 +4,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -189,7 +190,7 @@ def test_another_recbole_project_gets_our_defaults_with_one_call():
 def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(tmp_path, monkeypatch):
     """No process-wide side effect from ``run()``: glibc's allocator is the command line's choice
     (recbole_sigma.malloc), and RecBole's init_logger's handlers go once the run is over (its log
-    file written and closed); the root logger's level is put back."""
+    file written and closed), as does its TensorBoard writer (and its thread); the root logger's level is put back."""
     from recbole_sigma import malloc
 
     calls = []
@@ -197,6 +198,7 @@ def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(
     monkeypatch.setattr(malloc, "keep_freed_memory", lambda: calls.append("keep_freed_memory") or False)
     monkeypatch.chdir(tmp_path)  # RecBole's log/ lands here
     root = logging.getLogger()
+    threads_before = set(threading.enumerate())
     with bare_root_logger():
         level = root.level
         root.setLevel(logging.ERROR)
@@ -212,4 +214,5 @@ def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(
     assert handlers == [] and level_after == logging.ERROR
     logs = list((tmp_path / "log").rglob("*.log"))
     assert len(logs) == 1 and "test result" in logs[0].read_text()
+    assert [t.name for t in threading.enumerate() if t not in threads_before] == []  # TensorBoard's writer
     assert result["test_result"]

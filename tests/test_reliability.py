@@ -289,6 +289,28 @@ def test_a_port_another_program_holds_is_a_one_line_error(tmp_path, capsys):
     assert not list(tmp_path.glob("*.pth"))
 
 
+def _finish_with_an_exit_hook(model, dataset, config_file_list, config_dict, saved, resume, queue):
+    """``pipeline.run``'s stand-in in a spawned worker: an interpreter-exit hook that would leave a
+    file behind, and rank 0's result on the queue."""
+    import atexit
+
+    atexit.register((Path(config_dict["checkpoint_dir"]) / f"teardown-{config_dict['local_rank']}").touch)
+    if config_dict["local_rank"] == 0:
+        queue.put({"model": model, "dataset": dataset})
+
+
+def test_a_finished_worker_skips_the_interpreter_teardown(tmp_path):
+    """torch keeps the gloo threads alive past destroy_process_group and their teardown at exit
+    now and then aborts a worker whose run is done (SIGABRT): a finished worker leaves without it,
+    its result delivered (distributed.py)."""
+    from recbole_sigma.distributed import spawn
+
+    result = spawn(_finish_with_an_exit_hook, "SIGMA", "ml-100k", config_dict={"checkpoint_dir": str(tmp_path)},
+                   nproc=2, port=free_port())
+    assert result == {"model": "SIGMA", "dataset": "ml-100k"}
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------------------------
 # Errors before training
 # ------------------------------------------------------------------------------------------------
