@@ -378,6 +378,8 @@ def test_the_notebook_variants_are_heads_sigma_with_what_cells_26_and_66_print()
         **variant_overrides("SIGMA", "nb_one_gate"), "use_ds_gate": False}
     assert variant_overrides("SIGMA", "nb_one_gate_no_flip") == {
         **variant_overrides("SIGMA", "nb_one_gate"), "use_partial_flip": False}
+    assert variant_overrides("SIGMA", "nb_one_gate_length_aware_flip") == {
+        **variant_overrides("SIGMA", "nb_one_gate"), "flip_mode": "length_aware"}
     assert variant_overrides("SIGMA", "cell26_no_conv") == {**base, **cell26, "gru_conv_kernel": 0}
     assert variant_overrides("SIGMA", "no_projection") == {"output_projection": False}  # on the paper's SIGMA
     assert variant_overrides("SIGMA", "no_projection_dropout04") == {"output_projection": False, "dropout_prob": 0.4}
@@ -427,7 +429,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     notebook = ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations", "nb_gate_dropout",
                 "nb_no_gate", "nb_one_gate", "cell26_no_conv", "no_projection", "no_projection_dropout04",
                 "no_projection_no_gru_conv", "no_projection_no_gru_conv_dropout04", "nb_one_gate_softmax_mix",
-                "nb_one_gate_no_gate", "nb_one_gate_no_flip")
+                "nb_one_gate_no_gate", "nb_one_gate_no_flip", "nb_one_gate_length_aware_flip")
     # the notebook's, from HEAD's
     assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020", "Mamba4Rec-s2020", "Mamba4Rec-cell68-s2020"} == \
         job_names(reports[4])

@@ -88,6 +88,10 @@ VARIANTS.update({
     # the flipped branch reads the unflipped input through the same Mamba and gate, which adds it to the
     # forward branch (their two weights summed)
     "nb_one_gate_no_flip": (("SIGMA",), {**_NB_ONE_GATE, "use_partial_flip": False}),
+    # nb_one_gate with the paper's flip, each user's first len - 5 items reversed: HEAD's reverses the
+    # first 45 positions of the padded tensor, so for the users with 22 items or fewer its one-layer
+    # flipped branch reads only padding up to the predicting position (does a real reversal add more?)
+    "nb_one_gate_length_aware_flip": (("SIGMA",), {**_NB_ONE_GATE, "flip_mode": "length_aware"}),
     # Mamba4Rec as the notebook's cell 68 ran it (dropout 0.2; our default gives 0.4 on Beauty): does our
     # pipeline reach that run's valid peak (0.0540), where our notebook-like SIGMAs stay under cell 66's?
     "cell68": (("Mamba4Rec",), {"dropout_prob": 0.2}),
