@@ -195,8 +195,8 @@ def _fit_and_evaluate(config, net, train_data, valid_data, test_data, saved, res
         )
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     finally:
-        # RecBole never closes its TensorBoard writer: its events would wait for a flush up to 2 min
-        # away, or be lost to a DDP worker's os._exit (distributed.py)
+        # RecBole never closes its TensorBoard writer: its thread would outlive the run, and a DDP
+        # worker's os._exit (distributed.py) could drop its last events
         writer = getattr(trainer, "tensorboard", None)
         if writer is not None:
             writer.close()

@@ -190,7 +190,8 @@ def test_another_recbole_project_gets_our_defaults_with_one_call():
 def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(tmp_path, monkeypatch):
     """No process-wide side effect from ``run()``: glibc's allocator is the command line's choice
     (recbole_sigma.malloc), and RecBole's init_logger's handlers go once the run is over (its log
-    file written and closed), as does its TensorBoard writer (and its thread); the root logger's level is put back."""
+    file written and closed), as does its TensorBoard writer's thread; the root logger's level is
+    put back."""
     from recbole_sigma import malloc
 
     calls = []
