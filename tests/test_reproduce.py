@@ -408,7 +408,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert all(line.split()[0] == "benchmarks/reproduce.py" for line in calls.read_text().splitlines())
     training = [a for a in argvs if "--report-only" not in a]
     reports = argvs[len(training):]
-    assert len(reports) == 5 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
+    assert len(reports) == 6 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
                                      for a in reports)
     assert all(a[a.index("--records") + 1] == str(records) and a[a.index("--runs-dir") + 1] == str(runs)
                for a in training)
@@ -433,6 +433,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     # the notebook's, from HEAD's
     assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020", "Mamba4Rec-s2020", "Mamba4Rec-cell68-s2020"} == \
         job_names(reports[4])
+    assert job_names(reports[5]) == {f"SIGMA-nb_one_gate-s{seed}" for seed in range(2020, 2027)}  # the preset's spread
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
     assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each
