@@ -231,6 +231,43 @@ def test_seeds_table_and_significance():
     assert seeds_table({("SIGMA", "default"): []}, paper, {("SIGMA", "default"): 3}) == []
 
 
+def test_one_more_seed_is_the_t_prediction_interval_and_its_one_sided_tail():
+    from scipy import stats
+
+    from benchmarks.harness.stats import one_more_seed
+
+    values = [0.0573, 0.0585, 0.0565, 0.0570, 0.0580]
+    mean = sum(values) / 5
+    scale = (sum((v - mean) ** 2 for v in values) / 4) ** 0.5 * (1 + 1 / 5) ** 0.5
+    (low, high), p = one_more_seed(values, 0.0597)
+    assert (low, high) == (pytest.approx(mean - 2.7764451 * scale), pytest.approx(mean + 2.7764451 * scale))  # t(4)
+    assert p == pytest.approx(stats.t.sf((0.0597 - mean) / scale, 4), rel=1e-9) and 0.005 < p < 0.05
+    assert one_more_seed(values, mean)[1] == pytest.approx(0.5)
+    assert one_more_seed(values, low)[1] == pytest.approx(0.975)
+    assert one_more_seed(values + [None], 0.0597) == one_more_seed(values, 0.0597)
+    assert one_more_seed([0.05], 0.06) is None and one_more_seed([0.05, 0.05], 0.06) is None
+
+
+def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_more():
+    from benchmarks.harness.report import quoted_among_seeds
+    from benchmarks.harness.stats import one_more_seed
+
+    many, few = [0.0286, 0.0292, 0.0282, 0.0290, 0.0288], [0.0270, 0.0275, 0.0280]
+    results = {("SIGMA", "nb_one_gate"): _runs(many), ("Mamba4Rec", "default"): _runs(few)}
+    lines = quoted_among_seeds("amazon-beauty", results)
+    rows = [line for line in lines if line.startswith("| SIGMA")]
+    assert len(rows) == 2 * 3  # cells 66 and 26 and the user's run, best valid and test
+    (low, high), p = one_more_seed([2 * x for x in many], 0.0597)  # _runs: best valid NDCG = 2 x
+    assert (f"| SIGMA (nb_one_gate) | SIGMA, authors' notebook, cell 66 | best valid | 0.0597 | 0.0575 ± 0.0008 "
+            f"| {low:.4f} - {high:.4f} | {p:.3f} |") in rows
+    (low, high), p = one_more_seed(many, 0.0452)
+    assert f"| test | 0.0452 | 0.0288 ± 0.0004 | {low:.4f} - {high:.4f} | {p:.1e} |" in rows[1]
+    assert not any("Mamba4Rec" in line for line in lines)  # three seeds: too few for a spread
+    assert quoted_among_seeds("amazon-beauty", {("Mamba4Rec", "default"): _runs(few)}) == []
+    assert quoted_among_seeds("amazon-beauty", {("SASRec", "default"): _runs(many)}) == []  # no quoted SASRec run
+    assert quoted_among_seeds("ml-100k", results) == []
+
+
 def test_the_authors_runs_of_the_reports_models_are_quoted_in_the_seeds_tables_columns():
     from benchmarks.harness.report import quoted_runs
 

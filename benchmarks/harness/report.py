@@ -1,5 +1,6 @@
 """The Markdown report of a harness run, rewritten from the jobs' ``result.json`` after every job:
-the overall and seeds tables, significance, the comparison with the paper, the training curves, the
+the overall and seeds tables, the authors' runs quoted and set against the spread of our seeds,
+significance, the comparison with the paper, the training curves, the
 grouped users and the jobs, with the figures next to it."""
 import json
 from collections import Counter
@@ -12,7 +13,11 @@ from .machine import now
 from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, of_models
 from .plots import plot_curves
 from .results import load_results
-from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, welch_p
+from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, one_more_seed, welch_p
+
+# Seeds a row needs before the report sets the authors' one-seed runs against its spread: with fewer,
+# the interval for one more seed is too wide to say anything (t(2) = 4.3 at 95 %).
+SPREAD_SEEDS = 5
 
 # What a variant's row is also known as (tests/test_models.py shows the equivalence).
 ALSO_KNOWN_AS = {"no_flip": "= r >= L"}
@@ -182,6 +187,37 @@ def quoted_runs(dataset, keys):
              "| --- |" + " ---: |" * 6]
     for label, run in runs.items():
         lines.append(f"| {label} | " + " | ".join(f"{x:.4f}" for x in run.valid + run.test) + " |")
+    return lines + [""]
+
+
+def quoted_among_seeds(dataset, results):
+    """Where each quoted run of the authors' lands among our seeds of its model (rows with at least
+    SPREAD_SEEDS seeds): NDCG@10, best valid and test, against the 95 % interval for one more seed of
+    ours and the one-sided p of such a seed reaching it. A run is one seed: this asks whether the
+    authors' number is one more draw of ours, not whether the means differ."""
+    rows = {key: runs for key, runs in results.items() if len(runs) >= SPREAD_SEEDS}
+    quoted = of_models(AUTHORS_RUNS, dataset, {model for model, _ in rows})
+    if not quoted:
+        return []
+    ndcg = METRICS.index("ndcg@10")
+    lines = ["## The authors' runs against the spread of our seeds", "",
+             f"For each row here with {SPREAD_SEEDS} seeds or more, and each quoted run of its model above: that "
+             "run's NDCG@10, our mean ± std over seeds, the 95 % interval in which one more seed of ours would "
+             "land (seeds taken as normal draws: mean ± t(n-1) s sqrt(1 + 1/n)), and the one-sided p-value of "
+             "such a seed reaching the quoted number. A quoted run is one seed on another machine (a GPU), so a "
+             "small p says its number is not one more draw of ours; a large one, that ours could have drawn it.",
+             "", "| ours | quoted run | split | quoted NDCG@10 | ours (mean ± std) | one more seed, 95 % "
+             "| p (a seed reaches it) |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for key, runs in rows.items():
+        for label, run in quoted.items():
+            if run.model != key[0]:
+                continue
+            for split, theirs in (("best valid", run.valid[ndcg]), ("test", run.test[ndcg])):
+                values = ndcg_values(runs, "best_valid" if split == "best valid" else "test")
+                spread = one_more_seed(values, theirs)
+                interval, p = (f"{spread[0][0]:.4f} - {spread[0][1]:.4f}", fmt_p(spread[1])) if spread else ("-", "-")
+                lines.append(f"| {label_of(*key)} | {label} | {split} | {theirs:.4f} | {fmt(values)} | {interval} "
+                             f"| {p} |")
     return lines + [""]
 
 
@@ -373,6 +409,7 @@ def build_report(args, command, jobs, results, pending):
     lines += overall_table(results, n_seeds, paper)
     lines += seeds_table(results, paper, n_seeds)
     lines += quoted_runs(args.dataset, set(n_seeds))
+    lines += quoted_among_seeds(args.dataset, results)
     lines += significance(results)
     lines += against_the_paper(results, paper)
     lines += variants_against_default(results, paper)

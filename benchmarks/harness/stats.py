@@ -1,5 +1,5 @@
 """Over seeds: mean and sample standard deviation, their table cell, the one-sided Welch test and
-its cell, and the grouped metrics' means."""
+its cell, where one more seed would land, and the grouped metrics' means."""
 import math
 import warnings
 
@@ -35,6 +35,21 @@ def welch_p(a, b):
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
     return None if math.isnan(p) else p
+
+
+def one_more_seed(values, x, level=0.95):
+    """Where one more seed would land, seeds taken as normal draws: the two-sided ``level`` prediction
+    interval mean ± t(n-1) s sqrt(1 + 1/n), and the one-sided p of a seed reaching ``x`` or more,
+    P(T(n-1) >= (x - mean) / (s sqrt(1 + 1/n))). None with fewer than 2 values or no spread."""
+    from scipy import stats
+
+    mean, std = mean_std(values)
+    if std is None or std == 0:
+        return None
+    n = len([v for v in values if v is not None])
+    scale = std * math.sqrt(1 + 1 / n)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * scale
+    return (mean - half, mean + half), float(stats.t.sf((x - mean) / scale, n - 1))
 
 
 def fmt_p(p):
