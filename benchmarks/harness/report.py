@@ -212,11 +212,12 @@ def quoted_among_seeds(dataset, results):
         for label, run in quoted.items():
             if run.model != key[0]:
                 continue
-            for split, theirs in (("best valid", run.valid[ndcg]), ("test", run.test[ndcg])):
-                values = ndcg_values(runs, "best_valid" if split == "best valid" else "test")
+            for shown, split, theirs in (("best valid", "best_valid", run.valid[ndcg]),
+                                         ("test", "test", run.test[ndcg])):
+                values = ndcg_values(runs, split)
                 spread = one_more_seed(values, theirs)
                 interval, p = (f"{spread[0][0]:.4f} - {spread[0][1]:.4f}", fmt_p(spread[1])) if spread else ("-", "-")
-                lines.append(f"| {label_of(*key)} | {label} | {split} | {theirs:.4f} | {fmt(values)} | {interval} "
+                lines.append(f"| {label_of(*key)} | {label} | {shown} | {theirs:.4f} | {fmt(values)} | {interval} "
                              f"| {p} |")
     return lines + [""]
 

@@ -43,10 +43,11 @@ def one_more_seed(values, x, level=0.95):
     P(T(n-1) >= (x - mean) / (s sqrt(1 + 1/n))). None with fewer than 2 values or no spread."""
     from scipy import stats
 
+    values = [v for v in values if v is not None]
     mean, std = mean_std(values)
     if std is None or std == 0:
         return None
-    n = len([v for v in values if v is not None])
+    n = len(values)
     scale = std * math.sqrt(1 + 1 / n)
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * scale
     return (mean - half, mean + half), float(stats.t.sf((x - mean) / scale, n - 1))
