@@ -71,6 +71,7 @@ MODEL_KEYS = {
         "output_projection": _BOOL,
         "gate_dense_act": _choice("none", *GATE_ACTIVATIONS),
         "gate_flip": _choice("own", "shared"),
+        "flip_back": _BOOL,
     },
 }
 

@@ -376,7 +376,7 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
     from benchmarks.harness.jobs import yaml_defaults
 
     paper = yaml_defaults("SIGMA", "amazon-beauty")
-    notebook = ("gate_activations", "gate_dropout", "output_projection", "gate_dense_act", "gate_flip")
+    notebook = ("gate_activations", "gate_dropout", "output_projection", "gate_dense_act", "gate_flip", "flip_back")
     head = {key: value for key, value in PUBLIC_CODE.items() if key not in ("mamba_init", *notebook)}
     assert paper["mamba_init"] == PUBLIC_CODE["mamba_init"]  # the init is the code's in both
     assert all(paper[key] == list(PUBLIC_CODE[key]) if key == "gate_activations" else paper[key] == PUBLIC_CODE[key]
@@ -417,6 +417,8 @@ def test_the_notebook_variants_are_heads_sigma_with_what_cells_26_and_66_print()
         **variant_overrides("SIGMA", "nb_one_gate"), "use_partial_flip": False}
     assert variant_overrides("SIGMA", "nb_one_gate_length_aware_flip") == {
         **variant_overrides("SIGMA", "nb_one_gate"), "flip_mode": "length_aware"}
+    assert variant_overrides("SIGMA", "nb_one_gate_flip_back") == {
+        **variant_overrides("SIGMA", "nb_one_gate"), "flip_back": True}
     assert variant_overrides("SIGMA", "cell26_no_conv") == {**base, **cell26, "gru_conv_kernel": 0}
     assert variant_overrides("SIGMA", "no_projection") == {"output_projection": False}  # on the paper's SIGMA
     assert variant_overrides("SIGMA", "no_projection_dropout04") == {"output_projection": False, "dropout_prob": 0.4}
@@ -466,7 +468,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     notebook = ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations", "nb_gate_dropout",
                 "nb_no_gate", "nb_one_gate", "cell26_no_conv", "no_projection", "no_projection_dropout04",
                 "no_projection_no_gru_conv", "no_projection_no_gru_conv_dropout04", "nb_one_gate_softmax_mix",
-                "nb_one_gate_no_gate", "nb_one_gate_no_flip", "nb_one_gate_length_aware_flip")
+                "nb_one_gate_no_gate", "nb_one_gate_no_flip", "nb_one_gate_length_aware_flip", "nb_one_gate_flip_back")
     # the notebook's, from HEAD's
     assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020", "Mamba4Rec-s2020", "Mamba4Rec-cell68-s2020"} == \
         job_names(reports[4])
@@ -583,7 +585,8 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
         "sigma_variant"]
     # a key the YAML gained later (KEYS_ADDED): a job without it ran at the value that computes the same
     without = {k: v for k, v in sigma["yaml_defaults"].items()
-               if k not in ("gate_activations", "gate_dropout", "output_projection", "gate_dense_act", "gate_flip")}
+               if k not in ("gate_activations", "gate_dropout", "output_projection", "gate_dense_act", "gate_flip",
+                            "flip_back")}
     (sigma["dir"] / "job.json").write_text(json.dumps({"config": sigma["config"], "yaml_defaults": without}))
     assert sigma["yaml_defaults"]["output_projection"] is True
     assert config_mismatch(sigma) == []

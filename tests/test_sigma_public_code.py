@@ -47,14 +47,16 @@ def gru_without_bias(x, w_ih, w_hh):
 
 
 def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x, si=F.silu, sig=torch.sigmoid,
-                 projection=True, ac=None, one_gate=False, gru_conv=True):
+                 projection=True, ac=None, one_gate=False, gru_conv=True, flip_back=False):
     """HEAD's SIGMA.forward with one SIGMALayers (dropouts off but the gate's), less the dead line
     ``gru_input = self.conv1d(g1)``. ``p``: HEAD's parameter names; ``mamba``: its one Mamba block.
     ``si``, ``sig``: the activations of HEAD's ``selective_gate_si`` and ``selective_gate_sig``
     (Sequentials of an activation and a Linear); ``projection=False`` drops its last Linear, as the
     notebook's cell 26 prints them. ``ac``: the first commit's commented-out ``h1 = self.ac(h1)``
     after ``dense1``, as if it were in. ``one_gate``: the forward branch's gate ``h1`` gates the flipped
-    branch too (no ``dense2``); ``gru_conv=False``: the GRU reads ``input_tensor``, not ``conv1d``'s output."""
+    branch too (no ``dense2``); ``gru_conv=False``: the GRU reads ``input_tensor``, not ``conv1d``'s output.
+    ``flip_back``: ``mamba_output_f``'s first 45 positions reversed again (in no version of HEAD; the
+    ``flip_back`` guess at the notebook's forward)."""
     g = "mamba_layers.0.gmamba."
 
     def linear(name, x):
@@ -74,6 +76,8 @@ def head_forward(p, mamba, item_seq, item_seq_len, gate_dropout=lambda x: x, si=
     flipped[:, :45, :] = x[:, :45, :].flip(dims=[1])
     h2 = None if one_gate else linear(g + "dense2", flipped) + flipped
     mamba_output_f = mamba(flipped)
+    if flip_back:
+        mamba_output_f = torch.cat([mamba_output_f[:, :45].flip(dims=[1]), mamba_output_f[:, 45:]], dim=1)
     mamba_output = mamba(x)
     h1 = x + h1
     h1 = linear(g + "selective_gate_si.1", si(h1)) + linear(g + "selective_gate_sig.1", sig(h1))
@@ -394,3 +398,57 @@ def test_notebook_preset_is_the_harness_variant_that_counts_the_notebooks_flops(
     assert not [name for name in preset.state_dict() if "dense_flip" in name or "fe_gru.conv1d" in name]
     seq, lengths = padded_batch(LENGTHS, max_len=L)
     torch.testing.assert_close(preset(seq, lengths), by_hand(seq, lengths))
+
+
+@pytest.mark.parametrize("buckets", [True, False])
+def test_flip_back_is_heads_one_gate_forward_with_the_flipped_output_reversed_again(make_model, buckets):
+    model = cell_26(make_model, gate_flip="shared", gru_conv_kernel=0, flip_back=True,
+                    length_buckets=buckets).double().eval()
+    without = cell_26(make_model, gate_flip="shared", gru_conv_kernel=0).double().eval()
+    without.load_state_dict(model.state_dict())  # no parameter of its own
+    assert model.lookahead() == 0
+    seq, lengths = padded_batch(LENGTHS, max_len=L)
+    with torch.no_grad():
+        ours = model(seq, lengths)
+        theirs = head_forward(head_parameters(model), model.layers[0].mixer.mamba, seq, lengths, si=torch.sigmoid,
+                              sig=F.gelu, projection=False, one_gate=True, gru_conv=False, flip_back=True)
+        assert (ours - theirs).abs().max() < 1e-6
+        assert (ours - without(seq, lengths)).abs().max() > 1e-3
+
+
+def test_flip_back_lets_a_short_users_flipped_branch_read_its_last_item_and_nothing_before(make_model):
+    """At a user's last position (n <= 45 items) the fixed flip's branch has scanned positions 44 down to
+    n - 1 when flipped back: padding, then the last item. Without flip_back, for n <= 22, only padding."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 10, 22, 40])
+    h0 = torch.randn(len(lengths), L, D, dtype=torch.double)
+    h0[torch.arange(L) >= lengths.unsqueeze(1)] = 0.5  # the padding rows, one constant vector
+    earlier, last = h0.clone(), h0.clone()
+    for row, n in enumerate(lengths.tolist()):
+        earlier[row, :n - 1] += 1.0
+        last[row, n - 1] += 1.0
+    at_last = torch.arange(len(lengths)), lengths - 1
+
+    def branch(flip_back, x):
+        block = cell_26(make_model, gate_flip="shared", gru_conv_kernel=0, flip_back=flip_back).double().layers[0].mixer
+        torch.manual_seed(1)
+        for p in block.mamba.parameters():  # the same Mamba weights in both
+            nn.init.normal_(p, std=0.3)
+        with torch.no_grad():
+            return block.padded_part(x, lengths)[at_last]
+
+    base = branch(True, h0)
+    assert torch.equal(branch(True, earlier), base)
+    assert (branch(True, last) - base).abs().min() > 0
+    short = lengths <= 22
+    assert torch.equal(branch(False, last)[short], branch(False, h0)[short])
+
+
+@pytest.mark.parametrize("gate", ["own", "paper"])
+def test_flip_back_with_a_gate_that_reads_the_flipped_input_is_a_one_line_error(make_model, gate):
+    with pytest.raises(ConfigError, match="^SIGMA: flip_back needs a gate that does not read the flipped input"):
+        if gate == "own":
+            cell_26(make_model, flip_back=True)
+        else:  # the paper's SIGMA and its gate G1(H0f)
+            make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, hidden_size=D, flip_back=True)
+    cell_26(make_model, flip_back=True, use_ds_gate=False)  # no gate: nothing misaligned

@@ -17,7 +17,7 @@ Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a sw
 creates no parameters. The public code's departures from the paper are switches too
 (``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``mamba_init``);
 README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values
-(and the five notebook switches below to HEAD's):
+(and the five notebook switches below, and flip_back, to HEAD's):
 the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py), one
 G-Mamba layer on H0 of shape (B, L, D):
 
@@ -45,11 +45,18 @@ cell 66's gate activations and dropout: that SIGMA, one G-Mamba layer on H0 (B, 
     G  = drop(Ws sigmoid(u) + Wg SiLU(u)),  u = H0 W1 + b1 + H0       drop = dropout 0.3
     Z0 = w0 GRU(H0) + w1 (M0f G + M0f) + w2 (M0 G + M0)       w = [0.1, 0.1, 0.8] trainable
     then dropout -> LayerNorm -> PFFN; GRU without biases.
+
+``flip_back`` (in neither the paper nor HEAD; a guess at the notebook's unshown forward) flips M0f
+back before the gate, as the bidirectional Mambas the paper cites (Vision Mamba, Dual-path Mamba)
+do. With HEAD's fixed flip a user of n <= 45 items then predicts from a flipped branch that scanned
+the padding and then its last item, where without it the branch read only padding for n <= 22.
+With the paper's flip it changes nothing at the predicting position (the last r items stay put).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from recbole_sigma.errors import ConfigError
 from recbole_sigma.model.base import MambaSequentialRecommender
 from recbole_sigma.model.layers import MixerLayer, partial_flip
 from recbole_sigma.ops.dropout import Dropout
@@ -74,6 +81,7 @@ PUBLIC_CODE = {
     "output_projection": True,
     "gate_dense_act": "none",
     "gate_flip": "own",
+    "flip_back": False,
 }
 # sigma_variant: notebook -- the SIGMA the authors' notebook ran for the paper's Beauty row (cell 66)
 # and its flip-range sweep, as far as its printouts and FLOPs pin it down (README.md): the public code
@@ -195,6 +203,10 @@ class GMambaBlock(nn.Module):
         )
         self.mamba = make_mamba()
         self.mamba_flip = None if settings["share_mamba"] else make_mamba()
+        self.flip_back = settings["flip_back"] and self.flip is not None
+        if self.flip_back and self.use_ds_gate and (self.gate_mode == "paper" or settings["gate_flip"] == "own"):
+            raise ConfigError("SIGMA: flip_back needs a gate that does not read the flipped input: "
+                              "set gate_mode: public_code with gate_flip: shared, or use_ds_gate: False")
         if self.use_ds_gate:
             if self.gate_mode == "paper":
                 self.gate = DenseSelectiveGate(d_model, settings["gate_conv_kernel"])
@@ -233,21 +245,37 @@ class GMambaBlock(nn.Module):
             reach = max(reach, self.fe_gru.conv1d.kernel_size[0] // 2)
         return reach
 
-    def pf_mamba(self, h0, item_seq_len, h0f=None):
-        """The two gated directions of Eq. 3, position-wise (no flip back); M is their sum.
-        ``h0f``: the flipped input when the caller flipped it already (see SIGMA.stack_padded)."""
-        if h0f is None:
-            h0f = self.flip(h0, item_seq_len) if self.flip is not None else h0
-        m0 = self.mamba(h0)
+    def flipped_input(self, h0, item_seq_len):  # (B, L, D) -> (B, L, D)
+        return self.flip(h0, item_seq_len) if self.flip is not None else h0
+
+    def flipped_branch(self, h0f, item_seq_len):
+        """The flipped branch's Mamba on H0f; with ``flip_back`` its output flipped back, so that
+        position t holds what the reversed scan read from t onwards (B, L, D) -> (B, L, D)."""
         m0f = (self.mamba if self.mamba_flip is None else self.mamba_flip)(h0f)
+        return self.flip(m0f, item_seq_len) if self.flip_back else m0f
+
+    def padded_part(self, h0, item_seq_len):
+        """What must see the padded batch with a fixed flip (see SIGMA.stack_padded): H0f, or with
+        ``flip_back`` the flipped branch's output itself, which reads padding wherever it lands."""
+        h0f = self.flipped_input(h0, item_seq_len)
+        return self.flipped_branch(h0f, item_seq_len) if self.flip_back else h0f
+
+    def pf_mamba(self, h0, item_seq_len, padded=None):
+        """The two gated directions of Eq. 3, position-wise; M is their sum. No flip back unless
+        ``flip_back`` (then the gate must not read H0f, which no longer lines up with M0f).
+        ``padded``: :meth:`padded_part`, when the caller ran it on the padded batch already."""
+        if padded is None:
+            padded = self.padded_part(h0, item_seq_len)
+        h0f, m0f = (None, padded) if self.flip_back else (padded, self.flipped_branch(padded, item_seq_len))
+        m0 = self.mamba(h0)
         if not self.use_ds_gate:
             return m0, m0f
         if self.gate_mode == "paper":
             return self.gate(h0) * m0, self.gate(h0f) * m0f
         return self.gate(h0, h0f, m0, m0f)
 
-    def forward(self, h0, item_seq_len, h0f=None):  # (B, L, D), (B,)[, (B, L, D)] -> (B, L, D)
-        m_fwd, m_flip = self.pf_mamba(h0, item_seq_len, h0f)
+    def forward(self, h0, item_seq_len, padded=None):  # (B, L, D), (B,)[, (B, L, D)] -> (B, L, D)
+        m_fwd, m_flip = self.pf_mamba(h0, item_seq_len, padded)
         f0 = self.fe_gru(h0) if self.fe_gru is not None else None
         if self.mix_mode == "trainable":
             z0 = self.a1 * (m_fwd + m_flip)
@@ -285,13 +313,14 @@ class SIGMA(MambaSequentialRecommender):
         return sum(layer.mixer.lookahead() for layer in self.layers)
 
     def stack_padded(self, h, item_seq_len):
-        """With a fixed flip (one layer): [H0, H0f] of shape (B, L, 2D), H0f flipped on the padded batch."""
+        """With a fixed flip (one layer): [H0, P] of shape (B, L, 2D), P the block's padded_part
+        (H0f, or with flip_back the flipped branch's output) computed on the padded batch."""
         if not self.flip_padded:
             return h
-        return torch.cat([h, self.layers[0].mixer.flip(h, item_seq_len)], dim=-1)
+        return torch.cat([h, self.layers[0].mixer.padded_part(h, item_seq_len)], dim=-1)
 
     def stack(self, h, item_seq_len):
         if not self.flip_padded:
             return super().stack(h, item_seq_len)
-        h0, h0f = h.chunk(2, dim=-1)  # each (B, W, D)
-        return self.layers[0](h0, item_seq_len, h0f)
+        h0, padded = h.chunk(2, dim=-1)  # each (B, W, D)
+        return self.layers[0](h0, item_seq_len, padded)
