@@ -24,7 +24,7 @@ from benchmarks.harness.report import (against_the_paper, seeds_table, significa
                                       variants_against_default)
 from benchmarks.harness.results import epoch_summary, read_epochs
 from benchmarks.harness.runner import REPRODUCE_SCRIPT as SCRIPT, record_lost_attempt, wait_with_heartbeat
-from benchmarks.harness.stats import welch_p
+from benchmarks.harness.stats import fmt_p, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny CI settings (tests/test_pipeline.py), plus a 1-layer, 1-head SASRec.
@@ -122,8 +122,27 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
     assert "| SIGMA | 100 % | 50 % | 50 % | 50 % | 50 % | 50 % |" in lines  # valid, then test
     assert "| SASRec | - | - | - | 100 % | 75 % | 100 % |" in lines
     assert not any("Mamba4Rec" in line for line in lines)
-    assert "\nSIGMA is not ahead of SASRec on NDCG@10 in this run (0.0302 vs 0.0400, -24.5 %)." in lines
+    assert "\nSIGMA (the paper's, the default) is not ahead of SASRec on test NDCG@10 in this run " \
+           "(0.0302 vs 0.0400, -24.5 %)." in lines
     assert against_the_paper(results, {}) == []
+    # the shipped preset gets its own line, under the name of its preset; other variants none; the
+    # Welch p where both sides have two seeds
+    results[("SIGMA", "nb_one_gate")] = [{"test": {"hit@10": 0.0800, "ndcg@10": x, "mrr@10": 0.0350}}
+                                         for x in (0.0430, 0.0450)]
+    results[("SIGMA", "no_gate")] = [{"test": {"hit@10": 0.0900, "ndcg@10": 0.0500, "mrr@10": 0.0400}}]
+    results[("Mamba4Rec", "default")] = [{"test": {"hit@10": 0.0800, "ndcg@10": x, "mrr@10": 0.0350}}
+                                         for x in (0.0420, 0.0430)]
+    lines = against_the_paper(results, paper)
+    verdicts = [line for line in lines if line.startswith("\nSIGMA")]
+    p = fmt_p(welch_p([0.0430, 0.0450], [0.0420, 0.0430]))
+    assert verdicts == [
+        f"\nSIGMA (the paper's, the default) is not ahead of Mamba4Rec on test NDCG@10 in this run "
+        f"(0.0302 vs 0.0425, -28.9 %; one-sided Welch p 0.987 that it is ahead).",
+        "\nSIGMA (the paper's, the default) is not ahead of SASRec on test NDCG@10 in this run (0.0302 vs 0.0400, -24.5 %).",
+        f"\nSIGMA (nb_one_gate, = sigma_variant: notebook) is ahead of Mamba4Rec on test NDCG@10 in this run "
+        f"(0.0440 vs 0.0425, +3.5 %; one-sided Welch p {p} that it is ahead).",
+        "\nSIGMA (nb_one_gate, = sigma_variant: notebook) is ahead of SASRec on test NDCG@10 in this run "
+        "(0.0440 vs 0.0400, +10.0 %)."]
 
 
 def test_variants_against_default_compare_the_papers_validation_numbers_with_our_valid_column():
@@ -258,7 +277,7 @@ def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_
     rows = [line for line in lines if line.startswith("| SIGMA")]
     assert len(rows) == 2 * 3  # cells 66 and 26 and the user's run, best valid and test
     (low, high), p = one_more_seed([2 * x for x in many], 0.0597)  # _runs: best valid NDCG = 2 x
-    assert (f"| SIGMA (nb_one_gate) | SIGMA, authors' notebook, cell 66 | best valid | 0.0597 | 0.0575 ± 0.0008 "
+    assert (f"| SIGMA (nb_one_gate, = sigma_variant: notebook) | SIGMA, authors' notebook, cell 66 | best valid | 0.0597 | 0.0575 ± 0.0008 "
             f"| {low:.4f} - {high:.4f} | {p:.3f} |") in rows
     (low, high), p = one_more_seed(many, 0.0452)
     assert f"| test | 0.0452 | 0.0288 ± 0.0004 | {low:.4f} - {high:.4f} | {p:.1e} |" in rows[1]

@@ -386,8 +386,9 @@ def test_one_gate_without_the_grus_conv_is_heads_forward_with_those_two_changes(
 def test_notebook_preset_is_the_harness_variant_that_counts_the_notebooks_flops(make_model):
     """sigma_variant: notebook builds nb_one_gate (benchmarks/notebook_flops.py), weight for weight,
     whatever the keys it sets say."""
-    from benchmarks.harness.jobs import variant_overrides
+    from benchmarks.harness.jobs import PRESET_OF, variant_overrides
 
+    assert PRESET_OF == {"nb_one_gate": "notebook"}  # how the reports name that row
     switches = {k: v for k, v in variant_overrides("SIGMA", "nb_one_gate").items() if k != "dropout_prob"}
     preset = make_model("SIGMA", sigma_variant="notebook", MAX_ITEM_LIST_LENGTH=L, gate_flip="own",
                         gru_conv_kernel=3, output_projection=True).eval()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from recbole_sigma.trainer import atomic_write
 
-from .jobs import BUILTIN, COMMON, METRICS, job_state, variant_overrides
+from .jobs import BUILTIN, COMMON, METRICS, PRESET_OF, job_state, variant_overrides
 from .machine import now
 from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, of_models
 from .plots import plot_curves
@@ -19,8 +19,9 @@ from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, one_more_see
 # the interval for one more seed is too wide to say anything (t(2) = 4.3 at 95 %).
 SPREAD_SEEDS = 5
 
-# What a variant's row is also known as (tests/test_models.py shows the equivalence).
-ALSO_KNOWN_AS = {"no_flip": "= r >= L"}
+# What a variant's row is also known as (tests/test_models.py and tests/test_sigma_public_code.py show
+# the equivalences).
+ALSO_KNOWN_AS = {"no_flip": "= r >= L", **{v: f"= sigma_variant: {p}" for v, p in PRESET_OF.items()}}
 
 
 def label_of(model, variant):
@@ -246,8 +247,9 @@ def significance(results):
 
 
 def against_the_paper(results, paper):
-    """Measured / paper for each metric, best valid (like with like) and test, and whether SIGMA
-    leads the baselines on test NDCG@10 here."""
+    """Measured / paper for each metric, best valid (like with like) and test, and whether each SIGMA
+    the package ships (the paper's, then the presets) leads the baselines on test NDCG@10 here, with
+    the one-sided Welch p where both have two seeds or more."""
     means, valid = split_means(results, "test"), split_means(results, "best_valid")
     compared = [key for key in means if key in paper]
     if not compared:
@@ -263,15 +265,21 @@ def against_the_paper(results, paper):
     for key in compared:
         lines.append(f"| {label_of(*key)} | " + " | ".join(
             percent(ours, theirs) for split in (valid, means) for ours, theirs in zip(split[key], paper[key])) + " |")
-    sigma = means.get(("SIGMA", "default"))
-    if sigma is not None:
-        ndcg = METRICS.index("ndcg@10")
+    ndcg = METRICS.index("ndcg@10")
+    for variant in ("default", *PRESET_OF):  # the SIGMAs the package ships: the paper's, then the presets
+        sigma = means.get(("SIGMA", variant))
+        if sigma is None:
+            continue
+        name = "SIGMA (the paper's, the default)" if variant == "default" else label_of("SIGMA", variant)
         for model in ("Mamba4Rec", "SASRec", "EchoMamba4Rec", "GRU4Rec"):
             other = means.get((model, "default"))
             if other is not None:
                 verdict = "ahead of" if sigma[ndcg] > other[ndcg] else "not ahead of"
-                lines.append(f"\nSIGMA is {verdict} {model} on NDCG@10 in this run "
-                             f"({sigma[ndcg]:.4f} vs {other[ndcg]:.4f}, {fmt_change(sigma[ndcg], other[ndcg])}).")
+                p = welch_p(ndcg_values(results[("SIGMA", variant)], "test"),
+                            ndcg_values(results[(model, "default")], "test"))
+                lines.append(f"\n{name} is {verdict} {model} on test NDCG@10 in this run "
+                             f"({sigma[ndcg]:.4f} vs {other[ndcg]:.4f}, {fmt_change(sigma[ndcg], other[ndcg])}"
+                             + ("" if p is None else f"; one-sided Welch p {fmt_p(p)} that it is ahead") + ").")
     return lines + [""]
 
 
