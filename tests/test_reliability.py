@@ -117,9 +117,9 @@ def _trained_epochs(log_text):
 
 @pytest.mark.skipif(
     sys.version_info >= (3, 13),
-    reason="on CPython 3.13 (torch 2.13's PyPI build) a process that compiled the numba kernels ends a "
-           "run with weights slightly apart from processes that loaded them from numba's disk cache, so "
-           "this in-process reference differs from the command-line runs; cause not found yet (README, Long runs)",
+    reason="on CPython 3.13 the fused scan that numba compiles in a process rounds apart from the one it "
+           "loads from its disk cache (tests/test_selective_scan.py, README, Long runs), so this in-process "
+           "reference differs from the command-line runs",
 )
 def test_killed_run_resumes_and_ends_as_the_uninterrupted_run(tmp_path):
     ck = tmp_path / "ck"
