@@ -136,9 +136,10 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
     verdicts = [line for line in lines if line.startswith("\nSIGMA")]
     p = fmt_p(welch_p([0.0430, 0.0450], [0.0420, 0.0430]))
     assert verdicts == [
-        f"\nSIGMA (the paper's, the default) is not ahead of Mamba4Rec on test NDCG@10 in this run "
-        f"(0.0302 vs 0.0425, -28.9 %; one-sided Welch p 0.987 that it is ahead).",
-        "\nSIGMA (the paper's, the default) is not ahead of SASRec on test NDCG@10 in this run (0.0302 vs 0.0400, -24.5 %).",
+        "\nSIGMA (the paper's, the default) is not ahead of Mamba4Rec on test NDCG@10 in this run "
+        "(0.0302 vs 0.0425, -28.9 %; one-sided Welch p 0.987 that it is ahead).",
+        "\nSIGMA (the paper's, the default) is not ahead of SASRec on test NDCG@10 in this run "
+        "(0.0302 vs 0.0400, -24.5 %).",
         f"\nSIGMA (nb_one_gate, = sigma_variant: notebook) is ahead of Mamba4Rec on test NDCG@10 in this run "
         f"(0.0440 vs 0.0425, +3.5 %; one-sided Welch p {p} that it is ahead).",
         "\nSIGMA (nb_one_gate, = sigma_variant: notebook) is ahead of SASRec on test NDCG@10 in this run "
@@ -277,8 +278,8 @@ def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_
     rows = [line for line in lines if line.startswith("| SIGMA")]
     assert len(rows) == 2 * 3  # cells 66 and 26 and the user's run, best valid and test
     (low, high), p = one_more_seed([2 * x for x in many], 0.0597)  # _runs: best valid NDCG = 2 x
-    assert (f"| SIGMA (nb_one_gate, = sigma_variant: notebook) | SIGMA, authors' notebook, cell 66 | best valid | 0.0597 | 0.0575 ± 0.0008 "
-            f"| {low:.4f} - {high:.4f} | {p:.3f} |") in rows
+    assert ("| SIGMA (nb_one_gate, = sigma_variant: notebook) | SIGMA, authors' notebook, cell 66 | best valid "
+            f"| 0.0597 | 0.0575 ± 0.0008 | {low:.4f} - {high:.4f} | {p:.3f} |") in rows
     (low, high), p = one_more_seed(many, 0.0452)
     assert f"| test | 0.0452 | 0.0288 ± 0.0004 | {low:.4f} - {high:.4f} | {p:.1e} |" in rows[1]
     assert not any("Mamba4Rec" in line for line in lines)  # three seeds: too few for a spread
