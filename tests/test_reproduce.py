@@ -378,10 +378,15 @@ def test_curves_plot_gives_each_of_many_models_its_own_colour_and_keeps_the_lege
     from benchmarks.harness import plots
 
     fig, ax = new_figure()
-    curves = {f"SIGMA (v{i})": [{0: 0.01, 1: 0.02 + i / 1000}] for i in range(15)}  # the notebook report has 15
+    curves = {f"SIGMA (v{i})": [{0: 0.01, 1: 0.02 + i / 1000}] for i in range(15)}
     plots.draw_curves(ax, curves)
     colours = [line.get_color() for line in ax.lines if line.get_marker() != "o"]
     assert len(colours) == 15 and len(set(colours)) == 15
+    fig, ax = new_figure()  # past 20 (the notebook report has 21), the colours come round in another style
+    plots.draw_curves(ax, {f"SIGMA (v{i})": [{0: 0.01, 1: 0.02}] for i in range(21)},
+                      references={"cell 66 (quoted)": [0.01, 0.02]})
+    looks = [(line.get_color(), line.get_linestyle()) for line in ax.lines if line.get_marker() != "o"]
+    assert len(looks) == 22 and len(set(looks)) == 22 and looks[20][1] == "-." and looks[21][1] == "--"
     legends = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, ax, path, title=None: legends.append(ax.get_legend()))
     plots.plot_curves(curves, tmp_path / "many.png")

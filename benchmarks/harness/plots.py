@@ -25,16 +25,18 @@ def plot_curves(curves, path, title=None, references=None):
 
 def draw_curves(ax, curves, references=None):
     """Each seed a line in its model's colour (the legend names the model once), its best epoch
-    marked with a dot; then the references, dashed."""
+    marked with a dot; then the references, dashed. Past 20 models the colours come round again,
+    dash-dotted, then dotted."""
     from matplotlib import colormaps
 
     palette = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors  # a colour each, up to 20 models
     for index, (label, runs) in enumerate(curves.items()):
         color = palette[index % len(palette)]
+        style = ("-", "-.", ":")[index // len(palette) % 3]  # "--" is the references'
         for seed, scores in enumerate(runs):
             epochs = sorted(scores)
             ax.plot([e + 1 for e in epochs], [scores[e] for e in epochs], linewidth=1.4, color=color,
-                    alpha=1.0 if len(runs) == 1 else 0.75, label=label if seed == 0 else None)
+                    linestyle=style, alpha=1.0 if len(runs) == 1 else 0.75, label=label if seed == 0 else None)
             best = kept_best_epoch(scores)
             ax.plot([best + 1], [scores[best]], marker="o", markersize=4, color=color)
     greys = ("black", "dimgray", "darkgray")
