@@ -254,8 +254,7 @@ y.backward(torch.randn(y.shape, generator=g))
 digest = hashlib.sha256()
 for t in (y, u.grad, delta.grad, A.grad, B.grad, C.grad, D.grad, z.grad, bias.grad):
     digest.update(t.detach().numpy().tobytes())
-hits = sum(s._KERNELS.module.scan_forward.stats.cache_hits.values())
-print(digest.hexdigest(), hits)
+print(digest.hexdigest(), s._KERNELS.from_cache("scan_forward"))
 """
 
 
@@ -269,6 +268,7 @@ def test_fused_scan_gives_the_same_bits_compiled_in_process_and_loaded_from_numb
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "RECBOLE_SIGMA_FUSED_SCAN": "1"}
     runs = [subprocess.run([sys.executable, "-c", _COMPILED_OR_CACHED], env=env, capture_output=True, text=True,
                            timeout=300) for _ in range(2)]
-    (compiled, cold_hits), (cached, warm_hits) = (run.stdout.split() for run in runs)
-    assert (cold_hits, warm_hits) == ("0", "1")  # the first compiled, the second loaded from the cache
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr[-2000:]
+    (compiled, cold_hit), (cached, warm_hit) = (run.stdout.split() for run in runs)
+    assert (cold_hit, warm_hit) == ("False", "True")  # the first compiled, the second loaded from the cache
     assert compiled == cached

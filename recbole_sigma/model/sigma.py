@@ -245,9 +245,6 @@ class GMambaBlock(nn.Module):
             reach = max(reach, self.fe_gru.conv1d.kernel_size[0] // 2)
         return reach
 
-    def flipped_input(self, h0, item_seq_len):  # (B, L, D) -> (B, L, D)
-        return self.flip(h0, item_seq_len) if self.flip is not None else h0
-
     def flipped_branch(self, h0f, item_seq_len):
         """The flipped branch's Mamba on H0f; with ``flip_back`` its output flipped back, so that
         position t holds what the reversed scan read from t onwards (B, L, D) -> (B, L, D)."""
@@ -257,7 +254,7 @@ class GMambaBlock(nn.Module):
     def padded_part(self, h0, item_seq_len):
         """What must see the padded batch with a fixed flip (see SIGMA.stack_padded): H0f, or with
         ``flip_back`` the flipped branch's output itself, which reads padding wherever it lands."""
-        h0f = self.flipped_input(h0, item_seq_len)
+        h0f = self.flip(h0, item_seq_len) if self.flip is not None else h0
         return self.flipped_branch(h0f, item_seq_len) if self.flip_back else h0f
 
     def pf_mamba(self, h0, item_seq_len, padded=None):

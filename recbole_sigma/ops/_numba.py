@@ -106,8 +106,11 @@ class KernelModule:
         except Exception as exc:  # a numba typing/lowering error, or LLVM failing
             self.disable(exc)
             return False
-        cached = sum(getattr(self.module, kernel_name).stats.cache_hits.values()) > 0
         logger.info("compiled %s in %.1f s (cached: %s; %s)", self.what, time.perf_counter() - start,
-                    cached, key)
+                    self.from_cache(kernel_name), key)
         self.compiled.add(key)
         return True
+
+    def from_cache(self, kernel_name):
+        """True once numba has loaded kernel ``kernel_name`` from its disk cache in this process."""
+        return sum(getattr(self.module, kernel_name).stats.cache_hits.values()) > 0
