@@ -33,6 +33,9 @@ NOTEBOOK=(--models SIGMA Mamba4Rec --variants public_code cell26 cell66 nb_no_pr
 ABLATIONS=(--models SIGMA --variants default no_flip no_gate no_gru --seeds 2020)
 # The notebook preset over seven seeds: how far one seed's best valid NDCG@10 moves
 SEEDS=(--models SIGMA --variants nb_one_gate --seeds 2020 2021 2022 2023 2024 2025 2026)
+# The preset with HEAD's flip and without it, over the same five seeds: what the flip adds here
+FLIP=(--models SIGMA --variants nb_one_gate_no_flip nb_one_gate --seeds 2020 2021 2022 2023 2024
+      --against nb_one_gate_no_flip)
 
 harness() {
     echo "=== $(date -u +%FT%TZ) $*"
@@ -50,6 +53,7 @@ reports() {  # the committed reports, from the committed records alone
     harness --runs-dir "$RECORDS" --report-only "${ABLATIONS[@]}" --output docs/results/amazon-beauty-ablations.md > /dev/null
     harness --runs-dir "$RECORDS" --report-only "${NOTEBOOK[@]}" --output docs/results/amazon-beauty-notebook.md > /dev/null
     harness --runs-dir "$RECORDS" --report-only "${SEEDS[@]}" --output docs/results/amazon-beauty-seeds.md > /dev/null
+    harness --runs-dir "$RECORDS" --report-only "${FLIP[@]}" --output docs/results/amazon-beauty-flip.md > /dev/null
 }
 
 if [ "${1:-}" = report ]; then

@@ -188,6 +188,27 @@ def test_each_variant_gets_the_welch_p_of_being_ahead_of_its_models_default_on_t
         in variants_against_default(results, {})
 
 
+def test_variants_can_be_set_against_another_variant_of_their_model_than_the_default():
+    base, flip = [0.0285, 0.0287, 0.0283], [0.0288, 0.0290, 0.0284]
+    results = {("SIGMA", "nb_one_gate_no_flip"): _runs(base), ("SIGMA", "nb_one_gate"): _runs(flip),
+               ("SIGMA", "default"): _runs([0.020, 0.021])}
+    lines = variants_against_default(results, PAPER["amazon-beauty"], against="nb_one_gate_no_flip")
+    assert lines[0] == "## Variants against their `nb_one_gate_no_flip`"
+    assert "| variant | test NDCG@10 vs `nb_one_gate_no_flip` | valid NDCG@10 vs `nb_one_gate_no_flip` |" in lines[4]
+    p = welch_p(flip, base)
+    rows = [line for line in lines if line.startswith("| SIGMA")]
+    # mean 0.02873 against 0.02850 on both splits (_runs: valid = 2 x test); its 0.0284 is not above 0.0287
+    assert rows[0] == (f"| SIGMA (nb_one_gate, = sigma_variant: notebook) | +0.8 % | +0.8 % | - | {p:.3f} "
+                       f"| {p:.3f} | no / no |")
+    # the paper's default is a variant here, and the paper has no row of the baseline: no paper column
+    assert rows[1].startswith("| SIGMA | -28.1 % | -28.1 % | - |") and len(rows) == 2
+    assert variants_against_default(results, {}, against="cell66") == []  # no such row
+    with pytest.raises(SystemExit):
+        parse_args(["--models", "SIGMA", "--variants", "nb_one_gate", "--against", "nb_one_gate_no_flip"])
+    assert parse_args(["--variants", "nb_one_gate", "nb_one_gate_no_flip", "--against", "nb_one_gate_no_flip"]
+                      ).against == "nb_one_gate_no_flip"
+
+
 def _runs(ndcgs, hit=0.08):
     return [{"test": {"hit@10": hit, "ndcg@10": x, "mrr@10": x / 2},
              "best_valid": {"hit@10": 2 * hit, "ndcg@10": 2 * x, "mrr@10": x}} for x in ndcgs]
@@ -268,22 +289,32 @@ def test_one_more_seed_is_the_t_prediction_interval_and_its_one_sided_tail():
     assert one_more_seed([0.05], 0.06) is None and one_more_seed([0.05, 0.05], 0.06) is None
 
 
-def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_more():
+def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_more_of_what_they_ran():
     from benchmarks.harness.report import quoted_among_seeds
     from benchmarks.harness.stats import one_more_seed
 
     many, few = [0.0286, 0.0292, 0.0282, 0.0290, 0.0288], [0.0270, 0.0275, 0.0280]
-    results = {("SIGMA", "nb_one_gate"): _runs(many), ("Mamba4Rec", "default"): _runs(few)}
+    results = {("SIGMA", "nb_one_gate"): _runs(many), ("Mamba4Rec", "default"): _runs(many),
+               ("Mamba4Rec", "cell68"): _runs(few)}
     lines = quoted_among_seeds("amazon-beauty", results)
     rows = [line for line in lines if line.startswith("| SIGMA")]
-    assert len(rows) == 2 * 3  # cells 66 and 26 and the user's run, best valid and test
+    # the runs that ran nb_one_gate's model, as their printouts show: cells 66 and 40, best valid and test
+    assert [row.split(" | ")[1] for row in rows] == 2 * ["SIGMA, authors' notebook, cell 66"] + 2 * [
+        "SIGMA, authors' notebook, cell 40 (flip sweep, 'first 45')"]
     (low, high), p = one_more_seed([2 * x for x in many], 0.0597)  # _runs: best valid NDCG = 2 x
     assert ("| SIGMA (nb_one_gate, = sigma_variant: notebook) | SIGMA, authors' notebook, cell 66 | best valid "
             f"| 0.0597 | 0.0575 ± 0.0008 | {low:.4f} - {high:.4f} | {p:.3f} |") in rows
     (low, high), p = one_more_seed(many, 0.0452)
     assert f"| test | 0.0452 | 0.0288 ± 0.0004 | {low:.4f} - {high:.4f} | {p:.1e} |" in rows[1]
-    assert not any("Mamba4Rec" in line for line in lines)  # three seeds: too few for a spread
-    assert quoted_among_seeds("amazon-beauty", {("Mamba4Rec", "default"): _runs(few)}) == []
+    # Mamba4Rec's default has five seeds, but cell 68 ran it at dropout 0.2 (cell68), which has three
+    assert not any("Mamba4Rec" in line for line in lines)
+    assert quoted_among_seeds("amazon-beauty", {("Mamba4Rec", "cell68"): _runs(few)}) == []
+    assert "| Mamba4Rec (cell68) | Mamba4Rec, authors' notebook, cell 68 | best valid | 0.0540 |" in "\n".join(
+        quoted_among_seeds("amazon-beauty", {("Mamba4Rec", "cell68"): _runs(many)}))
+    no_flip = quoted_among_seeds("amazon-beauty", {("SIGMA", "nb_one_gate_no_flip"): _runs(many)})
+    assert [line.split(" | ")[1] for line in no_flip if line.startswith("| SIGMA")] == 2 * [
+        "SIGMA, authors' notebook, cell 62 ('without reverse')"]
+    assert quoted_among_seeds("amazon-beauty", {("SIGMA", "default"): _runs(many)}) == []  # no run of the paper's
     assert quoted_among_seeds("amazon-beauty", {("SASRec", "default"): _runs(many)}) == []  # no quoted SASRec run
     assert quoted_among_seeds("ml-100k", results) == []
 
@@ -303,6 +334,14 @@ def test_the_authors_runs_of_the_reports_models_are_quoted_in_the_seeds_tables_c
     mamba = AUTHORS_CURVES["amazon-beauty"]["Mamba4Rec, authors' notebook, cell 68 (quoted)"].scores
     assert f"| Mamba4Rec, authors' notebook, cell 68 | 0.0880 | {max(mamba):.4f} |" in "\n".join(lines)  # curve's best
     assert not any("ECHO" in line or "FEARec" in line for line in lines)  # not models of this report
+    assert not any("cell 40" in line or "cell 62" in line or "cell 64" in line for line in lines)  # diagnostic runs
+    flips = quoted_runs("amazon-beauty", {("SIGMA", "nb_one_gate"), ("SIGMA", "nb_one_gate_no_flip")})
+    assert [line.split(" | ")[0][2:] for line in flips if line.startswith("| SIGMA")] == [
+        "SIGMA, authors' notebook, cell 66", "SIGMA, authors' notebook, cell 26 ('modulize SIGMA')",
+        "SIGMA public code, a user's run (issue #1)", "SIGMA, authors' notebook, cell 40 (flip sweep, 'first 45')",
+        "SIGMA, authors' notebook, cell 62 ('without reverse')"]
+    assert ("| SIGMA, authors' notebook, cell 62 ('without reverse') | 0.0954 | 0.0571 | 0.0455 | 0.0709 | 0.0420 "
+            "| 0.0333 |") in flips
     ablations = quoted_runs("amazon-beauty", {("SIGMA", "default"), ("SIGMA", "no_gru")})
     assert "the committed one is `sigma_variant: public_code`." in ablations[2]  # not in this report
     notebook = quoted_runs("amazon-beauty", {("SIGMA", "public_code"), ("SIGMA", "cell26")})
@@ -472,7 +511,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert all(line.split()[0] == "benchmarks/reproduce.py" for line in calls.read_text().splitlines())
     training = [a for a in argvs if "--report-only" not in a]
     reports = argvs[len(training):]
-    assert len(reports) == 6 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
+    assert len(reports) == 7 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
                                      for a in reports)
     assert all(a[a.index("--records") + 1] == str(records) and a[a.index("--runs-dir") + 1] == str(runs)
                for a in training)
@@ -498,6 +537,9 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020", "Mamba4Rec-s2020", "Mamba4Rec-cell68-s2020"} == \
         job_names(reports[4])
     assert job_names(reports[5]) == {f"SIGMA-nb_one_gate-s{seed}" for seed in range(2020, 2027)}  # the preset's spread
+    assert job_names(reports[6]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_no_flip")
+                                     for seed in range(2020, 2025)}  # the flip, over five paired seeds
+    assert reports[6][reports[6].index("--against") + 1] == "nb_one_gate_no_flip"
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
     assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each

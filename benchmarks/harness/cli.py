@@ -25,6 +25,9 @@ def parser():
                    help=f"{', '.join(VARIANTS)} or r<N> (SIGMA flip_remain = N); non-default ones apply to SIGMA")
     p.add_argument("--set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
                    help="config key for every job (highest priority), e.g. --set epochs=1 hidden_size=16")
+    p.add_argument("--against", default="default", metavar="VARIANT",
+                   help="the report sets each other variant of a model against this one of --variants (default: "
+                        "default)")
     p.add_argument("--config_files", "--config-files", nargs="+", default=[], help="extra YAML for every job")
     p.add_argument("--runs-dir", type=Path, help="job folders (default: runs/<dataset>)")
     p.add_argument("--output", type=Path, help="the Markdown report (default: docs/results/<dataset>[...].md)")
@@ -45,6 +48,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.child:
         return args
+    if args.against not in args.variants + ["default"]:
+        p.error(f"--against {args.against} is not one of --variants")
     args.overrides = {}
     for item in (x for group in args.set for x in group):
         key, sep, value = item.partition("=")

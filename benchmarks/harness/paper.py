@@ -22,7 +22,11 @@ PAPER = {
 # A quoted run of the authors' code: the model it is a run of (a report quotes the runs of its own
 # models), its settings where they differ from ours, and its numbers.
 Curve = namedtuple("Curve", "model settings scores")  # valid NDCG@10 after each epoch, from epoch 0
-Run = namedtuple("Run", "model valid test")  # (best valid, test) HR / NDCG / MRR@10
+# A run's (best valid, test) HR / NDCG / MRR@10; ``variant``: ours that computes what the run's printouts
+# show (modules, parameter count, FLOPs; README, "SIGMA: paper vs public code"), the one whose seeds the
+# report sets the run against, or None where none of ours does; ``aside``: a diagnostic run of the notebook's,
+# quoted only in a report that has its variant.
+Run = namedtuple("Run", "model valid test variant aside", defaults=(None, False))
 
 # Valid NDCG@10 after each epoch of the authors' own Beauty runs (L 50, seed 2020), quoted from
 # RecMamba.ipynb in github ziwliu8/SIGMA (its cells' printed "valid result" lines).
@@ -62,16 +66,28 @@ AUTHORS_CURVES = {
 # FFT. The public user's run is of the public code (github ziwliu8/SIGMA issue #1, 2024-12-24, an RTX 3090).
 AUTHORS_RUNS = {
     "amazon-beauty": {
-        "SIGMA, authors' notebook, cell 66": Run("SIGMA", (0.0986, 0.0597, 0.0478), (0.0761, 0.0452, 0.0358)),
+        "SIGMA, authors' notebook, cell 66": Run(
+            "SIGMA", (0.0986, 0.0597, 0.0478), (0.0761, 0.0452, 0.0358), "nb_one_gate"),
         "SIGMA, authors' notebook, cell 26 ('modulize SIGMA')": Run(
-            "SIGMA", (0.0978, 0.0600, 0.0484), (0.0725, 0.0435, 0.0347)),
-        "SIGMA public code, a user's run (issue #1)": Run("SIGMA", (0.0860, 0.0504, 0.0396), (0.0652, 0.0372, 0.0287)),
+            "SIGMA", (0.0978, 0.0600, 0.0484), (0.0725, 0.0435, 0.0347), "cell26_no_conv"),
+        "SIGMA public code, a user's run (issue #1)": Run(
+            "SIGMA", (0.0860, 0.0504, 0.0396), (0.0652, 0.0372, 0.0287), "public_code"),
         "Mamba4Rec, authors' notebook, cell 68": Run(
-            "Mamba4Rec", (0.0880, 0.0540, 0.0436), (0.0659, 0.0410, 0.0334)),
+            "Mamba4Rec", (0.0880, 0.0540, 0.0436), (0.0659, 0.0410, 0.0334), "cell68"),
         "ECHO, authors' notebook, cell 80 ('ECHO Mamba')": Run(
             "EchoMamba4Rec", (0.0762, 0.0447, 0.0351), (0.0608, 0.0346, 0.0267)),
         "FEARec, authors' notebook, cell 70 (dropout 0.3, batch 4096)": Run(
             "FEARec", (0.1047, 0.0530, 0.0370), (0.0825, 0.0418, 0.0293)),
+        # The flip-range sweep (cells 34-58, 29 Jul 2024) prints 900,355 parameters: cell 66's modules
+        # without its `projection` and its 2 loose parameters, with cell 66's FLOPs. Its run with HEAD's
+        # flip, the first 45 positions:
+        "SIGMA, authors' notebook, cell 40 (flip sweep, 'first 45')": Run(
+            "SIGMA", (0.0973, 0.0598, 0.0483), (0.0731, 0.0437, 0.0347), "nb_one_gate", aside=True),
+        # Cell 66's two ablations (21 Jul 2024), as nb_one_gate reads them
+        "SIGMA, authors' notebook, cell 62 ('without reverse')": Run(
+            "SIGMA", (0.0954, 0.0571, 0.0455), (0.0709, 0.0420, 0.0333), "nb_one_gate_no_flip", aside=True),
+        "SIGMA, authors' notebook, cell 64 ('without gate')": Run(
+            "SIGMA", (0.0974, 0.0592, 0.0476), (0.0728, 0.0437, 0.0349), "nb_one_gate_no_gate", aside=True),
     }
 }
 

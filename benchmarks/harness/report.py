@@ -163,9 +163,10 @@ def seeds_table(results, paper, n_seeds):
 
 def quoted_runs(dataset, keys):
     """The authors' own runs of their code of the models of ``keys`` ((model, variant) pairs; AUTHORS_RUNS),
-    quoted, in the seeds table's columns."""
+    quoted, in the seeds table's columns; a diagnostic run (``aside``) only where its variant is a key."""
     models = {model for model, _ in keys}
-    runs = of_models(AUTHORS_RUNS, dataset, models)
+    runs = {label: run for label, run in of_models(AUTHORS_RUNS, dataset, models).items()
+            if not run.aside or (run.model, run.variant) in keys}
     if not runs:
         return []
     committed = ""
@@ -192,34 +193,31 @@ def quoted_runs(dataset, keys):
 
 
 def quoted_among_seeds(dataset, results):
-    """Where each quoted run of the authors' lands among our seeds of its model (rows with at least
-    SPREAD_SEEDS seeds): NDCG@10, best valid and test, against the 95 % interval for one more seed of
-    ours and the one-sided p of such a seed reaching it. A run is one seed: this asks whether the
-    authors' number is one more draw of ours, not whether the means differ."""
+    """Where each quoted run of the authors' lands among our seeds of the variant that computes what it
+    ran (its ``variant``; rows with at least SPREAD_SEEDS seeds): NDCG@10, best valid and test, against
+    the 95 % interval for one more seed of ours and the one-sided p of such a seed reaching it. A run is
+    one seed: this asks whether the authors' number is one more draw of ours, not whether the means differ."""
     rows = {key: runs for key, runs in results.items() if len(runs) >= SPREAD_SEEDS}
-    quoted = of_models(AUTHORS_RUNS, dataset, {model for model, _ in rows})
-    if not quoted:
+    pairs = [(key, label, run) for key in rows
+             for label, run in of_models(AUTHORS_RUNS, dataset, {key[0]}).items() if run.variant == key[1]]
+    if not pairs:
         return []
     ndcg = METRICS.index("ndcg@10")
     lines = ["## The authors' runs against the spread of our seeds", "",
-             f"For each row here with {SPREAD_SEEDS} seeds or more, and each quoted run of its model above: that "
-             "run's NDCG@10, our mean ± std over seeds, the 95 % interval in which one more seed of ours would "
+             f"For each row here with {SPREAD_SEEDS} seeds or more, and each quoted run above that ran what the "
+             "row builds (as far as the run's printouts show: its `variant` in `benchmarks/harness/paper.py`): "
+             "that run's NDCG@10, our mean ± std over seeds, the 95 % interval in which one more seed of ours would "
              "land (seeds taken as normal draws: mean ± t(n-1) s sqrt(1 + 1/n)), and the one-sided p-value of "
              "such a seed reaching the quoted number. A quoted run is one seed on another machine (a GPU), so a "
              "small p says its number is not one more draw of ours; a large one, that ours could have drawn it.",
              "", "| ours | quoted run | split | quoted NDCG@10 | ours (mean ± std) | one more seed, 95 % "
              "| p (a seed reaches it) |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
-    for key, runs in rows.items():
-        for label, run in quoted.items():
-            if run.model != key[0]:
-                continue
-            for shown, split, theirs in (("best valid", "best_valid", run.valid[ndcg]),
-                                         ("test", "test", run.test[ndcg])):
-                values = ndcg_values(runs, split)
-                spread = one_more_seed(values, theirs)
-                interval, p = (f"{spread[0][0]:.4f} - {spread[0][1]:.4f}", fmt_p(spread[1])) if spread else ("-", "-")
-                lines.append(f"| {label_of(*key)} | {label} | {shown} | {theirs:.4f} | {fmt(values)} | {interval} "
-                             f"| {p} |")
+    for key, label, run in pairs:
+        for shown, split, theirs in (("best valid", "best_valid", run.valid[ndcg]), ("test", "test", run.test[ndcg])):
+            values = ndcg_values(rows[key], split)
+            spread = one_more_seed(values, theirs)
+            interval, p = (f"{spread[0][0]:.4f} - {spread[0][1]:.4f}", fmt_p(spread[1])) if spread else ("-", "-")
+            lines.append(f"| {label_of(*key)} | {label} | {shown} | {theirs:.4f} | {fmt(values)} | {interval} | {p} |")
     return lines + [""]
 
 
@@ -289,20 +287,20 @@ def split_means(results, split):
             for key, rows in results.items() if rows}
 
 
-def variants_against_default(results, paper):
-    """Table 4 read the paper's way: each variant's NDCG@10 relative to its model's default, on test
-    and on valid in this run and in the paper (its numbers are validation numbers; where it has the
-    variant), with the one-sided Welch p-value of "the variant is ahead of the default" over seeds and
+def variants_against_default(results, paper, against="default"):
+    """Table 4 read the paper's way: each variant's NDCG@10 relative to its model's default (or to its
+    variant ``against``), on test and on valid in this run and in the paper (its numbers are validation
+    numbers; where it has both), with the one-sided Welch p-value of "the variant is ahead" over seeds and
     the bar for switching a default, on test and on best-valid NDCG@10. Written for any dataset, with
     or without the paper's numbers."""
     ndcg = METRICS.index("ndcg@10")
     means, valid = split_means(results, "test"), split_means(results, "best_valid")
-    variants = [key for key in means if key[1] != "default" and (key[0], "default") in means]
+    variants = [key for key in means if key[1] != against and (key[0], against) in means]
     if not variants:
         return []
 
-    def samples(key, split):  # the variant's and its default's NDCG@10 over seeds on ``split``
-        return ndcg_values(results[key], split), ndcg_values(results[(key[0], "default")], split)
+    def samples(key, split):  # the variant's and its baseline's NDCG@10 over seeds on ``split``
+        return ndcg_values(results[key], split), ndcg_values(results[(key[0], against)], split)
 
     def p_ahead(key, split):
         return fmt_p(welch_p(*samples(key, split)))
@@ -315,20 +313,21 @@ def variants_against_default(results, paper):
             cells.append(("yes" if min(ours) > max(base) else "no") if known else "-")
         return " / ".join(cells)
 
-    lines = ["## Variants against their default", "",
-             "Each variant's NDCG@10 relative to its model's default (Table 4 read the paper's way), on test and "
+    base = "default" if against == "default" else f"`{against}`"  # what the variants are set against
+    lines = [f"## Variants against their {base}", "",
+             f"Each variant's NDCG@10 relative to its model's {base} (Table 4 read the paper's way), on test and "
              "on valid, beside the same in the paper (validation numbers: compare with the valid column); the "
-             "one-sided Welch p-value of \"the variant's mean is higher than the default's\" over seeds (\"-\" "
+             f"one-sided Welch p-value of \"the variant's mean is higher than the {base}'s\" over seeds (\"-\" "
              "where either has fewer than 2 seeds); and whether every seed of the variant is ahead of every seed "
-             "of the default (its lowest NDCG@10 above the default's highest), on test and on valid:",
-             "", "| variant | test NDCG@10 vs default | valid NDCG@10 vs default | the same in the paper (valid) "
+             f"of the {base} (its lowest NDCG@10 above the {base}'s highest), on test and on valid:",
+             "", f"| variant | test NDCG@10 vs {base} | valid NDCG@10 vs {base} | the same in the paper (valid) "
              "| p ahead, test NDCG@10 | p ahead, valid NDCG@10 | every seed ahead, test / valid |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key in variants:
-        default, theirs, paper_default = (key[0], "default"), paper.get(key), paper.get((key[0], "default"))
-        in_paper = fmt_change(theirs[ndcg], paper_default[ndcg]) if theirs and paper_default else "-"
-        lines.append(f"| {label_of(*key)} | {fmt_change(means[key][ndcg], means[default][ndcg])} "
-                     f"| {fmt_change(valid[key][ndcg], valid[default][ndcg])} | {in_paper} "
+        baseline, theirs, paper_baseline = (key[0], against), paper.get(key), paper.get((key[0], against))
+        in_paper = fmt_change(theirs[ndcg], paper_baseline[ndcg]) if theirs and paper_baseline else "-"
+        lines.append(f"| {label_of(*key)} | {fmt_change(means[key][ndcg], means[baseline][ndcg])} "
+                     f"| {fmt_change(valid[key][ndcg], valid[baseline][ndcg])} | {in_paper} "
                      f"| {p_ahead(key, 'test')} | {p_ahead(key, 'best_valid')} | {every_seed_ahead(key)} |")
     return lines + [""]
 
@@ -421,7 +420,7 @@ def build_report(args, command, jobs, results, pending):
     lines += quoted_among_seeds(args.dataset, results)
     lines += significance(results)
     lines += against_the_paper(results, paper)
-    lines += variants_against_default(results, paper)
+    lines += variants_against_default(results, paper, args.against)
     lines += reading_section(args.output)
     lines += curves_section(args, results)
     lines += groups_section(args, results)
