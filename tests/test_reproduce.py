@@ -365,8 +365,14 @@ def test_curves_plot_draws_the_authors_quoted_curves(tmp_path):
     assert list(references) == ["SIGMA, authors' notebook, cell 66 (quoted)",
                                 "SIGMA, authors' notebook, cell 26 (quoted)",
                                 "Mamba4Rec, authors' notebook, cell 68 (quoted)",
-                                "FEARec, authors' notebook, cell 70 (quoted)"]
-    sigma, cell26, mamba, fearec = (c.scores for c in references.values())
+                                "FEARec, authors' notebook, cell 70 (quoted)",
+                                "SIGMA, authors' notebook, cell 40 (quoted)",
+                                "SIGMA, authors' notebook, cell 62 (quoted)",
+                                "SIGMA, authors' notebook, cell 64 (quoted)"]
+    sigma, cell26, mamba, fearec, cell40, cell62, cell64 = (c.scores for c in references.values())
+    # cell 26 trains as cell 40 (same initial weights): within 0.0002 at each of their 32 epochs
+    assert len(cell40) == len(cell26) == 32 and max(abs(a - b) for a, b in zip(cell26, cell40)) == pytest.approx(0.0002)
+    assert (len(cell62), max(cell62), len(cell64), max(cell64)) == (32, 0.0571, 32, 0.0592)
     assert len(sigma) == 31 and max(sigma) == 0.0597 and sigma[12] == 0.0562  # stopped after 31 epochs
     assert len(cell26) == 32 and max(cell26) == 0.0600 and cell26.index(0.0600) == 20  # best at epoch 20
     assert len(mamba) == 37 and max(mamba) == 0.0540  # the paper's Table 2 Mamba4Rec NDCG@10
@@ -391,6 +397,10 @@ def test_a_report_draws_and_names_the_quoted_curves_of_its_own_models_only(tmp_p
     text = "\n".join(report.curves_section(args, results))
     assert list(drawn) == ["FEARec, authors' notebook, cell 70 (quoted)"]
     assert "FEARec, authors' notebook, cell 70 (quoted): dropout 0.3, batch 4096" in text and "cell 66" not in text
+    drawn.clear()
+    report.curves_section(args, {("SIGMA", "nb_one_gate_no_flip"): [{"valid_curve": {0: 0.01}}]})
+    assert list(drawn) == ["SIGMA, authors' notebook, cell 66 (quoted)", "SIGMA, authors' notebook, cell 26 (quoted)",
+                           "SIGMA, authors' notebook, cell 62 (quoted)"]  # a diagnostic run beside its variant only
     drawn.clear()
     text = "\n".join(report.curves_section(args, {("BERT4Rec", "default"): [{"valid_curve": {0: 0.01}}]}))
     assert drawn == {} and "Dashed" not in text

@@ -21,12 +21,11 @@ PAPER = {
 }
 # A quoted run of the authors' code: the model it is a run of (a report quotes the runs of its own
 # models), its settings where they differ from ours, and its numbers.
-Curve = namedtuple("Curve", "model settings scores")  # valid NDCG@10 after each epoch, from epoch 0
-# A run's (best valid, test) HR / NDCG / MRR@10; ``variant``: ours that computes what the run's printouts
-# show (modules, parameter count, FLOPs; README, "SIGMA: paper vs public code"), the one whose seeds the
-# report sets the run against, or None where none of ours does; ``aside``: a diagnostic run of the notebook's,
-# quoted only in a report that has its variant.
-Run = namedtuple("Run", "model valid test variant aside", defaults=(None, False))
+# ``variant``: ours that computes what the run's printouts show (modules, parameter count, FLOPs, training;
+# README, "SIGMA: paper vs public code"), the one whose seeds the report sets a run against, or None where none
+# of ours does; ``aside``: a diagnostic run of the notebook's, quoted only in a report that has its variant.
+Curve = namedtuple("Curve", "model settings scores variant aside", defaults=(None, False))  # valid NDCG@10 by epoch
+Run = namedtuple("Run", "model valid test variant aside", defaults=(None, False))  # best valid, test HR/NDCG/MRR@10
 
 # Valid NDCG@10 after each epoch of the authors' own Beauty runs (L 50, seed 2020), quoted from
 # RecMamba.ipynb in github ziwliu8/SIGMA (its cells' printed "valid result" lines).
@@ -54,6 +53,22 @@ AUTHORS_CURVES = {
             0.0518, 0.0519, 0.0522, 0.0522, 0.0520, 0.0518, 0.0523, 0.0524, 0.0528, 0.0523, 0.0529, 0.0524,
             0.0529, 0.0526, 0.0523, 0.0530, 0.0522, 0.0524, 0.0519, 0.0522, 0.0523, 0.0523, 0.0522, 0.0526,
             0.0523, 0.0525, 0.0518)),
+        # the diagnostic runs of AUTHORS_RUNS below
+        "SIGMA, authors' notebook, cell 40 (quoted)": Curve(
+            "SIGMA", "dropout 0.2, batch 2048; its flip sweep's 'first 45'", (
+            0.0080, 0.0134, 0.0201, 0.0270, 0.0314, 0.0356, 0.0391, 0.0434, 0.0459, 0.0489, 0.0507, 0.0532,
+            0.0546, 0.0563, 0.0572, 0.0579, 0.0580, 0.0591, 0.0590, 0.0596, 0.0598, 0.0596, 0.0593, 0.0592,
+            0.0590, 0.0594, 0.0590, 0.0591, 0.0583, 0.0587, 0.0581, 0.0586), "nb_one_gate", aside=True),
+        "SIGMA, authors' notebook, cell 62 (quoted)": Curve(
+            "SIGMA", "dropout 0.2, batch 2048; 'without reverse'", (
+            0.0088, 0.0140, 0.0203, 0.0260, 0.0300, 0.0351, 0.0385, 0.0422, 0.0445, 0.0478, 0.0504, 0.0515,
+            0.0535, 0.0544, 0.0556, 0.0548, 0.0555, 0.0566, 0.0564, 0.0570, 0.0571, 0.0569, 0.0569, 0.0570,
+            0.0568, 0.0566, 0.0567, 0.0561, 0.0566, 0.0561, 0.0564, 0.0565), "nb_one_gate_no_flip", aside=True),
+        "SIGMA, authors' notebook, cell 64 (quoted)": Curve(
+            "SIGMA", "dropout 0.2, batch 2048; 'without gate'", (
+            0.0087, 0.0120, 0.0189, 0.0255, 0.0306, 0.0356, 0.0395, 0.0442, 0.0473, 0.0494, 0.0523, 0.0538,
+            0.0553, 0.0564, 0.0569, 0.0578, 0.0580, 0.0592, 0.0592, 0.0592, 0.0592, 0.0589, 0.0586, 0.0585,
+            0.0580, 0.0582, 0.0589, 0.0582, 0.0576, 0.0573, 0.0569, 0.0574), "nb_one_gate_no_gate", aside=True),
     }
 }
 # Whole runs of the authors' code, quoted, to set beside ours (same data, split, L 50, seed 2020 in the
@@ -93,6 +108,9 @@ AUTHORS_RUNS = {
 }
 
 
-def of_models(quotes, dataset, models):
-    """The entries of ``quotes`` (AUTHORS_CURVES or AUTHORS_RUNS) on ``dataset`` that are runs of ``models``."""
-    return {label: quote for label, quote in quotes.get(dataset, {}).items() if quote.model in models}
+def quoted_for(quotes, dataset, keys):
+    """The entries of ``quotes`` (AUTHORS_CURVES or AUTHORS_RUNS) on ``dataset`` that are runs of the models of
+    ``keys`` ((model, variant) pairs); a diagnostic one (``aside``) only where its variant is one of them."""
+    models = {model for model, _ in keys}
+    return {label: quote for label, quote in quotes.get(dataset, {}).items()
+            if quote.model in models and (not quote.aside or (quote.model, quote.variant) in keys)}

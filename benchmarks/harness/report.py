@@ -10,7 +10,7 @@ from recbole_sigma.trainer import atomic_write
 
 from .jobs import BUILTIN, COMMON, METRICS, PRESET_OF, job_state, variant_overrides
 from .machine import now
-from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, of_models
+from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, quoted_for
 from .plots import plot_curves
 from .results import load_results
 from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, one_more_seed, welch_p
@@ -165,8 +165,7 @@ def quoted_runs(dataset, keys):
     """The authors' own runs of their code of the models of ``keys`` ((model, variant) pairs; AUTHORS_RUNS),
     quoted, in the seeds table's columns; a diagnostic run (``aside``) only where its variant is a key."""
     models = {model for model, _ in keys}
-    runs = {label: run for label, run in of_models(AUTHORS_RUNS, dataset, models).items()
-            if not run.aside or (run.model, run.variant) in keys}
+    runs = quoted_for(AUTHORS_RUNS, dataset, keys)
     if not runs:
         return []
     committed = ""
@@ -199,7 +198,7 @@ def quoted_among_seeds(dataset, results):
     one seed: this asks whether the authors' number is one more draw of ours, not whether the means differ."""
     rows = {key: runs for key, runs in results.items() if len(runs) >= SPREAD_SEEDS}
     pairs = [(key, label, run) for key in rows
-             for label, run in of_models(AUTHORS_RUNS, dataset, {key[0]}).items() if run.variant == key[1]]
+             for label, run in quoted_for(AUTHORS_RUNS, dataset, rows).items() if (run.model, run.variant) == key]
     if not pairs:
         return []
     ndcg = METRICS.index("ndcg@10")
@@ -350,7 +349,7 @@ def curves_section(args, results):
     if not curves:
         return []
     png = args.output.with_name(args.output.stem + "-curves.png")
-    quoted = of_models(AUTHORS_CURVES, args.dataset, {model for model, _ in results})
+    quoted = quoted_for(AUTHORS_CURVES, args.dataset, results)
     plot_curves(curves, png, title=f"{args.dataset}: validation during training",
                 references={label: c.scores for label, c in quoted.items()})
     return ["## Training curves", "", "Valid NDCG@10 after each epoch, one colour a model, one line a seed "
