@@ -437,6 +437,12 @@ def test_curves_plot_gives_each_of_many_models_its_own_colour_and_keeps_the_lege
                       references={"cell 66 (quoted)": [0.01, 0.02]})
     looks = [(line.get_color(), line.get_linestyle()) for line in ax.lines if line.get_marker() != "o"]
     assert len(looks) == 22 and len(set(looks)) == 22 and looks[20][1] == "-." and looks[21][1] == "--"
+    fig, ax = new_figure()  # past 3 references (the flip report has 4), the greys come round in other dashes
+    plots.draw_curves(ax, {"SIGMA": [{0: 0.01}]}, references={f"cell {i} (quoted)": [0.01, 0.02] for i in range(4)})
+    refs = [line for line in ax.lines if line.get_label().startswith("cell")]
+    looks = [(line.get_color(), line._unscaled_dash_pattern) for line in refs]
+    assert len(looks) == 4 and len(set(looks)) == 4 and {line.get_linestyle() for line in refs} == {"--"}
+    assert looks[3][0] == looks[0][0]
     legends = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, ax, path, title=None: legends.append(ax.get_legend()))
     plots.plot_curves(curves, tmp_path / "many.png")
