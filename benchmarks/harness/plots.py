@@ -26,7 +26,7 @@ def plot_curves(curves, path, title=None, references=None):
 def draw_curves(ax, curves, references=None):
     """Each seed a line in its model's colour (the legend names the model once), its best epoch
     marked with a dot; then the references, dashed in grey. Past 20 models the colours come round again,
-    dash-dotted, then dotted; past 3 references the greys come round in shorter dashes."""
+    dash-dotted, then dotted; past 3 references the greys come round in other dashes."""
     from matplotlib import colormaps
 
     palette = colormaps["tab10" if len(curves) <= 10 else "tab20"].colors  # a colour each, up to 20 models
@@ -40,6 +40,6 @@ def draw_curves(ax, curves, references=None):
             best = kept_best_epoch(scores)
             ax.plot([best + 1], [scores[best]], marker="o", markersize=4, color=color)
     greys, dashes = ("black", "dimgray", "darkgray"), ((4, 2), (1.5, 1.5), (6, 2, 1, 2))
-    for index, (label, scores) in enumerate((references or {}).items()):  # past 3, in shorter dashes
+    for index, (label, scores) in enumerate((references or {}).items()):  # past 3, in other dashes
         color, dash = greys[index % len(greys)], dashes[index // len(greys) % len(dashes)]
         ax.plot(range(1, len(scores) + 1), scores, linestyle=(0, dash), linewidth=1.2, color=color, label=label)
