@@ -197,8 +197,8 @@ def quoted_among_seeds(dataset, results):
     the 95 % interval for one more seed of ours and the one-sided p of such a seed reaching it. A run is
     one seed: this asks whether the authors' number is one more draw of ours, not whether the means differ."""
     rows = {key: runs for key, runs in results.items() if len(runs) >= SPREAD_SEEDS}
-    pairs = [(key, label, run) for key in rows
-             for label, run in quoted_for(AUTHORS_RUNS, dataset, rows).items() if (run.model, run.variant) == key]
+    quoted = quoted_for(AUTHORS_RUNS, dataset, rows)
+    pairs = [(key, label, run) for key in rows for label, run in quoted.items() if (run.model, run.variant) == key]
     if not pairs:
         return []
     ndcg = METRICS.index("ndcg@10")
