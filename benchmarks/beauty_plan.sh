@@ -140,5 +140,9 @@ train --models SIGMA --variants nb_one_gate_flip_back --seeds 2020
 # it is the run without the flip too. Our flip (HEAD's) gained 0.0004 on seed 2020, the notebook's 0.0026: four
 # more seeds without the flip, paired with nb_one_gate's 2021-2024, say whether ours gains anything at all
 train --models SIGMA --variants nb_one_gate_no_flip --seeds 2021 2022 2023 2024
+# it adds 0.0005 (test higher on every seed), a third of the notebook's same-start gain, and barely moves
+# training, where the notebook's flip moves its loss a lot. Fixing the flipped branch's weight at 0.25
+# (softmax_mix) moved seed 2020's losses the notebook's way and peaked higher: paired seeds say whether it holds
+train --models SIGMA --variants nb_one_gate_softmax_mix --seeds 2021 2022 2023 2024
 reports
 echo "=== $(date -u +%FT%TZ) done"
