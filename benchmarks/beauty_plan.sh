@@ -36,6 +36,10 @@ SEEDS=(--models SIGMA --variants nb_one_gate --seeds 2020 2021 2022 2023 2024 20
 # The preset with HEAD's flip and without it, over the same five seeds: what the flip adds here
 FLIP=(--models SIGMA --variants nb_one_gate_no_flip nb_one_gate --seeds 2020 2021 2022 2023 2024
       --against nb_one_gate_no_flip)
+# The preset's mix (trainable, the flipped branch's weight from 0.1) against HEAD's unused softmaxed copy
+# (fixed, 0.25 for that branch), over the same five seeds: does weighing the flipped branch more lift the peak?
+MIX=(--models SIGMA --variants nb_one_gate nb_one_gate_softmax_mix --seeds 2020 2021 2022 2023 2024
+     --against nb_one_gate)
 
 harness() {
     echo "=== $(date -u +%FT%TZ) $*"
@@ -54,6 +58,7 @@ reports() {  # the committed reports, from the committed records alone
     harness --runs-dir "$RECORDS" --report-only "${NOTEBOOK[@]}" --output docs/results/amazon-beauty-notebook.md > /dev/null
     harness --runs-dir "$RECORDS" --report-only "${SEEDS[@]}" --output docs/results/amazon-beauty-seeds.md > /dev/null
     harness --runs-dir "$RECORDS" --report-only "${FLIP[@]}" --output docs/results/amazon-beauty-flip.md > /dev/null
+    harness --runs-dir "$RECORDS" --report-only "${MIX[@]}" --output docs/results/amazon-beauty-mix.md > /dev/null
 }
 
 if [ "${1:-}" = report ]; then

@@ -20,11 +20,11 @@ from benchmarks.harness.cli import parse_args
 from benchmarks.harness.jobs import config_mismatch, effective_config, job_name, job_state, plan_jobs, variant_overrides
 from benchmarks.harness.paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from benchmarks.harness.plots import plot_curves
-from benchmarks.harness.report import (against_the_paper, seeds_table, significance, variant_lines,
-                                      variants_against_default)
-from benchmarks.harness.results import epoch_summary, read_epochs
+from benchmarks.harness.report import (against_the_paper, paired_seeds, seeds_table, significance,
+                                      variant_lines, variants_against_default)
+from benchmarks.harness.results import epoch_summary, load_result, read_epochs
 from benchmarks.harness.runner import REPRODUCE_SCRIPT as SCRIPT, record_lost_attempt, wait_with_heartbeat
-from benchmarks.harness.stats import fmt_p, welch_p
+from benchmarks.harness.stats import fmt_p, paired_p, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny CI settings (tests/test_pipeline.py), plus a 1-layer, 1-head SASRec.
@@ -107,6 +107,17 @@ def test_epoch_summary_takes_the_median_time_and_the_epoch_recbole_keeps(tmp_pat
         "epochs_trained": 3, "epochs_to_best": 3, "train_s_per_epoch": 12.0, "valid_s_per_epoch": 2.0}
     from recbole.utils import early_stopping  # RecBole's own rule: an equal score is a new best, its checkpoint kept
     assert early_stopping(0.3, 0.3, cur_step=4, max_step=10) == (0.3, 0, False, True)
+
+
+def test_a_jobs_result_carries_its_valid_scores_and_training_losses_per_epoch(tmp_path):
+    lines = [{"epoch": 0, "train_s": 10.0, "loss": 3.0}, {"epoch": 0, "valid_s": 1.0, "valid_score": 0.1},
+             {"epoch": 1, "train_s": 11.0, "loss": 2.5},  # killed before its validation; resumed from epoch 0
+             {"epoch": 1, "train_s": 12.0, "loss": 2.0}, {"epoch": 1, "valid_s": 1.0, "valid_score": 0.2}]
+    (tmp_path / "epochs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "result.json").write_text(json.dumps({"name": "SIGMA-s2020", "seed": 2020}))
+    result = load_result(tmp_path)
+    assert result["valid_curve"] == {0: 0.1, 1: 0.2} and result["loss_curve"] == {0: 3.0, 1: 2.0}  # the re-run wins
+    assert result["seed"] == 2020 and result["epochs_trained"] == 2
 
 
 def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
@@ -240,6 +251,55 @@ def test_welch_p_is_the_one_sided_welch_test():
     assert welch_p([1.0, 2.0], [1.0, 2.0]) == pytest.approx(0.5)
     assert welch_p([0.05], b) is None and welch_p(a, [0.04, None]) is None
     assert welch_p([0.05, 0.05], [0.05, 0.05]) is None  # no variance, no difference: undefined
+
+
+def test_paired_p_is_the_one_sided_paired_t_test():
+    """Against the textbook formula: d = a - b per pair, t = mean(d) / (sd(d) / sqrt(n)), p = P(T(n-1) > t)."""
+    from scipy import stats
+
+    b = [0.0560, 0.0575, 0.0568, 0.0582]  # seeds far apart, the variant a little higher on each
+    a = [x + d for x, d in zip(b, (0.0004, 0.0006, 0.0003, 0.0005))]
+    d = [x - y for x, y in zip(a, b)]
+    mean = sum(d) / 4
+    sd = (sum((x - mean) ** 2 for x in d) / 3) ** 0.5
+    assert paired_p(a, b) == pytest.approx(stats.t.sf(mean / (sd / 2), 3), rel=1e-9)
+    assert paired_p(b, a) == pytest.approx(1 - paired_p(a, b), rel=1e-9)  # one-sided
+    # the pairing is what it tests: the same samples, unpaired, are far from significant
+    assert paired_p(a, b) < 0.01 and welch_p(a, b) > 0.2
+    assert paired_p(a + [None], b + [0.05]) == paired_p(a, b)  # a pair with a missing side is left out
+    assert paired_p([0.05], [0.04]) is None and paired_p([0.05, None], [0.04, 0.04]) is None  # one pair
+    assert paired_p([0.05, 0.06], [0.04, 0.05]) is None  # the same difference on every pair: undefined
+
+
+def test_paired_seeds_sets_each_seed_of_a_variant_against_the_same_seed_of_its_baseline():
+    def run(seed, valid, test, losses, parameters=100):
+        return {"seed": seed, "parameters": parameters, "best_valid": {"ndcg@10": valid},
+                "test": {"ndcg@10": test}, "loss_curve": dict(zip((0, 2, 12), losses))}
+
+    base = [run(2020, 0.0570, 0.0430, (598.0, 534.0, 420.0)), run(2021, 0.0572, 0.0431, (597.0, 533.0, 419.0)),
+            run(2022, 0.0569, 0.0429, (598.5, 534.5, 420.5))]
+    variant = [run(2020, 0.0575, 0.0436, (596.0, 536.0, 421.0), 97),
+               run(2021, 0.0571, 0.0437, (596.5, 535.0, 419.0), 97),
+               run(2023, 0.0600, 0.0500, (1.0, 1.0, 1.0), 97)]  # no 2023 in the baseline: no pair
+    results = {("SIGMA", "nb_one_gate"): base, ("SIGMA", "nb_one_gate_softmax_mix"): variant,
+               ("SIGMA", "nb_one_gate_no_flip"): [base[0]]}  # one pair only: no table
+    lines = paired_seeds(results, "nb_one_gate")
+    assert lines[0] == "## Paired seeds against `nb_one_gate`"
+    assert "**SIGMA (nb_one_gate_softmax_mix)** minus `nb_one_gate` (parameters: 97 / 100):" in lines
+    assert "| seed | valid NDCG@10 | test NDCG@10 | loss, epoch 0 | loss, epoch 2 | loss, epoch 12 |" in lines
+    assert "| 2020 | +0.0005 | +0.0006 | -2.0 | +2.0 | +1.0 |" in lines
+    assert "| 2021 | -0.0001 | +0.0006 | -0.5 | +2.0 | +0.0 |" in lines
+    assert not any(line.startswith("| 2022") or line.startswith("| 2023") for line in lines)
+    assert "| mean | +0.0002 | +0.0006 | -1.2 | +2.0 | +0.5 |" in lines
+    assert "| higher on | 1 of 2 | 2 of 2 | 0 of 2 | 2 of 2 | 1 of 2 |" in lines
+    p_valid = paired_p([0.0575, 0.0571], [0.0570, 0.0572])
+    p_loss0 = paired_p([596.0, 596.5], [598.0, 597.0])
+    # test and epoch 2 move by the same amount on both seeds: no spread, no p
+    assert f"| paired p, higher | {p_valid:.3f} | - | {p_loss0:.3f} | - | {fmt_p(paired_p([421.0, 419.0], [420.0, 419.0]))} |" \
+        in lines
+    assert not any("nb_one_gate_no_flip" in line for line in lines)
+    assert paired_seeds(results, "default") == []  # no --against: no pairs asked for
+    assert paired_seeds({("SIGMA", "nb_one_gate"): base}, "nb_one_gate") == []  # nothing to set against it
 
 
 def test_seeds_table_and_significance():
@@ -528,7 +588,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert all(line.split()[0] == "benchmarks/reproduce.py" for line in calls.read_text().splitlines())
     training = [a for a in argvs if "--report-only" not in a]
     reports = argvs[len(training):]
-    assert len(reports) == 7 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
+    assert len(reports) == 8 and all("--report-only" in a and a[a.index("--runs-dir") + 1] == str(records)
                                      for a in reports)
     assert all(a[a.index("--records") + 1] == str(records) and a[a.index("--runs-dir") + 1] == str(runs)
                for a in training)
@@ -557,6 +617,9 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[6]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_no_flip")
                                      for seed in range(2020, 2025)}  # the flip, over five paired seeds
     assert reports[6][reports[6].index("--against") + 1] == "nb_one_gate_no_flip"
+    assert job_names(reports[7]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_softmax_mix")
+                                     for seed in range(2020, 2025)}  # the mix, over the same five seeds
+    assert reports[7][reports[7].index("--against") + 1] == "nb_one_gate"
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
     assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each

@@ -13,7 +13,7 @@ from .machine import now
 from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, quoted_for
 from .plots import plot_curves
 from .results import load_results
-from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, one_more_seed, welch_p
+from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, one_more_seed, paired_p, welch_p
 
 # Seeds a row needs before the report sets the authors' one-seed runs against its spread: with fewer,
 # the interval for one more seed is too wide to say anything (t(2) = 4.3 at 95 %).
@@ -331,6 +331,59 @@ def variants_against_default(results, paper, against="default"):
     return lines + [""]
 
 
+LOSS_EPOCHS = (0, 2, 12)  # early, past the first turn, mid-run: where the notebook's flip sweep moves its loss
+
+
+def paired_seeds(results, against):
+    """With ``--against``: each seed that a variant and its model's ``against`` both ran is a pair (the
+    same data order; the same initial weights where the two build the same modules). Per seed, the
+    variant minus ``against`` on best-valid and test NDCG@10 and on the training loss after the epochs
+    of :data:`LOSS_EPOCHS`; then the mean difference, the seeds where the variant is higher, and the
+    one-sided paired t-test p of "the variant is higher"."""
+    if against == "default":
+        return []
+    columns = [("valid NDCG@10", lambda r: r.get("best_valid", {}).get("ndcg@10"), 4),
+               ("test NDCG@10", lambda r: r.get("test", {}).get("ndcg@10"), 4)]
+    columns += [(f"loss, epoch {e}", lambda r, e=e: r.get("loss_curve", {}).get(e), 1) for e in LOSS_EPOCHS]
+    tables = []
+    for key, rows in results.items():
+        base = {r.get("seed"): r for r in results.get((key[0], against), [])}
+        pairs = [(r, base[r["seed"]]) for r in rows if key[1] != against and r.get("seed") in base]
+        if len(pairs) < 2:
+            continue
+        diffs = [[None if None in (get(a), get(b)) else get(a) - get(b) for _, get, _ in columns]
+                 for a, b in pairs]
+        params = {(a.get("parameters"), b.get("parameters")) for a, b in pairs}
+        counts = ", ".join(f"{x:,} each" if x == y else f"{x:,} / {y:,}" for x, y in sorted(params, key=str)
+                           if x is not None and y is not None)
+        tables += ["", f"**{label_of(*key)}** minus `{against}`" + (f" (parameters: {counts})" if counts else "") + ":",
+                   "",
+                   "| seed | " + " | ".join(name for name, _, _ in columns) + " |",
+                   "| --- |" + " ---: |" * len(columns)]
+        for (a, _), row in zip(pairs, diffs):
+            tables.append(f"| {a['seed']} | " + " | ".join(
+                "-" if d is None else f"{d:+.{digits}f}" for d, (_, _, digits) in zip(row, columns)) + " |")
+        known = [[d for d in column if d is not None] for column in zip(*diffs)]
+        tables.append("| mean | " + " | ".join(
+            "-" if not ds else f"{sum(ds) / len(ds):+.{digits}f}" for ds, (_, _, digits) in zip(known, columns)) + " |")
+        tables.append("| higher on | " + " | ".join(
+            "-" if not ds else f"{sum(d > 0 for d in ds)} of {len(ds)}" for ds in known) + " |")
+        tables.append("| paired p, higher | " + " | ".join(  # the paired test of a against b is d = a - b against 0
+            fmt_p(paired_p(ds, [0.0] * len(ds))) for ds in known) + " |")
+    if not tables:
+        return []
+    epochs = ", ".join(map(str, LOSS_EPOCHS))
+    return [f"## Paired seeds against `{against}`", "",
+            f"A seed gives a variant and `{against}` the same data order, and the same initial weights where the "
+            "two build the same modules (their two runs then differ only in what the variant computes), so each "
+            f"seed both ran is a pair. Per seed: the variant's best-valid and test NDCG@10 minus `{against}`'s, "
+            f"and its training loss (summed over the epoch's batches, as RecBole logs it) after epochs {epochs} "
+            f"(counted from 0) minus `{against}`'s; then the mean difference, the seeds where the variant's is "
+            "higher, and the one-sided paired t-test p-value of \"the variant's is higher\" "
+            "(`scipy.stats.ttest_rel(alternative='greater')`; a small p on a loss says the variant fits the "
+            "training data less closely)."] + tables + [""]
+
+
 def reading_section(output):
     """``<report>.reading.md``: hand-written prose about the tables above (kept beside the report)."""
     reading = output.with_name(output.stem + ".reading.md")
@@ -420,6 +473,7 @@ def build_report(args, command, jobs, results, pending):
     lines += significance(results)
     lines += against_the_paper(results, paper)
     lines += variants_against_default(results, paper, args.against)
+    lines += paired_seeds(results, args.against)
     lines += reading_section(args.output)
     lines += curves_section(args, results)
     lines += groups_section(args, results)

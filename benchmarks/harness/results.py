@@ -34,6 +34,11 @@ def kept_best_epoch(scores):
     return max(scores, key=lambda e: (scores[e], e), default=None)
 
 
+def train_losses(epochs):
+    """{epoch: training loss} of the epochs that were trained."""
+    return {e: r["loss"] for e, r in epochs.items() if "loss" in r}
+
+
 def epoch_summary(epochs):
     """Epochs trained, epochs to the best validation, median train and valid seconds per epoch."""
     trained = sorted(e for e, r in epochs.items() if "train_s" in r)
@@ -58,13 +63,14 @@ def count_attempts(train_log):
 def load_result(job_dir):
     """result.json with the wall time of all recorded attempts (``total_wall_s``), the number of
     attempts that left no record (``unrecorded_attempts``), the command that ran it (job.json's),
-    the epochs' summary (:func:`epoch_summary`) and valid scores (``valid_curve``) from epochs.jsonl."""
+    the epochs' summary (:func:`epoch_summary`), valid scores (``valid_curve``) and training losses
+    (``loss_curve``) from epochs.jsonl."""
     result = json.loads((job_dir / "result.json").read_text())
     with contextlib.suppress(OSError, ValueError, KeyError):
         result["command"] = json.loads((job_dir / "job.json").read_text())["command"]
     epochs = read_epochs(job_dir / "epochs.jsonl")
     if epochs:  # today's reading of the epochs (a record written before a fix to it is read the same way)
-        result.update(epoch_summary(epochs), valid_curve=valid_scores(epochs))
+        result.update(epoch_summary(epochs), valid_curve=valid_scores(epochs), loss_curve=train_losses(epochs))
     attempts = job_dir / "attempts.jsonl"
     if attempts.is_file():
         walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]

@@ -1,5 +1,5 @@
-"""Over seeds: mean and sample standard deviation, their table cell, the one-sided Welch test and
-its cell, where one more seed would land, and the grouped metrics' means."""
+"""Over seeds: mean and sample standard deviation, their table cell, the one-sided Welch and paired
+tests and their cell, where one more seed would land, and the grouped metrics' means."""
 import math
 import warnings
 
@@ -34,6 +34,18 @@ def welch_p(a, b):
     with warnings.catch_warnings():  # scipy warns on (near-)constant samples; their p is nan or extreme
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+    return None if math.isnan(p) else p
+
+
+def paired_p(a, b):
+    """One-sided paired t-test p-value for mean(a - b) > 0 over the pairs (a[i], b[i]) with neither None
+    (``scipy.stats.ttest_rel(alternative='greater')``); None with fewer than 2 pairs or equal differences."""
+    from scipy import stats
+
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    if len(pairs) < 2 or len({round(x - y, 12) for x, y in pairs}) == 1:  # (equal up to float noise)
+        return None
+    p = float(stats.ttest_rel(*zip(*pairs), alternative="greater").pvalue)
     return None if math.isnan(p) else p
 
 
