@@ -33,8 +33,9 @@ NOTEBOOK=(--models SIGMA Mamba4Rec --variants public_code cell26 cell66 nb_no_pr
 ABLATIONS=(--models SIGMA --variants default no_flip no_gate no_gru --seeds 2020)
 # The notebook preset over seven seeds: how far one seed's best valid NDCG@10 moves
 SEEDS=(--models SIGMA --variants nb_one_gate --seeds 2020 2021 2022 2023 2024 2025 2026)
-# The preset with HEAD's flip and without it, over the same five seeds: what the flip adds here
-FLIP=(--models SIGMA --variants nb_one_gate_no_flip nb_one_gate --seeds 2020 2021 2022 2023 2024
+# The preset with HEAD's flip and without it, over the same five seeds: what the flip adds here; and the flip
+# with the flipped branch weighed at a fixed 0.25 (softmax_mix), set against no flip as the notebook's sweep is
+FLIP=(--models SIGMA --variants nb_one_gate_no_flip nb_one_gate nb_one_gate_softmax_mix --seeds 2020 2021 2022 2023 2024
       --against nb_one_gate_no_flip)
 # The preset's mix (trainable, the flipped branch's weight from 0.1) against HEAD's unused softmaxed copy
 # (fixed, 0.25 for that branch), over the same five seeds: does weighing the flipped branch more lift the peak?

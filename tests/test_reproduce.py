@@ -614,7 +614,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020", "Mamba4Rec-s2020", "Mamba4Rec-cell68-s2020"} == \
         job_names(reports[4])
     assert job_names(reports[5]) == {f"SIGMA-nb_one_gate-s{seed}" for seed in range(2020, 2027)}  # the preset's spread
-    assert job_names(reports[6]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_no_flip")
+    assert job_names(reports[6]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_no_flip", "_softmax_mix")
                                      for seed in range(2020, 2025)}  # the flip, over five paired seeds
     assert reports[6][reports[6].index("--against") + 1] == "nb_one_gate_no_flip"
     assert job_names(reports[7]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_softmax_mix")
