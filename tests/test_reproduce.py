@@ -372,6 +372,12 @@ def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_
     assert quoted_among_seeds("amazon-beauty", {("Mamba4Rec", "cell68"): _runs(few)}) == []
     assert "| Mamba4Rec (cell68) | Mamba4Rec, authors' notebook, cell 68 | best valid | 0.0540 |" in "\n".join(
         quoted_among_seeds("amazon-beauty", {("Mamba4Rec", "cell68"): _runs(many)}))
+    # the notebook's forward is not shown: its runs are set against each reading of how it mixes its branches
+    mixes = quoted_among_seeds("amazon-beauty", {("SIGMA", "nb_one_gate"): _runs(many),
+                                                 ("SIGMA", "nb_one_gate_softmax_mix"): _runs(few + few[:2])})
+    assert [line.split(" | ")[0] for line in mixes if "cell 66" in line] == \
+        2 * ["| SIGMA (nb_one_gate, = sigma_variant: notebook)"] + 2 * ["| SIGMA (nb_one_gate_softmax_mix)"]
+    assert sum("cell 40" in line for line in mixes) == 4  # a diagnostic run, quoted beside either
     no_flip = quoted_among_seeds("amazon-beauty", {("SIGMA", "nb_one_gate_no_flip"): _runs(many)})
     assert [line.split(" | ")[1] for line in no_flip if line.startswith("| SIGMA")] == 2 * [
         "SIGMA, authors' notebook, cell 62 ('without reverse')"]

@@ -21,11 +21,14 @@ PAPER = {
 }
 # A quoted run of the authors' code: the model it is a run of (a report quotes the runs of its own
 # models), its settings where they differ from ours, and its numbers.
-# ``variant``: ours that computes what the run's printouts show (modules, parameter count, FLOPs, training;
-# README, "SIGMA: paper vs public code"), the one whose seeds the report sets a run against, or None where none
-# of ours does; ``aside``: a diagnostic run of the notebook's, quoted only in a report that has its variant.
-Curve = namedtuple("Curve", "model settings scores variant aside", defaults=(None, False))  # valid NDCG@10 by epoch
-Run = namedtuple("Run", "model valid test variant aside", defaults=(None, False))  # best valid, test HR/NDCG/MRR@10
+# ``variants``: ours that compute what the run's printouts show (modules, parameter count, FLOPs, training;
+# README, "SIGMA: paper vs public code"), those whose seeds the report sets a run against; none where none of
+# ours does, more than one where the printouts leave a choice (how the notebook's SIGMA mixes its branches);
+# ``aside``: a diagnostic run of the notebook's, quoted only in a report that has one of its variants.
+Curve = namedtuple("Curve", "model settings scores variants aside", defaults=((), False))  # valid NDCG@10 by epoch
+Run = namedtuple("Run", "model valid test variants aside", defaults=((), False))  # best valid, test HR/NDCG/MRR@10
+# The notebook's SIGMA as its printouts pin it down, with HEAD's trainable mix and with its softmaxed copy
+NOTEBOOK_SIGMA = ("nb_one_gate", "nb_one_gate_softmax_mix")
 
 # Valid NDCG@10 after each epoch of the authors' own Beauty runs (L 50, seed 2020), quoted from
 # RecMamba.ipynb in github ziwliu8/SIGMA (its cells' printed "valid result" lines).
@@ -58,17 +61,17 @@ AUTHORS_CURVES = {
             "SIGMA", "dropout 0.2, batch 2048; its flip sweep's 'first 45'", (
             0.0080, 0.0134, 0.0201, 0.0270, 0.0314, 0.0356, 0.0391, 0.0434, 0.0459, 0.0489, 0.0507, 0.0532,
             0.0546, 0.0563, 0.0572, 0.0579, 0.0580, 0.0591, 0.0590, 0.0596, 0.0598, 0.0596, 0.0593, 0.0592,
-            0.0590, 0.0594, 0.0590, 0.0591, 0.0583, 0.0587, 0.0581, 0.0586), "nb_one_gate", aside=True),
+            0.0590, 0.0594, 0.0590, 0.0591, 0.0583, 0.0587, 0.0581, 0.0586), NOTEBOOK_SIGMA, aside=True),
         "SIGMA, authors' notebook, cell 62 (quoted)": Curve(
             "SIGMA", "dropout 0.2, batch 2048; 'without reverse'", (
             0.0088, 0.0140, 0.0203, 0.0260, 0.0300, 0.0351, 0.0385, 0.0422, 0.0445, 0.0478, 0.0504, 0.0515,
             0.0535, 0.0544, 0.0556, 0.0548, 0.0555, 0.0566, 0.0564, 0.0570, 0.0571, 0.0569, 0.0569, 0.0570,
-            0.0568, 0.0566, 0.0567, 0.0561, 0.0566, 0.0561, 0.0564, 0.0565), "nb_one_gate_no_flip", aside=True),
+            0.0568, 0.0566, 0.0567, 0.0561, 0.0566, 0.0561, 0.0564, 0.0565), ("nb_one_gate_no_flip",), aside=True),
         "SIGMA, authors' notebook, cell 64 (quoted)": Curve(
             "SIGMA", "dropout 0.2, batch 2048; 'without gate'", (
             0.0087, 0.0120, 0.0189, 0.0255, 0.0306, 0.0356, 0.0395, 0.0442, 0.0473, 0.0494, 0.0523, 0.0538,
             0.0553, 0.0564, 0.0569, 0.0578, 0.0580, 0.0592, 0.0592, 0.0592, 0.0592, 0.0589, 0.0586, 0.0585,
-            0.0580, 0.0582, 0.0589, 0.0582, 0.0576, 0.0573, 0.0569, 0.0574), "nb_one_gate_no_gate", aside=True),
+            0.0580, 0.0582, 0.0589, 0.0582, 0.0576, 0.0573, 0.0569, 0.0574), ("nb_one_gate_no_gate",), aside=True),
     }
 }
 # Whole runs of the authors' code, quoted, to set beside ours (same data, split, L 50, seed 2020 in the
@@ -82,14 +85,14 @@ AUTHORS_CURVES = {
 AUTHORS_RUNS = {
     "amazon-beauty": {
         "SIGMA, authors' notebook, cell 66": Run(
-            "SIGMA", (0.0986, 0.0597, 0.0478), (0.0761, 0.0452, 0.0358), "nb_one_gate"),
+            "SIGMA", (0.0986, 0.0597, 0.0478), (0.0761, 0.0452, 0.0358), NOTEBOOK_SIGMA),
         # it trains as cell 40 (below) does, from the same initial weights: the same model, the same draw
         "SIGMA, authors' notebook, cell 26 ('modulize SIGMA')": Run(
-            "SIGMA", (0.0978, 0.0600, 0.0484), (0.0725, 0.0435, 0.0347), "nb_one_gate"),
+            "SIGMA", (0.0978, 0.0600, 0.0484), (0.0725, 0.0435, 0.0347), NOTEBOOK_SIGMA),
         "SIGMA public code, a user's run (issue #1)": Run(
-            "SIGMA", (0.0860, 0.0504, 0.0396), (0.0652, 0.0372, 0.0287), "public_code"),
+            "SIGMA", (0.0860, 0.0504, 0.0396), (0.0652, 0.0372, 0.0287), ("public_code",)),
         "Mamba4Rec, authors' notebook, cell 68": Run(
-            "Mamba4Rec", (0.0880, 0.0540, 0.0436), (0.0659, 0.0410, 0.0334), "cell68"),
+            "Mamba4Rec", (0.0880, 0.0540, 0.0436), (0.0659, 0.0410, 0.0334), ("cell68",)),
         "ECHO, authors' notebook, cell 80 ('ECHO Mamba')": Run(
             "EchoMamba4Rec", (0.0762, 0.0447, 0.0351), (0.0608, 0.0346, 0.0267)),
         "FEARec, authors' notebook, cell 70 (dropout 0.3, batch 4096)": Run(
@@ -98,19 +101,19 @@ AUTHORS_RUNS = {
         # without its `projection` and its 2 loose parameters, with cell 66's FLOPs. Its run with HEAD's
         # flip, the first 45 positions:
         "SIGMA, authors' notebook, cell 40 (flip sweep, 'first 45')": Run(
-            "SIGMA", (0.0973, 0.0598, 0.0483), (0.0731, 0.0437, 0.0347), "nb_one_gate", aside=True),
+            "SIGMA", (0.0973, 0.0598, 0.0483), (0.0731, 0.0437, 0.0347), NOTEBOOK_SIGMA, aside=True),
         # Cell 66's two ablations (21 Jul 2024), as nb_one_gate reads them
         "SIGMA, authors' notebook, cell 62 ('without reverse')": Run(
-            "SIGMA", (0.0954, 0.0571, 0.0455), (0.0709, 0.0420, 0.0333), "nb_one_gate_no_flip", aside=True),
+            "SIGMA", (0.0954, 0.0571, 0.0455), (0.0709, 0.0420, 0.0333), ("nb_one_gate_no_flip",), aside=True),
         "SIGMA, authors' notebook, cell 64 ('without gate')": Run(
-            "SIGMA", (0.0974, 0.0592, 0.0476), (0.0728, 0.0437, 0.0349), "nb_one_gate_no_gate", aside=True),
+            "SIGMA", (0.0974, 0.0592, 0.0476), (0.0728, 0.0437, 0.0349), ("nb_one_gate_no_gate",), aside=True),
     }
 }
 
 
 def quoted_for(quotes, dataset, keys):
     """The entries of ``quotes`` (AUTHORS_CURVES or AUTHORS_RUNS) on ``dataset`` that are runs of the models of
-    ``keys`` ((model, variant) pairs); a diagnostic one (``aside``) only where its variant is one of them."""
+    ``keys`` ((model, variant) pairs); a diagnostic one (``aside``) only where one of its variants is one of them."""
     models = {model for model, _ in keys}
     return {label: quote for label, quote in quotes.get(dataset, {}).items()
-            if quote.model in models and (not quote.aside or (quote.model, quote.variant) in keys)}
+            if quote.model in models and (not quote.aside or any((quote.model, v) in keys for v in quote.variants))}

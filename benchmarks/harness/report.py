@@ -163,7 +163,7 @@ def seeds_table(results, paper, n_seeds):
 
 def quoted_runs(dataset, keys):
     """The authors' own runs of their code of the models of ``keys`` ((model, variant) pairs; AUTHORS_RUNS),
-    quoted, in the seeds table's columns; a diagnostic run (``aside``) only where its variant is a key."""
+    quoted, in the seeds table's columns; a diagnostic run (``aside``) only where one of its variants is a key."""
     models = {model for model, _ in keys}
     runs = quoted_for(AUTHORS_RUNS, dataset, keys)
     if not runs:
@@ -192,19 +192,20 @@ def quoted_runs(dataset, keys):
 
 
 def quoted_among_seeds(dataset, results):
-    """Where each quoted run of the authors' lands among our seeds of the variant that computes what it
-    ran (its ``variant``; rows with at least SPREAD_SEEDS seeds): NDCG@10, best valid and test, against
+    """Where each quoted run of the authors' lands among our seeds of each variant that computes what it
+    ran (its ``variants``; rows with at least SPREAD_SEEDS seeds): NDCG@10, best valid and test, against
     the 95 % interval for one more seed of ours and the one-sided p of such a seed reaching it. A run is
     one seed: this asks whether the authors' number is one more draw of ours, not whether the means differ."""
     rows = {key: runs for key, runs in results.items() if len(runs) >= SPREAD_SEEDS}
     quoted = quoted_for(AUTHORS_RUNS, dataset, rows)
-    pairs = [(key, label, run) for key in rows for label, run in quoted.items() if (run.model, run.variant) == key]
+    pairs = [(key, label, run) for key in rows for label, run in quoted.items()
+             if key[0] == run.model and key[1] in run.variants]
     if not pairs:
         return []
     ndcg = METRICS.index("ndcg@10")
     lines = ["## The authors' runs against the spread of our seeds", "",
              f"For each row here with {SPREAD_SEEDS} seeds or more, and each quoted run above that ran what the "
-             "row builds (as far as the run's printouts show: its `variant` in `benchmarks/harness/paper.py`): "
+             "row builds (as far as the run's printouts show: its `variants` in `benchmarks/harness/paper.py`): "
              "that run's NDCG@10, our mean ± std over seeds, the 95 % interval in which one more seed of ours would "
              "land (seeds taken as normal draws: mean ± t(n-1) s sqrt(1 + 1/n)), and the one-sided p-value of "
              "such a seed reaching the quoted number. A quoted run is one seed on another machine (a GPU), so a "
