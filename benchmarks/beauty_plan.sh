@@ -21,7 +21,7 @@ DATA=${DATA:-../shared/datasets}
 RUNS=${RUNS:-../runs/amazon-beauty}
 RECORDS=${RECORDS:-docs/results/runs/amazon-beauty}
 MAIN=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec --variants default public_code dropout04 dropout02 no_projection
-      nb_one_gate no_projection_no_gru_conv --seeds 2020 2021 2022 --one-seed GRU4Rec)
+      nb_one_gate nb_one_gate_softmax_mix no_projection_no_gru_conv --seeds 2020 2021 2022 --one-seed GRU4Rec)
 WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_gate walk4_mix default --seeds 2020)
 OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
 # From HEAD's SIGMA towards what the authors' notebook prints of theirs (cells 26 and 66)
