@@ -111,9 +111,14 @@ AUTHORS_RUNS = {
 }
 
 
+def ran_as(quote, key):
+    """Whether ``key`` ((model, variant)) is one of ours that computes what the quoted run ran."""
+    return key[0] == quote.model and key[1] in quote.variants
+
+
 def quoted_for(quotes, dataset, keys):
     """The entries of ``quotes`` (AUTHORS_CURVES or AUTHORS_RUNS) on ``dataset`` that are runs of the models of
     ``keys`` ((model, variant) pairs); a diagnostic one (``aside``) only where one of its variants is one of them."""
     models = {model for model, _ in keys}
     return {label: quote for label, quote in quotes.get(dataset, {}).items()
-            if quote.model in models and (not quote.aside or any((quote.model, v) in keys for v in quote.variants))}
+            if quote.model in models and (not quote.aside or any(ran_as(quote, key) for key in keys))}

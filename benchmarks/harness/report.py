@@ -10,7 +10,7 @@ from recbole_sigma.trainer import atomic_write
 
 from .jobs import BUILTIN, COMMON, METRICS, PRESET_OF, job_state, variant_overrides
 from .machine import now
-from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, quoted_for
+from .paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER, quoted_for, ran_as
 from .plots import plot_curves
 from .results import load_results
 from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, one_more_seed, paired_p, welch_p
@@ -198,8 +198,7 @@ def quoted_among_seeds(dataset, results):
     one seed: this asks whether the authors' number is one more draw of ours, not whether the means differ."""
     rows = {key: runs for key, runs in results.items() if len(runs) >= SPREAD_SEEDS}
     quoted = quoted_for(AUTHORS_RUNS, dataset, rows)
-    pairs = [(key, label, run) for key in rows for label, run in quoted.items()
-             if key[0] == run.model and key[1] in run.variants]
+    pairs = [(key, label, run) for key in rows for label, run in quoted.items() if ran_as(run, key)]
     if not pairs:
         return []
     ndcg = METRICS.index("ndcg@10")
