@@ -348,11 +348,11 @@ def paired_seeds(results, against):
     tables = []
     for key, rows in results.items():
         base = {r.get("seed"): r for r in results.get((key[0], against), [])}
-        pairs = [(r, base[r["seed"]]) for r in rows if key[1] != against and r.get("seed") in base]
-        if len(pairs) < 2:
+        pairs = [(r, base[r["seed"]]) for r in rows if r.get("seed") in base]
+        if key[1] == against or len(pairs) < 2:
             continue
-        diffs = [[None if None in (get(a), get(b)) else get(a) - get(b) for _, get, _ in columns]
-                 for a, b in pairs]
+        sides = [([get(a) for a, _ in pairs], [get(b) for _, b in pairs]) for _, get, _ in columns]
+        diffs = [[None if None in (x, y) else x - y for x, y in zip(*side)] for side in sides]  # by column
         params = {(a.get("parameters"), b.get("parameters")) for a, b in pairs}
         counts = ", ".join(f"{x:,} each" if x == y else f"{x:,} / {y:,}" for x, y in sorted(params, key=str)
                            if x is not None and y is not None)
@@ -360,16 +360,15 @@ def paired_seeds(results, against):
                    "",
                    "| seed | " + " | ".join(name for name, _, _ in columns) + " |",
                    "| --- |" + " ---: |" * len(columns)]
-        for (a, _), row in zip(pairs, diffs):
+        for (a, _), row in zip(pairs, zip(*diffs)):
             tables.append(f"| {a['seed']} | " + " | ".join(
                 "-" if d is None else f"{d:+.{digits}f}" for d, (_, _, digits) in zip(row, columns)) + " |")
-        known = [[d for d in column if d is not None] for column in zip(*diffs)]
+        known = [[d for d in column if d is not None] for column in diffs]
         tables.append("| mean | " + " | ".join(
             "-" if not ds else f"{sum(ds) / len(ds):+.{digits}f}" for ds, (_, _, digits) in zip(known, columns)) + " |")
         tables.append("| higher on | " + " | ".join(
             "-" if not ds else f"{sum(d > 0 for d in ds)} of {len(ds)}" for ds in known) + " |")
-        tables.append("| paired p, higher | " + " | ".join(  # the paired test of a against b is d = a - b against 0
-            fmt_p(paired_p(ds, [0.0] * len(ds))) for ds in known) + " |")
+        tables.append("| paired p, higher | " + " | ".join(fmt_p(paired_p(*side)) for side in sides) + " |")
     if not tables:
         return []
     epochs = ", ".join(map(str, LOSS_EPOCHS))
