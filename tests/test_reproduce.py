@@ -624,7 +624,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
                                      for seed in range(2020, 2025)}  # the flip, over five paired seeds
     assert reports[6][reports[6].index("--against") + 1] == "nb_one_gate_no_flip"
     assert job_names(reports[7]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_softmax_mix")
-                                     for seed in range(2020, 2025)}  # the mix, over the same five seeds
+                                     for seed in range(2020, 2027)}  # the mix, over nb_one_gate's seven seeds
     assert reports[7][reports[7].index("--against") + 1] == "nb_one_gate"
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
     echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
