@@ -31,14 +31,17 @@ NOTEBOOK=(--models SIGMA Mamba4Rec --variants public_code cell26 cell66 nb_no_pr
           nb_one_gate_no_gate nb_one_gate_no_flip nb_one_gate_length_aware_flip nb_one_gate_flip_back --seeds 2020)
 # Table 4's ablations, under today's defaults
 ABLATIONS=(--models SIGMA --variants default no_flip no_gate no_gru --seeds 2020)
-# The notebook preset over seven seeds: how far one seed's best valid NDCG@10 moves
+# nb_one_gate (the notebook preset with HEAD's trainable mix) over seven seeds: how far one seed's best valid
+# NDCG@10 moves
 SEEDS=(--models SIGMA --variants nb_one_gate --seeds 2020 2021 2022 2023 2024 2025 2026)
-# The preset with HEAD's flip and without it, over the same five seeds: what the flip adds here; and the flip
-# with the flipped branch weighed at a fixed 0.25 (softmax_mix), set against no flip as the notebook's sweep is
+# nb_one_gate with HEAD's flip and without it, over the same five seeds: what the flip adds here; and the flip
+# with the flipped branch weighed at a fixed 0.25 (softmax_mix, the notebook preset), set against no flip as the
+# notebook's sweep is
 FLIP=(--models SIGMA --variants nb_one_gate_no_flip nb_one_gate nb_one_gate_softmax_mix --seeds 2020 2021 2022 2023 2024
       --against nb_one_gate_no_flip)
-# The preset's mix (trainable, the flipped branch's weight from 0.1) against HEAD's unused softmaxed copy
-# (fixed, 0.25 for that branch), over nb_one_gate's seven seeds: does weighing the flipped branch more lift the peak?
+# HEAD's mix (trainable, the flipped branch's weight from 0.1) against its unused softmaxed copy (fixed, 0.25
+# for that branch; the notebook preset since), over nb_one_gate's seven seeds: does weighing the flipped branch
+# more lift the peak?
 MIX=(--models SIGMA --variants nb_one_gate nb_one_gate_softmax_mix --seeds 2020 2021 2022 2023 2024 2025 2026
      --against nb_one_gate)
 

@@ -138,8 +138,8 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
     assert against_the_paper(results, {}) == []
     # the shipped preset gets its own line, under the name of its preset; other variants none; the
     # Welch p where both sides have two seeds
-    results[("SIGMA", "nb_one_gate")] = [{"test": {"hit@10": 0.0800, "ndcg@10": x, "mrr@10": 0.0350}}
-                                         for x in (0.0430, 0.0450)]
+    results[("SIGMA", "nb_one_gate_softmax_mix")] = [{"test": {"hit@10": 0.0800, "ndcg@10": x, "mrr@10": 0.0350}}
+                                                     for x in (0.0430, 0.0450)]
     results[("SIGMA", "no_gate")] = [{"test": {"hit@10": 0.0900, "ndcg@10": 0.0500, "mrr@10": 0.0400}}]
     results[("Mamba4Rec", "default")] = [{"test": {"hit@10": 0.0800, "ndcg@10": x, "mrr@10": 0.0350}}
                                          for x in (0.0420, 0.0430)]
@@ -151,10 +151,10 @@ def test_against_the_paper_gives_percentages_and_the_ndcg_ordering():
         "(0.0302 vs 0.0425, -28.9 %; one-sided Welch p 0.987 that it is ahead).",
         "\nSIGMA (the paper's, the default) is not ahead of SASRec on test NDCG@10 in this run "
         "(0.0302 vs 0.0400, -24.5 %).",
-        f"\nSIGMA (nb_one_gate, = sigma_variant: notebook) is ahead of Mamba4Rec on test NDCG@10 in this run "
-        f"(0.0440 vs 0.0425, +3.5 %; one-sided Welch p {p} that it is ahead).",
-        "\nSIGMA (nb_one_gate, = sigma_variant: notebook) is ahead of SASRec on test NDCG@10 in this run "
-        "(0.0440 vs 0.0400, +10.0 %)."]
+        "\nSIGMA (nb_one_gate_softmax_mix, = sigma_variant: notebook) is ahead of Mamba4Rec on test NDCG@10 in "
+        f"this run (0.0440 vs 0.0425, +3.5 %; one-sided Welch p {p} that it is ahead).",
+        "\nSIGMA (nb_one_gate_softmax_mix, = sigma_variant: notebook) is ahead of SASRec on test NDCG@10 in "
+        "this run (0.0440 vs 0.0400, +10.0 %)."]
 
 
 def test_variants_against_default_compare_the_papers_validation_numbers_with_our_valid_column():
@@ -209,7 +209,7 @@ def test_variants_can_be_set_against_another_variant_of_their_model_than_the_def
     p = welch_p(flip, base)
     rows = [line for line in lines if line.startswith("| SIGMA")]
     # mean 0.02873 against 0.02850 on both splits (_runs: valid = 2 x test); its 0.0284 is not above 0.0287
-    assert rows[0] == (f"| SIGMA (nb_one_gate, = sigma_variant: notebook) | +0.8 % | +0.8 % | - | {p:.3f} "
+    assert rows[0] == (f"| SIGMA (nb_one_gate) | +0.8 % | +0.8 % | - | {p:.3f} "
                        f"| {p:.3f} | no / no |")
     # the paper's default is a variant here, and the paper has no row of the baseline: no paper column
     assert rows[1].startswith("| SIGMA | -28.1 % | -28.1 % | - |") and len(rows) == 2
@@ -285,7 +285,8 @@ def test_paired_seeds_sets_each_seed_of_a_variant_against_the_same_seed_of_its_b
                ("SIGMA", "nb_one_gate_no_flip"): [base[0]]}  # one pair only: no table
     lines = paired_seeds(results, "nb_one_gate")
     assert lines[0] == "## Paired seeds against `nb_one_gate`"
-    assert "**SIGMA (nb_one_gate_softmax_mix)** minus `nb_one_gate` (parameters: 97 / 100):" in lines
+    assert ("**SIGMA (nb_one_gate_softmax_mix, = sigma_variant: notebook)** minus `nb_one_gate` "
+            "(parameters: 97 / 100):") in lines
     assert "| seed | valid NDCG@10 | test NDCG@10 | loss, epoch 0 | loss, epoch 2 | loss, epoch 12 |" in lines
     assert "| 2020 | +0.0005 | +0.0006 | -2.0 | +2.0 | +1.0 |" in lines
     assert "| 2021 | -0.0001 | +0.0006 | -0.5 | +2.0 | +0.0 |" in lines
@@ -363,7 +364,7 @@ def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_
         "SIGMA, authors' notebook, cell 66", "SIGMA, authors' notebook, cell 26 ('modulize SIGMA')",
         "SIGMA, authors' notebook, cell 40 (flip sweep, 'first 45')") for _ in range(2)]
     (low, high), p = one_more_seed([2 * x for x in many], 0.0597)  # _runs: best valid NDCG = 2 x
-    assert ("| SIGMA (nb_one_gate, = sigma_variant: notebook) | SIGMA, authors' notebook, cell 66 | best valid "
+    assert ("| SIGMA (nb_one_gate) | SIGMA, authors' notebook, cell 66 | best valid "
             f"| 0.0597 | 0.0575 ± 0.0008 | {low:.4f} - {high:.4f} | {p:.3f} |") in rows
     (low, high), p = one_more_seed(many, 0.0452)
     assert f"| test | 0.0452 | 0.0288 ± 0.0004 | {low:.4f} - {high:.4f} | {p:.1e} |" in rows[1]
@@ -376,7 +377,7 @@ def test_the_authors_runs_are_set_against_the_spread_of_rows_with_five_seeds_or_
     mixes = quoted_among_seeds("amazon-beauty", {("SIGMA", "nb_one_gate"): _runs(many),
                                                  ("SIGMA", "nb_one_gate_softmax_mix"): _runs(few + few[:2])})
     assert [line.split(" | ")[0] for line in mixes if "cell 66" in line] == \
-        2 * ["| SIGMA (nb_one_gate, = sigma_variant: notebook)"] + 2 * ["| SIGMA (nb_one_gate_softmax_mix)"]
+        2 * ["| SIGMA (nb_one_gate)"] + 2 * ["| SIGMA (nb_one_gate_softmax_mix, = sigma_variant: notebook)"]
     assert sum("cell 40" in line for line in mixes) == 4  # a diagnostic run, quoted beside either
     no_flip = quoted_among_seeds("amazon-beauty", {("SIGMA", "nb_one_gate_no_flip"): _runs(many)})
     assert [line.split(" | ")[1] for line in no_flip if line.startswith("| SIGMA")] == 2 * [

@@ -211,20 +211,40 @@ def test_combining_weights_receive_gradients_and_train(make_model):
     assert torch.all(model.layers[0].mixer.mix != before)
 
 
-def test_preset_is_the_six_switches(make_model):
-    """sigma_variant: public_code builds the model the six public-code switches build, weight for weight,
-    and sets the notebook's five to HEAD's whatever they say."""
-    switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
-                "gru_bias": False, "mamba_init": "public_code"}
-    notebook = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False,
-                "gate_dense_act": "silu", "gate_flip": "shared"}
-    preset = public_code(make_model, **notebook).eval()
-    by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **switches).eval()
-    assert preset.state_dict().keys() == by_hand.state_dict().keys()
-    for name, value in preset.state_dict().items():
-        assert torch.equal(value, by_hand.state_dict()[name]), name
+def assert_same_model(a, b):
+    """Weight for weight and output for output."""
+    a, b = a.eval(), b.eval()
+    assert a.state_dict().keys() == b.state_dict().keys()
+    for name, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[name]), name
     seq, lengths = padded_batch(LENGTHS, max_len=L)
-    torch.testing.assert_close(preset(seq, lengths), by_hand(seq, lengths))
+    torch.testing.assert_close(a(seq, lengths), b(seq, lengths))
+
+
+PUBLIC_CODE_SWITCHES = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code",
+                        "mix_weights": "public_code", "gru_bias": False, "mamba_init": "public_code"}
+
+
+def test_preset_is_the_six_switches(make_model):
+    """sigma_variant: public_code builds the model the six public-code switches build, weight for weight;
+    the keys it sets that hold the paper's values (SIGMA.yaml's) take HEAD's, a key set otherwise keeps it."""
+    by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **PUBLIC_CODE_SWITCHES)
+    assert_same_model(public_code(make_model), by_hand)
+    # said again at the paper's value, a key is the preset's: there is no telling it from the default
+    assert_same_model(public_code(make_model, flip_mode="length_aware", gru_conv_kernel=3), by_hand)
+    notebook = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output_projection": False,
+                "gate_dense_act": "silu", "gate_flip": "shared", "mix_weights": "frozen_softmax"}
+    assert_same_model(public_code(make_model, **notebook),
+                      make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **{**PUBLIC_CODE_SWITCHES, **notebook}))
+
+
+def test_the_paper_values_a_preset_replaces_are_sigma_yamls_defaults():
+    from recbole_sigma.config import check_config_file, properties_dir
+    from recbole_sigma.model.sigma import PAPER, PRESETS
+
+    yaml = check_config_file(properties_dir() / "model" / "SIGMA.yaml")
+    assert set(PAPER) == set().union(*PRESETS.values())
+    assert {key: yaml[key] for key in PAPER} == {k: list(v) if isinstance(v, tuple) else v for k, v in PAPER.items()}
 
 
 # The paper's SIGMA (the default) as it was before sigma_variant existed: its parameters, in order.
@@ -320,7 +340,7 @@ def test_gate_dropout_is_the_key_and_not_dropout_prob(make_model):
 
 def test_a_checkpoint_of_heads_loads_with_other_activations(make_model):
     """The activations carry no parameters: HEAD's weights load into cell 26's gate, name for name."""
-    head = public_code(make_model, output_projection=False)  # the preset keeps HEAD's projection
+    head = public_code(make_model)
     assert any(n.endswith("mixer.projection.weight") for n in head.state_dict())
     model = cell_26(make_model)
     state = {k: v for k, v in head.state_dict().items() if "mixer.projection" not in k}
@@ -383,22 +403,29 @@ def test_one_gate_without_the_grus_conv_is_heads_forward_with_those_two_changes(
     assert (ours - theirs).abs().max() < 1e-6
 
 
-def test_notebook_preset_is_the_harness_variant_that_counts_the_notebooks_flops(make_model):
-    """sigma_variant: notebook builds nb_one_gate (benchmarks/notebook_flops.py), weight for weight,
-    whatever the keys it sets say."""
+def test_notebook_preset_is_the_harness_variant_with_the_notebooks_flops_and_heads_unused_mix(make_model):
+    """sigma_variant: notebook builds nb_one_gate_softmax_mix (the FLOPs of benchmarks/notebook_flops.py,
+    mixing with softmax([0.1, 0.1, 0.8]), fixed), weight for weight; mix_weights: public_code switches
+    back to nb_one_gate, HEAD's trainable raw mix."""
     from benchmarks.harness.jobs import PRESET_OF, variant_overrides
+    from recbole_sigma.model.sigma import PUBLIC_CODE_MIX
 
-    assert PRESET_OF == {"nb_one_gate": "notebook"}  # how the reports name that row
-    switches = {k: v for k, v in variant_overrides("SIGMA", "nb_one_gate").items() if k != "dropout_prob"}
-    preset = make_model("SIGMA", sigma_variant="notebook", MAX_ITEM_LIST_LENGTH=L, gate_flip="own",
-                        gru_conv_kernel=3, output_projection=True).eval()
-    by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, mamba_init="public_code", **switches).eval()
-    assert preset.state_dict().keys() == by_hand.state_dict().keys()
-    for name, value in preset.state_dict().items():
-        assert torch.equal(value, by_hand.state_dict()[name]), name
+    assert PRESET_OF == {"nb_one_gate_softmax_mix": "notebook"}  # how the reports name that row
+
+    def by_hand(variant):
+        switches = {k: v for k, v in variant_overrides("SIGMA", variant).items() if k != "dropout_prob"}
+        return make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, mamba_init="public_code", **switches)
+
+    preset = make_model("SIGMA", sigma_variant="notebook", MAX_ITEM_LIST_LENGTH=L)
+    assert_same_model(preset, by_hand("nb_one_gate_softmax_mix"))
     assert not [name for name in preset.state_dict() if "dense_flip" in name or "fe_gru.conv1d" in name]
-    seq, lengths = padded_batch(LENGTHS, max_len=L)
-    torch.testing.assert_close(preset(seq, lengths), by_hand(seq, lengths))
+    mixer = preset.layers[0].mixer
+    assert "mix" not in dict(mixer.named_parameters())
+    assert mixer.mix.tolist() == pytest.approx([0.2491, 0.2491, 0.5017], abs=1e-4)  # softmax of the raw values
+    trainable = make_model("SIGMA", sigma_variant="notebook", MAX_ITEM_LIST_LENGTH=L, mix_weights="public_code")
+    assert_same_model(trainable, by_hand("nb_one_gate"))
+    assert trainable.layers[0].mixer.mix.requires_grad
+    assert trainable.layers[0].mixer.mix.tolist() == pytest.approx(list(PUBLIC_CODE_MIX))
 
 
 @pytest.mark.parametrize("buckets", [True, False])

@@ -115,8 +115,9 @@ VARIANTS.update({
                                                          "dropout_prob": 0.4}),
 })
 # Variants that a shipped ``sigma_variant`` preset builds weight for weight (tests/test_sigma_public_code.py
-# checks nb_one_gate against 'notebook'): variant -> preset.
-PRESET_OF = {"nb_one_gate": "notebook"}
+# checks nb_one_gate_softmax_mix against 'notebook', which built nb_one_gate before its mix moved to
+# frozen_softmax): variant -> preset.
+PRESET_OF = {"nb_one_gate_softmax_mix": "notebook"}
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
 KEYS_ADDED = {"SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,

@@ -17,9 +17,11 @@ Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a sw
 creates no parameters. The public code's departures from the paper are switches too
 (``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``mamba_init``);
 README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values
-(and the five notebook switches below, and flip_back, to HEAD's):
-the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py), one
-G-Mamba layer on H0 of shape (B, L, D):
+(and the five notebook switches below, and flip_back, to HEAD's) where the config leaves them at the
+paper's values (:data:`PAPER`, SIGMA.yaml's defaults); a key set to another value keeps it, so
+``sigma_variant: public_code`` with ``gate_dropout: 0.3`` is HEAD's SIGMA with that gate dropout.
+It builds the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py),
+one G-Mamba layer on H0 of shape (B, L, D):
 
     H0f = H0 with its first L - r positions reversed (padding included; HEAD hard-codes 45)
     M0, M0f = Mamba(H0), Mamba(H0f)                          one shared block
@@ -38,12 +40,15 @@ forward gate's dense(X), u = SiLU(H0 W1 + b1) + H0, where the first commit of th
 line commented out. The FLOPs the notebook prints (benchmarks/notebook_flops.py) say its SIGMA runs
 compute one gate (two Linear calls, one dense) and run the GRU on 50 positions with no Conv1d:
 ``gate_flip: shared`` (G serves both directions, no second dense) and ``gru_conv_kernel: 0``.
-``sigma_variant: notebook`` sets the public code's switches with these two, no projection, and
-cell 66's gate activations and dropout: that SIGMA, one G-Mamba layer on H0 (B, L, D):
+``sigma_variant: notebook`` sets the public code's switches with these two, no projection,
+cell 66's gate activations and dropout, and ``mix_weights: frozen_softmax``: the softmaxed copy of
+the mixing weights that HEAD computes and never uses, which reproduces the notebook's runs where
+HEAD's trainable raw weights fall short (README.md; ``mix_weights: public_code`` switches back).
+That SIGMA, one G-Mamba layer on H0 (B, L, D):
 
     M0, M0f = Mamba(H0), Mamba(H0f)                          one shared block, HEAD's fixed flip
     G  = drop(Ws sigmoid(u) + Wg SiLU(u)),  u = H0 W1 + b1 + H0       drop = dropout 0.3
-    Z0 = w0 GRU(H0) + w1 (M0f G + M0f) + w2 (M0 G + M0)       w = [0.1, 0.1, 0.8] trainable
+    Z0 = w0 GRU(H0) + w1 (M0f G + M0f) + w2 (M0 G + M0)       w = softmax([0.1, 0.1, 0.8]), fixed
     then dropout -> LayerNorm -> PFFN; GRU without biases.
 
 ``flip_back`` (in neither the paper nor HEAD; a guess at the notebook's unshown forward) flips M0f
@@ -86,10 +91,19 @@ PUBLIC_CODE = {
 # sigma_variant: notebook -- the SIGMA the authors' notebook ran for the paper's Beauty row (cell 66)
 # and its flip-range sweep, as far as its printouts and FLOPs pin it down (README.md): the public code
 # with one gate (that it gates both directions is our guess), no Conv1d before the GRU and no
-# projection, with cell 66's gate activations and gate dropout.
+# projection, with cell 66's gate activations and gate dropout, mixing with HEAD's unused softmaxed
+# weights (on Beauty above HEAD's trainable ones on each of seven paired seeds, and level with the
+# notebook's runs where those fall short: docs/results/amazon-beauty-mix.md).
 NOTEBOOK = {**PUBLIC_CODE, "gate_activations": ("sigmoid", "silu"), "gate_dropout": 0.3,
-            "output_projection": False, "gate_flip": "shared", "gru_conv_kernel": 0}
+            "output_projection": False, "gate_flip": "shared", "gru_conv_kernel": 0,
+            "mix_weights": "frozen_softmax"}
 PRESETS = {"public_code": PUBLIC_CODE, "notebook": NOTEBOOK}
+# The paper's values of the keys a preset sets (SIGMA.yaml's defaults; a test checks they agree): a
+# preset sets only the keys that hold them.
+PAPER = {"share_mamba": False, "flip_mode": "length_aware", "gate_mode": "paper", "mix_weights": "trainable",
+         "gru_bias": True, "mamba_init": "public_code", "gate_activations": ("silu", "sigmoid"),
+         "gate_dropout": 0.2, "output_projection": True, "gate_dense_act": "none", "gate_flip": "own",
+         "flip_back": False, "gru_conv_kernel": 3}
 # What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
 BLOCK_KEYS = (
     "use_partial_flip", "use_ds_gate", "use_fe_gru", "flip_remain", "gate_conv_kernel", "gru_conv_kernel",
@@ -98,10 +112,18 @@ BLOCK_KEYS = (
 
 
 def block_settings(config):
-    """The G-Mamba block's keys from ``config``, with its ``sigma_variant`` preset applied."""
+    """The G-Mamba block's keys from ``config``, with its ``sigma_variant`` preset applied to the
+    keys that hold the paper's value (:data:`PAPER`): a key set to another value keeps it."""
     settings = {key: config[key] for key in BLOCK_KEYS}
-    settings.update(PRESETS.get(config["sigma_variant"], {}))
+    for key, value in PRESETS.get(config["sigma_variant"], {}).items():
+        if _plain(settings[key]) == _plain(PAPER[key]):
+            settings[key] = value
     return settings
+
+
+def _plain(value):
+    """A config value as a comparable one (YAML gives lists where the presets hold tuples)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 class PartialFlip(nn.Module):
