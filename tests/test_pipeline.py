@@ -8,9 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 import recbole_sigma
-from recbole_sigma.errors import ConfigError, DatasetNotFoundError, UnknownModelError
+from recbole_sigma.errors import CheckpointError, ConfigError, DatasetNotFoundError, UnknownModelError
 from recbole_sigma.cli import main
 from recbole_sigma.config import build_config, config_files, resolve_model
 from recbole_sigma.pipeline import format_result
@@ -140,6 +141,14 @@ def test_load_data_and_model_round_trip_for_our_model(tmp_path, capsys):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     again = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     assert dict(again) == pytest.approx(result["test_result"], abs=1e-12)
+    # a checkpoint whose config now builds other parameters (here: the paper's SIGMA's weights under the
+    # notebook preset, which has one Mamba and no a1, a2) is a one-line CheckpointError
+    checkpoint = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
+    checkpoint["config"]["sigma_variant"] = "notebook"
+    torch.save(checkpoint, tmp_path / "other.pth")
+    with bare_root_logger(), pytest.raises(CheckpointError, match=r"other\.pth' does not fit the model its config "
+                                                                  r"builds: .*Unexpected key\(s\).*mixer\.a1"):
+        recbole_sigma.load_data_and_model(str(tmp_path / "other.pth"))
 
 
 def test_a_config_of_recboles_own_sasrec_gets_our_yaml_keys():
