@@ -94,8 +94,35 @@ def build_config(model, dataset, config_file_list=None, config_dict=None):
     # an empty file sets nothing; RecBole 1.2.1 itself fails on one ('NoneType' is not iterable)
     user_files = [path for path in config_file_list or [] if check_config_file(path)]
     model_class = resolve_model(model)
-    return config_with_loss_sampling(model_class, dataset, config_files(model_class, dataset),
-                                     user_files, config_dict)
+    config = config_with_loss_sampling(model_class, dataset, config_files(model_class, dataset),
+                                       user_files, config_dict)
+    if model_class is MODELS["SIGMA"]:
+        check_sigma_preset(config, user_keys(user_files, config_dict))
+    return config
+
+
+def user_keys(user_files, config_dict):
+    """The keys the user set: in their config files, in ``config_dict``, or as ``--key=value`` on the
+    command line (RecBole's Config reads sys.argv itself)."""
+    keys = set(config_dict or {})
+    keys.update(arg[2:].split("=", 1)[0] for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg)
+    for path in user_files:
+        keys.update(check_config_file(path))
+    return keys
+
+
+def check_sigma_preset(config, keys):
+    """A SIGMA key the user set to the paper's value beside a ``sigma_variant`` preset that sets it
+    otherwise is a ConfigError: the model cannot tell it from the default, so the preset would win."""
+    from recbole_sigma.model.sigma import PRESETS, preset_clashes
+
+    clashes = preset_clashes(config, keys)
+    if clashes:
+        preset = PRESETS[config["sigma_variant"]]
+        said = ", ".join(f"{key}={config[key]!r} (the preset: {preset[key]!r})" for key in clashes)
+        raise ConfigError(f"sigma_variant={config['sigma_variant']!r} would replace {said}: a preset changes "
+                          "only the keys left at the paper's values. Leave them out for the preset's, or set "
+                          "sigma_variant='paper' and the preset's keys yourself (README.md)")
 
 
 def config_with_loss_sampling(model_class, dataset, our_files, user_files, config_dict):
@@ -129,10 +156,7 @@ def config_with_loss_sampling(model_class, dataset, our_files, user_files, confi
 
     if model_class.type != ModelType.SEQUENTIAL or hasattr(model_class, "input_type"):
         return build({})  # RecBole ties negatives to loss_type for sequential models only
-    user_set = key in (config_dict or {}) or any(arg.startswith(f"--{key}=") for arg in sys.argv[1:])
-    for path in user_files:
-        with open(path, encoding="utf-8") as f:
-            user_set = user_set or key in (yaml.safe_load(f) or {})
+    user_set = key in user_keys(user_files, config_dict)
     config = build({} if user_set else {key: None})
     if not user_set and config["loss_type"] != "CE":
         with open(Path(recbole.__file__).parent / "properties" / "overall.yaml", encoding="utf-8") as f:

@@ -1,6 +1,8 @@
 """``sigma_variant: public_code`` against a hand transcription of the authors' SIGMA (github
 ziwliu8/SIGMA, model/gated_mamba.py at HEAD, read there and written out here in plain torch under
 that file's parameter names); its combining weights train; the paper's SIGMA is unchanged."""
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -236,6 +238,28 @@ def test_preset_is_the_six_switches(make_model):
                 "gate_dense_act": "silu", "gate_flip": "shared", "mix_weights": "frozen_softmax"}
     assert_same_model(public_code(make_model, **notebook),
                       make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **{**PUBLIC_CODE_SWITCHES, **notebook}))
+
+
+def test_a_key_set_to_the_papers_value_beside_a_preset_is_a_config_error(monkeypatch, tmp_path):
+    """The model would let the preset replace it (above); the config, which knows what the user set, says so."""
+    from recbole_sigma.config import build_config
+
+    monkeypatch.setattr(sys, "argv", ["run_recbole_sigma.py"])
+    with pytest.raises(ConfigError, match=r"^sigma_variant='notebook' would replace mix_weights='trainable' "
+                                          r"\(the preset: 'frozen_softmax'\): a preset changes only"):
+        build_config("SIGMA", "ml-100k", config_dict={"sigma_variant": "notebook", "mix_weights": "trainable"})
+    mine = tmp_path / "my.yaml"
+    mine.write_text("sigma_variant: public_code\nflip_mode: length_aware\n")
+    with pytest.raises(ConfigError, match=r"flip_mode='length_aware' \(the preset: 'fixed'\)"):
+        build_config("SIGMA", "ml-100k", config_file_list=[str(mine)])
+    monkeypatch.setattr(sys, "argv", ["run_recbole_sigma.py", "--sigma_variant=notebook", "--gru_conv_kernel=3"])
+    with pytest.raises(ConfigError, match=r"gru_conv_kernel=3 \(the preset: 0\)"):
+        build_config("SIGMA", "ml-100k")
+    # away from the paper's value, or at the preset's own, a key is the user's to set
+    monkeypatch.setattr(sys, "argv", ["run_recbole_sigma.py"])
+    config = build_config("SIGMA", "ml-100k", config_dict={
+        "sigma_variant": "notebook", "mix_weights": "public_code", "mamba_init": "public_code", "share_mamba": True})
+    assert config["mix_weights"] == "public_code"
 
 
 def test_the_paper_values_a_preset_replaces_are_sigma_yamls_defaults():

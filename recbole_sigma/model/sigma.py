@@ -19,7 +19,8 @@ creates no parameters. The public code's departures from the paper are switches 
 README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values
 (and the five notebook switches below, and flip_back, to HEAD's) where the config leaves them at the
 paper's values (:data:`PAPER`, SIGMA.yaml's defaults); a key set to another value keeps it, so
-``sigma_variant: public_code`` with ``gate_dropout: 0.3`` is HEAD's SIGMA with that gate dropout.
+``sigma_variant: public_code`` with ``gate_dropout: 0.3`` is HEAD's SIGMA with that gate dropout
+(one set to the paper's value cannot be told from the default here; recbole_sigma.config refuses it).
 It builds the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py),
 one G-Mamba layer on H0 of shape (B, L, D):
 
@@ -119,6 +120,14 @@ def block_settings(config):
         if _plain(settings[key]) == _plain(PAPER[key]):
             settings[key] = value
     return settings
+
+
+def preset_clashes(config, keys):
+    """Of ``keys`` (those the user set), the ones the ``sigma_variant`` preset replaces although the user
+    asked for them: set to the paper's value, they cannot be told from the default (block_settings)."""
+    preset = PRESETS.get(config["sigma_variant"], {})
+    return [key for key in sorted(set(keys) & set(preset))
+            if _plain(config[key]) == _plain(PAPER[key]) != _plain(preset[key])]
 
 
 def _plain(value):
