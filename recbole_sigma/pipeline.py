@@ -17,7 +17,7 @@ import yaml
 
 from recbole_sigma._recbole.checkpoints import load_checkpoint
 from recbole_sigma.config import build_config, check_config_file, properties_dir, resolve_model
-from recbole_sigma.errors import CheckpointError, DatasetNotFoundError, EmptyDatasetError
+from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
 def check_dataset_available(config):
     """Fail with a clear message, before RecBole tries (and fails) to download offline."""
@@ -222,6 +222,8 @@ def load_data_and_model(model_file):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
+    from recbole_sigma.trainer import load_weights
+
     # RecBole's own file: it pickles its Config. Read on the CPU so that a GPU checkpoint loads
     # on a machine without one (the Mamba block's parameters are the same on both backends).
     checkpoint = load_checkpoint(model_file, map_location="cpu")
@@ -239,11 +241,7 @@ def load_data_and_model(model_file):
         train_data, valid_data, test_data = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])
     model = resolve_model(config["model"])(config, train_data._dataset).to(config["device"])
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as e:  # written by another version of a model (its keys now build other parameters)
-        raise CheckpointError(f"{model_file!r} does not fit the model its config builds: "
-                              f"{' '.join(str(e).split())}") from None
+    load_weights(model, checkpoint, model_file)
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, data, train_data, valid_data, test_data
 

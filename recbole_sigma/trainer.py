@@ -125,6 +125,16 @@ def load_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
+def load_weights(model, checkpoint, path, why=""):
+    """The checkpoint's weights into ``model``; weights that do not fit (written by another version of
+    the model, or under other config keys) are a one-line CheckpointError naming them, then ``why``."""
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path!r} does not fit the model its config builds: {' '.join(str(e).split())}"
+                              f"{why}") from None
+
+
 def _config_changes(old, new):
     """Keys whose values differ between two Configs, except RESUMABLE_CHANGES."""
     old_d, new_d = old.final_config_dict, new.final_config_dict
@@ -315,13 +325,8 @@ class ReliableTrainerMixin:
         changed = _config_changes(old_config, self.config)
         if changed:
             self.logger.warning(f"Resuming {resume_file} with changed config keys: {', '.join(changed)}")
-        try:
-            self.model.load_state_dict(checkpoint["state_dict"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"{resume_file!r} does not fit this model ({str(e).splitlines()[0]}); "
-                f"config keys that differ from the checkpoint's: {', '.join(changed) or 'none'}"
-            ) from None
+        load_weights(self.model, checkpoint, resume_file,
+                     f"; config keys that differ from the checkpoint's: {', '.join(changed) or 'none'}")
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.start_epoch = checkpoint["epoch"] + 1
