@@ -94,10 +94,11 @@ def build_config(model, dataset, config_file_list=None, config_dict=None):
     # an empty file sets nothing; RecBole 1.2.1 itself fails on one ('NoneType' is not iterable)
     user_files = [path for path in config_file_list or [] if check_config_file(path)]
     model_class = resolve_model(model)
+    keys = user_keys(user_files, config_dict)
     config = config_with_loss_sampling(model_class, dataset, config_files(model_class, dataset),
-                                       user_files, config_dict)
+                                       user_files, config_dict, keys)
     if model_class is MODELS["SIGMA"]:
-        check_sigma_preset(config, user_keys(user_files, config_dict))
+        check_sigma_preset(config, keys)
     return config
 
 
@@ -125,7 +126,7 @@ def check_sigma_preset(config, keys):
                           "sigma_variant='paper' and the preset's keys yourself (README.md)")
 
 
-def config_with_loss_sampling(model_class, dataset, our_files, user_files, config_dict):
+def config_with_loss_sampling(model_class, dataset, our_files, user_files, config_dict, keys):
     """RecBole's Config (our YAML under the user's files and keys), with training negatives that
     fit the effective ``loss_type``.
 
@@ -136,6 +137,7 @@ def config_with_loss_sampling(model_class, dataset, our_files, user_files, confi
     none and a BPR model RecBole's default sampling: the Config is built with no negatives, and
     built again with overall.yaml's when RecBole's layering gives another loss_type. An explicit
     setting always wins; CE with negatives, or a sequential BPR model without them, is a ConfigError.
+    ``keys``: the keys the user set (:func:`user_keys`).
     """
     import recbole
     from recbole.config import Config
@@ -156,7 +158,7 @@ def config_with_loss_sampling(model_class, dataset, our_files, user_files, confi
 
     if model_class.type != ModelType.SEQUENTIAL or hasattr(model_class, "input_type"):
         return build({})  # RecBole ties negatives to loss_type for sequential models only
-    user_set = key in user_keys(user_files, config_dict)
+    user_set = key in keys
     config = build({} if user_set else {key: None})
     if not user_set and config["loss_type"] != "CE":
         with open(Path(recbole.__file__).parent / "properties" / "overall.yaml", encoding="utf-8") as f:
