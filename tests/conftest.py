@@ -65,6 +65,13 @@ def padded_batch(lengths, max_len=12, n_items=30, seed=0):
     return seq, torch.tensor(lengths)
 
 
+def assert_same_weights(a, b):
+    """Two state dicts: the same names, each tensor equal."""
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ: {different}"
+
+
 # A tiny generated dataset for runs that must only get through one epoch (tests of bad inputs).
 TINY_DATA_KEYS = {
     "load_col": {"inter": ["user_id", "item_id", "timestamp"]},

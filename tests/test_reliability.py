@@ -21,7 +21,7 @@ from recbole_sigma.errors import (CheckpointError, EmptyDatasetError, NonFiniteL
 from recbole_sigma.cli import main
 from recbole_sigma.trainer import atomic_save, load_checkpoint
 
-from tests.conftest import free_port, padded_batch
+from tests.conftest import assert_same_weights, free_port, padded_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -40,12 +40,6 @@ def small(tmp_path, **overrides):
 
 def weights(path):
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not different, f"weights differ: {different}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_sigma.errors import ConfigError
-from tests.conftest import padded_batch
+from tests.conftest import assert_same_weights, padded_batch
 
 L, D = 50, 16  # HEAD flips the first 45 positions: L - r with the YAML's r = 5
 LENGTHS = [1, 2, 5, 6, 9, 17, 22, 23, 30, 44, 45, 46, 50, 3]
@@ -216,9 +216,7 @@ def test_combining_weights_receive_gradients_and_train(make_model):
 def assert_same_model(a, b):
     """Weight for weight and output for output."""
     a, b = a.eval(), b.eval()
-    assert a.state_dict().keys() == b.state_dict().keys()
-    for name, value in a.state_dict().items():
-        assert torch.equal(value, b.state_dict()[name]), name
+    assert_same_weights(a.state_dict(), b.state_dict())
     seq, lengths = padded_batch(LENGTHS, max_len=L)
     torch.testing.assert_close(a(seq, lengths), b(seq, lengths))
 
