@@ -173,6 +173,17 @@ def test_resume_refuses_another_model_s_checkpoint(tmp_path):
         recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1), resume=str(path))
 
 
+
+def test_resume_from_a_checkpoint_that_does_not_fit_the_model_is_one_line_naming_the_keys(tmp_path):
+    path = tmp_path / "ck.pth"
+    config = recbole_sigma.build_config("SIGMA", "ml-100k")
+    atomic_save({"state_dict": {"bogus": torch.zeros(1)}, "config": config, "epoch": 0}, path)
+    with pytest.raises(CheckpointError, match=r"ck\.pth' does not fit the model its config builds: .*"
+                                              r"Unexpected key\(s\) in state_dict: \"bogus\".*; config keys "
+                                              r"that differ from the checkpoint's: ") as error:
+        recbole_sigma.run("SIGMA", "ml-100k", config_dict=small(tmp_path, epochs=1), resume=str(path))
+    assert "\n" not in str(error.value)
+
 # ------------------------------------------------------------------------------------------------
 # Determinism
 # ------------------------------------------------------------------------------------------------

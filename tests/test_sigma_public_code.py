@@ -1,6 +1,7 @@
 """``sigma_variant: public_code`` against a hand transcription of the authors' SIGMA (github
 ziwliu8/SIGMA, model/gated_mamba.py at HEAD, read there and written out here in plain torch under
 that file's parameter names); its combining weights train; the paper's SIGMA is unchanged."""
+import logging
 import sys
 
 import pytest
@@ -236,6 +237,22 @@ def test_preset_is_the_six_switches(make_model):
                 "gate_dense_act": "silu", "gate_flip": "shared", "mix_weights": "frozen_softmax"}
     assert_same_model(public_code(make_model, **notebook),
                       make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **{**PUBLIC_CODE_SWITCHES, **notebook}))
+
+
+def test_a_preset_says_what_it_set_and_what_it_kept(make_model, caplog):
+    """Built outside recbole_sigma.config (no check of the user's keys there), the model still logs the
+    preset's departures from the paper and each key it left at the user's value."""
+    with caplog.at_level(logging.INFO, logger="recbole_sigma.model.sigma"):
+        make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, sigma_variant="notebook", gate_dropout=0.5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "recbole_sigma.model.sigma"]
+    assert lines == ["sigma_variant 'notebook' sets share_mamba=True, flip_mode='fixed', gate_mode='public_code', "
+                     "mix_weights='frozen_softmax', gru_bias=False, gate_activations=('sigmoid', 'silu'), "
+                     "output_projection=False, gate_flip='shared', gru_conv_kernel=0; "
+                     "keeps gate_dropout=0.5 (set away from the paper's 0.2)"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="recbole_sigma.model.sigma"):
+        make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L)  # the paper's SIGMA: no preset, nothing to say
+    assert not [r for r in caplog.records if r.name == "recbole_sigma.model.sigma"]
 
 
 def test_a_key_set_to_the_papers_value_beside_a_preset_is_a_config_error(monkeypatch, tmp_path):

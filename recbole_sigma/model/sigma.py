@@ -20,7 +20,8 @@ README.md lists them. ``sigma_variant: public_code`` sets all six to the public 
 (and the five notebook switches below, and flip_back, to HEAD's) where the config leaves them at the
 paper's values (:data:`PAPER`, SIGMA.yaml's defaults); a key set to another value keeps it, so
 ``sigma_variant: public_code`` with ``gate_dropout: 0.3`` is HEAD's SIGMA with that gate dropout
-(one set to the paper's value cannot be told from the default here; recbole_sigma.config refuses it).
+(one set to the paper's value cannot be told from the default here, so the model logs what the preset set;
+recbole_sigma.config refuses it).
 It builds the SIGMA of the authors' repository at HEAD (github ziwliu8/SIGMA, model/gated_mamba.py),
 one G-Mamba layer on H0 of shape (B, L, D):
 
@@ -58,6 +59,8 @@ do. With HEAD's fixed flip a user of n <= 45 items then predicts from a flipped 
 the padding and then its last item, where without it the branch read only padding for n <= 22.
 With the paper's flip it changes nothing at the predicting position (the last r items stay put).
 """
+import logging
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -116,9 +119,18 @@ def block_settings(config):
     """The G-Mamba block's keys from ``config``, with its ``sigma_variant`` preset applied to the
     keys that hold the paper's value (:data:`PAPER`): a key set to another value keeps it."""
     settings = {key: config[key] for key in BLOCK_KEYS}
-    for key, value in PRESETS.get(config["sigma_variant"], {}).items():
+    preset, kept = PRESETS.get(config["sigma_variant"], {}), []
+    for key, value in preset.items():
         if _plain(settings[key]) == _plain(PAPER[key]):
             settings[key] = value
+        elif _plain(settings[key]) != _plain(value):
+            kept.append(key)
+    if preset:  # what the preset did, said once: a model built outside recbole_sigma.config sees no check
+        logging.getLogger(__name__).info(
+            f"sigma_variant {config['sigma_variant']!r} sets "
+            + ", ".join(f"{key}={value!r}" for key, value in preset.items()
+                        if key not in kept and _plain(value) != _plain(PAPER[key]))
+            + "".join(f"; keeps {key}={settings[key]!r} (set away from the paper's {PAPER[key]!r})" for key in kept))
     return settings
 
 
