@@ -173,7 +173,6 @@ def test_resume_refuses_another_model_s_checkpoint(tmp_path):
         recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1), resume=str(path))
 
 
-
 def test_resume_from_a_checkpoint_that_does_not_fit_the_model_is_one_line_naming_the_keys(tmp_path):
     path = tmp_path / "ck.pth"
     config = recbole_sigma.build_config("SIGMA", "ml-100k")
@@ -183,6 +182,7 @@ def test_resume_from_a_checkpoint_that_does_not_fit_the_model_is_one_line_naming
                                               r"that differ from the checkpoint's: ") as error:
         recbole_sigma.run("SIGMA", "ml-100k", config_dict=small(tmp_path, epochs=1), resume=str(path))
     assert "\n" not in str(error.value)
+
 
 # ------------------------------------------------------------------------------------------------
 # Determinism
