@@ -45,9 +45,16 @@ def test_a_wrongly_called_kernel_fails_the_comparison(monkeypatch):
 
 
 def test_the_sigma_variant_row_appears_only_where_the_key_exists(monkeypatch):
+    """SIGMA's YAML default (the paper's) and the public code's each get a row; a checkout whose YAML lacks
+    the key gets one plain SIGMA row, and one whose default is public_code no second public_code row."""
     real = gpu_check.yaml_defaults
-    assert [label for label, _, _ in gpu_check.mamba_variants()][1].startswith("SIGMA")
-    monkeypatch.setattr(gpu_check, "yaml_defaults", lambda name: dict(real(name), sigma_variant="paper"))
-    variants = gpu_check.mamba_variants()
-    assert ("SIGMA (sigma_variant public_code)", "SIGMA", {"sigma_variant": "public_code"}) in variants
-    assert ("SIGMA (sigma_variant paper)", "SIGMA", {}) in variants
+    assert gpu_check.mamba_variants() == [
+        ("Mamba4Rec", "Mamba4Rec", {}), ("SIGMA (sigma_variant paper)", "SIGMA", {}),
+        ("SIGMA (sigma_variant public_code)", "SIGMA", {"sigma_variant": "public_code"}),
+        ("EchoMamba4Rec", "EchoMamba4Rec", {})]
+    without = {key: value for key, value in real("SIGMA").items() if key != "sigma_variant"}
+    monkeypatch.setattr(gpu_check, "yaml_defaults", lambda name: without if name == "SIGMA" else real(name))
+    assert [row for row in gpu_check.mamba_variants() if row[1] == "SIGMA"] == [("SIGMA", "SIGMA", {})]
+    monkeypatch.setattr(gpu_check, "yaml_defaults", lambda name: dict(real(name), sigma_variant="public_code"))
+    assert [row for row in gpu_check.mamba_variants() if row[1] == "SIGMA"] == [
+        ("SIGMA (sigma_variant public_code)", "SIGMA", {})]

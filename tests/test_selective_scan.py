@@ -147,8 +147,12 @@ def test_fused_inference_and_half_precision():
         out = selective_scan(*args[:5], D=args[5], z=args[6], delta_bias=args[7],
                              delta_softplus=True)
     assert relative_error(out.double(), reference) < F32_TOL
-    half = selective_scan(*(a.bfloat16() for a in args[:5]), delta_softplus=True)
-    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    rounded = [a.bfloat16() for a in args[:5]]
+    half = selective_scan(*rounded, delta_softplus=True)
+    assert half.dtype == torch.bfloat16
+    # computed in float32 and rounded once: the reference on the same rounded inputs, to bfloat16's precision
+    reference = selective_scan_ref(*(a.double() for a in rounded), delta_softplus=True)
+    assert relative_error(half.double(), reference) < 5e-3  # bfloat16 keeps 8 bits: 2.2e-3 here
 
 
 @requires_fused

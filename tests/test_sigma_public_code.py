@@ -501,14 +501,17 @@ def test_flip_back_lets_a_short_users_flipped_branch_read_its_last_item_and_noth
         torch.manual_seed(1)
         for p in block.mamba.parameters():  # the same Mamba weights in both
             nn.init.normal_(p, std=0.3)
-        with torch.no_grad():
-            return block.padded_part(x, lengths)[at_last]
+        with torch.no_grad():  # the flipped branch's Mamba output (flipped back or not) at the last position
+            out = block.padded_part(x, lengths)  # with flip_back that output itself, else H0f
+            return (out if flip_back else block.flipped_branch(out, lengths))[at_last]
 
     base = branch(True, h0)
     assert torch.equal(branch(True, earlier), base)
     assert (branch(True, last) - base).abs().min() > 0
-    short = lengths <= 22
-    assert torch.equal(branch(False, last)[short], branch(False, h0)[short])
+    short, base = lengths <= 22, branch(False, h0)
+    for changed in (earlier, last):
+        assert torch.equal(branch(False, changed)[short], base[short])
+    assert (branch(False, last)[~short] - base[~short]).abs().min() > 0  # n = 40: it reads the items
 
 
 @pytest.mark.parametrize("gate", ["own", "paper"])

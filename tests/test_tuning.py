@@ -285,4 +285,6 @@ def test_ray_search_of_a_recbole_model_on_a_running_cluster(ray_head, tmp_path, 
     fixed = check_search_output(out, output, "SASRec", tuned_key="dropout_prob")
     assert fixed["n_heads"] == 1 and "each asking for 2 CPU(s) and 0 GPU" in out
     assert not ray.is_initialized()  # disconnected; the cluster itself keeps running
-    assert recbole_sigma.resolve_model("SASRec").__name__ == "SASRec"
+    from recbole_sigma.model.sasrec import SASRec
+
+    assert recbole_sigma.resolve_model("SASRec") is SASRec  # ours (length-bucketed), not RecBole's of that name
