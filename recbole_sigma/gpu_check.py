@@ -126,10 +126,10 @@ def mamba_variants():
     """(label, model, overrides) of the models whose Mamba path is compared."""
     sigma = yaml_defaults("SIGMA")
     variants = [("Mamba4Rec", "Mamba4Rec", {})]
-    if "sigma_variant" in sigma:
+    if "sigma_variant" in sigma:  # the default, then the public code's and the recommended (notebook) preset
         variants.append((f"SIGMA (sigma_variant {sigma['sigma_variant']})", "SIGMA", {}))
-        if sigma["sigma_variant"] != "public_code":
-            variants.append(("SIGMA (sigma_variant public_code)", "SIGMA", {"sigma_variant": "public_code"}))
+        variants += [(f"SIGMA (sigma_variant {preset})", "SIGMA", {"sigma_variant": preset})
+                     for preset in ("public_code", "notebook") if preset != sigma["sigma_variant"]]
     else:
         variants.append(("SIGMA", "SIGMA", {}))
     return variants + [("EchoMamba4Rec", "EchoMamba4Rec", {})]

@@ -45,16 +45,19 @@ def test_a_wrongly_called_kernel_fails_the_comparison(monkeypatch):
 
 
 def test_the_sigma_variant_row_appears_only_where_the_key_exists(monkeypatch):
-    """SIGMA's YAML default (the paper's) and the public code's each get a row; a checkout whose YAML lacks
-    the key gets one plain SIGMA row, and one whose default is public_code no second public_code row."""
+    """SIGMA's YAML default (the paper's), the public code's and the recommended preset each get a row; a
+    checkout whose YAML lacks the key gets one plain SIGMA row, and one whose default is public_code no second
+    public_code row."""
     real = gpu_check.yaml_defaults
     assert gpu_check.mamba_variants() == [
         ("Mamba4Rec", "Mamba4Rec", {}), ("SIGMA (sigma_variant paper)", "SIGMA", {}),
         ("SIGMA (sigma_variant public_code)", "SIGMA", {"sigma_variant": "public_code"}),
+        ("SIGMA (sigma_variant notebook)", "SIGMA", {"sigma_variant": "notebook"}),
         ("EchoMamba4Rec", "EchoMamba4Rec", {})]
     without = {key: value for key, value in real("SIGMA").items() if key != "sigma_variant"}
     monkeypatch.setattr(gpu_check, "yaml_defaults", lambda name: without if name == "SIGMA" else real(name))
     assert [row for row in gpu_check.mamba_variants() if row[1] == "SIGMA"] == [("SIGMA", "SIGMA", {})]
     monkeypatch.setattr(gpu_check, "yaml_defaults", lambda name: dict(real(name), sigma_variant="public_code"))
     assert [row for row in gpu_check.mamba_variants() if row[1] == "SIGMA"] == [
-        ("SIGMA (sigma_variant public_code)", "SIGMA", {})]
+        ("SIGMA (sigma_variant public_code)", "SIGMA", {}),
+        ("SIGMA (sigma_variant notebook)", "SIGMA", {"sigma_variant": "notebook"})]
