@@ -21,6 +21,7 @@ from recbole_sigma.errors import (  # noqa: E402
     DataFileError,
     DatasetNotFoundError,
     EmptyDatasetError,
+    MambaKernelsUnavailable,
     NonFiniteLossError,
     PortInUseError,
     RecBoleSigmaError,
@@ -65,6 +66,7 @@ __all__ = [
     "NonFiniteLossError",
     "CheckpointError",
     "PortInUseError",
+    "MambaKernelsUnavailable",
 ]
 
 

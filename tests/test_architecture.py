@@ -293,3 +293,26 @@ def test_import_is_light():
     assert (torch_loaded, sequential_loaded) == ("False", "False")
     assert lines["AFTER_MODELS"] == ["False"]
     assert lines["SASREC"] == ["SASRec", "['SASRec']"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Every key of our YAML defaults documented once, on its own line
+# ------------------------------------------------------------------------------------------------
+def undocumented_keys(path):
+    """Top-level keys of a YAML file whose line carries no ``#`` comment (a nested key is covered by its
+    parent's)."""
+    return [line.split(":")[0] for line in Path(path).read_text().splitlines()
+            if re.match(r"^[A-Za-z_]\w*:", line) and not re.search(r"\s#", line)]
+
+
+def test_every_yaml_default_key_is_documented():
+    files = sorted((ROOT / "properties").rglob("*.yaml"))
+    assert len(files) >= 5
+    missing = {f.relative_to(ROOT).as_posix(): keys for f in files if (keys := undocumented_keys(f))}
+    assert not missing, f"keys without a comment: {missing}"
+
+
+def test_the_documentation_check_finds_a_bare_key(tmp_path):
+    yaml_file = tmp_path / "m.yaml"
+    yaml_file.write_text("# header\na: 1   # documented\nb: 2\nc:\n  nested: 3\nd: '#'\n")
+    assert undocumented_keys(yaml_file) == ["b", "c", "d"]  # a '#' inside a value is no comment
