@@ -6,7 +6,9 @@ Reference:
 
 Embedding -> dropout -> LayerNorm, then ``num_layers`` layers of
 Mamba block -> dropout -> LayerNorm (residual only when stacked) -> position-wise FFN;
-the hidden state at the last valid position predicts the next item.
+the hidden state at the last valid position predicts the next item. Its scores are its dot products
+with the item embeddings: Eq. 5's Softmax(Linear(h)) read as the paper's "we adopt the approach of
+SASRec" and its authors' code do, the output layer tied to the embedding table (no bias).
 """
 import torch.nn as nn
 

@@ -11,7 +11,14 @@ One G-Mamba layer, on H0 = LayerNorm(dropout(embedding)) of shape (B, L, D):
     M   = G1(H0) * M0 + G1(H0f) * M0f                        Eq. 3, DS gate G1 of Eq. 4-6
     F0  = GRU(Conv1d(H0))                                    Eq. 7, FE-GRU
     Z0  = (a1 * M + a2 * F0) W + b                           Eq. 8-9, a1 a2 trainable
-    then dropout -> LayerNorm (residual when stacked) -> PFFN (Eq. 10), as Mamba4Rec.
+    then dropout -> LayerNorm (residual when stacked) -> PFFN (Eq. 10), as Mamba4Rec and the
+    authors' code (Eq. 10 applies the PFFN to Z0 and names a LayerNorm and a residual, not where).
+
+Where the paper is silent (README.md, "Where the defaults come from"): a1 and a2 start at 0.5, as the
+two weights HEAD keeps commented out, and are not normalised; the DS gate's Conv1d has kernel 3, its
+padding 'same', as HEAD's FE-GRU Conv1d (HEAD's gate has none); Eq. 7's GRU is torch's nn.GRU, as in
+HEAD (its reset gate acts after the hidden state's matrix product); one G1 gates both directions, as
+Eq. 3 writes it (HEAD has a dense per direction: gate_flip 'own').
 
 Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a switched-off part
 creates no parameters. The public code's departures from the paper are switches too
