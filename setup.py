@@ -66,8 +66,7 @@ setup(
         "cuda": ["mamba-ssm>=2.2.5", "causal-conv1d>=1.5.1"],
         # A current Ray (tested: 2.60.0 on CPython 3.11, 3.12, 3.13) and hyperopt (0.3.0).
         "tune": ["ray[tune]>=2.60", "hyperopt>=0.3.0"],
-        "plot": ["matplotlib"],
-        "test": ["pytest>=7", "ray[tune]>=2.60", "hyperopt>=0.3.0", "matplotlib", "hypothesis"],
+        "test": ["pytest>=7", "ray[tune]>=2.60", "hyperopt>=0.3.0", "hypothesis"],
     },
     entry_points={"console_scripts": ["recbole-sigma=recbole_sigma.cli:main"]},
     classifiers=[
