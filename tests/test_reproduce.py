@@ -763,6 +763,24 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     moved = dict(mamba, config={**mamba["config"], "data_path": "/elsewhere", "checkpoint_dir": "/elsewhere/c"})
     assert config_mismatch(moved) == []
     assert config_mismatch(dict(mamba, config={**mamba["config"], "seed": 1})) == ["seed"]
+    # a job of the same name on another dataset is another job (it would be skipped as finished)
+    (mamba["dir"] / "job.json").write_text(json.dumps({"dataset": "ml-100k", "config": mamba["config"],
+                                                        "yaml_defaults": mamba["yaml_defaults"]}))
+    assert config_mismatch(mamba) == ["dataset"]
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--seeds", "2020", "2021", "2020"], "--seeds names 2020 more than once"),
+    (["--models", "SIGMA", "SASRec", "SIGMA"], "--models names SIGMA more than once"),
+    (["--variants", "default", "no_gru", "no_gru"], "--variants names no_gru more than once"),
+    (["--set", "checkpoint_dir=/scratch"], "--set checkpoint_dir: each job keeps its checkpoints in"),
+    (["--set", "epochs=2", "checkpoint_name=x"], "--set checkpoint_name: jobs name their checkpoints"),
+    (["--set", "data_path=data"], "--set data_path: use --data_path"),
+])
+def test_the_harness_refuses_a_job_twice_and_a_set_that_moves_every_jobs_files_to_one_place(argv, error, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2 and error in capsys.readouterr().err
 
 
 def test_dropout_auto_matches_the_number_the_model_resolves_it_to_on_the_jobs_data(tmp_path, monkeypatch):

@@ -8,6 +8,14 @@ from pathlib import Path
 from .jobs import DEFAULT_MODELS, VARIANTS, plan_jobs, plan_lines, refuse_changed_jobs
 from .machine import ROOT
 
+# Keys that say where a job's files are: each job keeps its own, so --set may not point them all at one.
+SET_REFUSED = {
+    "checkpoint_dir": "each job keeps its checkpoints in <runs-dir>/<job>/checkpoints (one folder for all would "
+                      "let a job resume from another's); use --runs-dir",
+    "checkpoint_name": "jobs name their checkpoints by model and dataset inside their own folders",
+    "data_path": "use --data_path (resolved once; the jobs run from their own folders)",
+}
+
 
 def parser():
     p = argparse.ArgumentParser(
@@ -50,11 +58,17 @@ def parse_args(argv=None):
         return args
     if args.against not in args.variants + ["default"]:
         p.error(f"--against {args.against} is not one of --variants")
+    for flag, values in (("--models", args.models), ("--seeds", args.seeds), ("--variants", args.variants)):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:  # the same job twice would count its result twice in every mean, std and p-value
+            p.error(f"{flag} names {', '.join(twice)} more than once")
     args.overrides = {}
     for item in (x for group in args.set for x in group):
         key, sep, value = item.partition("=")
         if not key or not sep:
             p.error(f"--set takes key=value, not {item!r}")
+        if key in SET_REFUSED:
+            p.error(f"--set {key}: {SET_REFUSED[key]}")
         args.overrides[key] = parse_cli_value(value)
     args.runs_dir = (args.runs_dir or ROOT / "runs" / args.dataset).resolve()
     if args.output is None:

@@ -247,6 +247,8 @@ def config_mismatch(job):
         stored = json.loads((job["dir"] / "job.json").read_text())
     except (OSError, ValueError):
         return []
+    if stored.get("dataset", job["dataset"]) != job["dataset"]:  # another dataset's job of the same name
+        return ["dataset"]
     old = {**KEYS_ADDED.get(job["model"], {}),
            **effective_config(stored.get("config", {}), stored.get("yaml_defaults"))}
     new = effective_config(job["config"], job["yaml_defaults"])
