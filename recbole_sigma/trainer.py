@@ -329,6 +329,8 @@ class ReliableTrainerMixin:
                      f"; config keys that differ from the checkpoint's: {', '.join(changed) or 'none'}")
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        for group in self.optimizer.param_groups:  # the state dict brings the old rate back: the config's wins
+            group["lr"], group["weight_decay"] = self.config["learning_rate"], self.config["weight_decay"]
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]

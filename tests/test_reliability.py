@@ -184,6 +184,17 @@ def test_resume_from_a_checkpoint_that_does_not_fit_the_model_is_one_line_naming
     assert "\n" not in str(error.value)
 
 
+def test_a_resume_trains_at_the_learning_rate_it_is_given_not_the_checkpoints(tmp_path):
+    """The optimizer's state dict holds the rate it ran at; a resume with another one must train at the new."""
+    recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1, learning_rate=0.001))
+    last = tmp_path / "Mamba4Rec-ml-100k-last.pth"
+    assert torch.load(last, weights_only=False)["optimizer"]["param_groups"][0]["lr"] == 0.001
+    recbole_sigma.run("Mamba4Rec", "ml-100k", resume=True,
+                      config_dict=small(tmp_path, epochs=2, learning_rate=0.0005, weight_decay=1e-6))
+    group = torch.load(last, weights_only=False)["optimizer"]["param_groups"][0]
+    assert (group["lr"], group["weight_decay"]) == (0.0005, 1e-6)
+
+
 # ------------------------------------------------------------------------------------------------
 # Determinism
 # ------------------------------------------------------------------------------------------------
