@@ -301,13 +301,19 @@ def save_figure(fig, ax, path, title=None):
 
 
 def _labels(reports_in_order, given=None):
+    """One distinct label a checkpoint (its rows are keyed by it): the model's name; where two share it,
+    with the file's name, then its path, then its place in the list."""
     if given:
         return list(given)
     names = [r["model"] for r, _ in reports_in_order]
-    return [
-        name if names.count(name) == 1 else f"{name} ({Path(path).stem})"
-        for name, (_, path) in zip(names, reports_in_order)
-    ]
+    labels = [name if names.count(name) == 1 else f"{name} ({Path(path).stem})"
+              for name, (_, path) in zip(names, reports_in_order)]
+    if len(set(labels)) < len(labels):  # the same file name in two folders (two runs' -best.pth)
+        labels = [label if labels.count(label) == 1 else f"{name} ({path})"
+                  for label, name, (_, path) in zip(labels, names, reports_in_order)]
+    if len(set(labels)) < len(labels):  # the same file twice
+        labels = [f"{label} #{i}" for i, label in enumerate(labels, 1)]
+    return labels
 
 
 def main(argv=None):
@@ -326,6 +332,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.checkpoints):
         parser.error("--labels needs one name per checkpoint")
+    if args.labels and len(set(args.labels)) < len(args.labels):
+        parser.error("--labels names a checkpoint's label twice (its rows would replace the other's)")
     for path in args.checkpoints:
         if not Path(path).is_file():
             print(f"error: checkpoint {path!r} does not exist", file=sys.stderr)

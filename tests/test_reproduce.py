@@ -995,3 +995,18 @@ def test_grouped_eval_cli_on_a_checkpoint_equals_recbole_s_own_evaluation(harnes
         assert report["overall"][metric] == pytest.approx(float(recbole[metric]), abs=1e-11)
         weighted = sum(g["users"] * (g[metric] or 0) for g in report["groups"].values()) / report["overall"]["users"]
         assert weighted == pytest.approx(float(recbole[metric]), abs=1e-11)
+
+
+def test_grouped_eval_gives_each_checkpoint_its_own_label(tmp_path, capsys):
+    """Rows are keyed by label: two runs' SIGMA-amazon-beauty-best.pth must not share one."""
+    sigma, mamba = {"model": "SIGMA"}, {"model": "Mamba4Rec"}
+    assert grouped_eval._labels([(sigma, "a/SIGMA-x-best.pth"), (mamba, "a/M.pth")]) == ["SIGMA", "Mamba4Rec"]
+    assert grouped_eval._labels([(sigma, "a/S1.pth"), (sigma, "a/S2.pth")]) == ["SIGMA (S1)", "SIGMA (S2)"]
+    assert grouped_eval._labels([(sigma, "r1/SIGMA-best.pth"), (sigma, "r2/SIGMA-best.pth"), (mamba, "r1/M.pth")]) \
+        == ["SIGMA (r1/SIGMA-best.pth)", "SIGMA (r2/SIGMA-best.pth)", "Mamba4Rec"]
+    assert grouped_eval._labels([(sigma, "S.pth"), (sigma, "S.pth")]) == ["SIGMA (S.pth) #1", "SIGMA (S.pth) #2"]
+    checkpoint = tmp_path / "c.pth"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        grouped_eval.main([str(checkpoint), str(checkpoint), "--labels", "x", "x"])
+    assert "--labels names a checkpoint's label twice" in capsys.readouterr().err
