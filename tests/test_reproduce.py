@@ -976,6 +976,20 @@ def test_the_heartbeat_of_a_running_attempt_records_it_when_its_harness_dies(tmp
     attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
     assert len(attempts) == 1 and attempts[0]["rc"] == "lost"
     assert attempts[0]["wall_s"] == pytest.approx(beat["alive"] - started)
+    assert not (tmp_path / "attempt.tmp").exists()  # written aside, then renamed over it
+
+
+def test_a_heartbeat_or_attempt_line_torn_by_a_kill_is_an_unrecorded_attempt_not_a_crash(tmp_path):
+    from benchmarks.harness.results import load_result
+
+    (tmp_path / "attempt.json").write_text('{"started": 1.0, "ali')
+    record_lost_attempt(tmp_path)  # nothing to record from it; it goes
+    assert not (tmp_path / "attempt.json").exists() and not (tmp_path / "attempts.jsonl").exists()
+    (tmp_path / "result.json").write_text("{}")
+    (tmp_path / "attempts.jsonl").write_text('{"wall_s": 60.0, "rc": 0}\n{"started": "2026-')
+    (tmp_path / "train.log").write_text("===== t1 attempt: run\n===== t2 attempt: run\n")
+    result = load_result(tmp_path)
+    assert result["total_wall_s"] == 60.0 and result["unrecorded_attempts"] == 1
 
 
 def test_grouped_eval_cli_on_a_checkpoint_equals_recbole_s_own_evaluation(harness, tmp_path):

@@ -60,6 +60,13 @@ def count_attempts(train_log):
         return sum(line.startswith("===== ") and f" {ATTEMPT_MARK} " in line for line in f)
 
 
+def _json_or_none(line):
+    try:
+        return json.loads(line) if line.strip() else None
+    except ValueError:
+        return None
+
+
 def load_result(job_dir):
     """result.json with the wall time of all recorded attempts (``total_wall_s``), the number of
     attempts that left no record (``unrecorded_attempts``), the command that ran it (job.json's),
@@ -73,7 +80,8 @@ def load_result(job_dir):
         result.update(epoch_summary(epochs), valid_curve=valid_scores(epochs), loss_curve=train_losses(epochs))
     attempts = job_dir / "attempts.jsonl"
     if attempts.is_file():
-        walls = [json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x.strip()]
+        walls = [attempt["wall_s"] for attempt in map(_json_or_none, attempts.read_text().splitlines())
+                 if attempt and "wall_s" in attempt]  # a line torn by a kill counts as an unrecorded attempt
         result["total_wall_s"] = sum(walls)
         result["unrecorded_attempts"] = max(0, count_attempts(job_dir / "train.log") - len(walls))
     return result

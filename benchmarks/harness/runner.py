@@ -88,7 +88,9 @@ def run_job(job, command):
 def wait_with_heartbeat(proc, heartbeat, started, every=None):
     """proc.wait(), rewriting ``heartbeat`` with {started, alive} meanwhile; the exit code."""
     while True:
-        heartbeat.write_text(json.dumps({"started": started, "alive": time.time()}))
+        fresh = heartbeat.with_suffix(".tmp")  # whole or not at all: a kill mid-write must not leave half
+        fresh.write_text(json.dumps({"started": started, "alive": time.time()}))
+        os.replace(fresh, heartbeat)
         try:
             return proc.wait(timeout=every or HEARTBEAT_S)
         except subprocess.TimeoutExpired:
@@ -105,8 +107,11 @@ def record_lost_attempt(job_dir):
     """An attempt killed with this process left its heartbeat: record it up to its last sign of life."""
     heartbeat = job_dir / HEARTBEAT_FILE
     if heartbeat.is_file():
-        beat = json.loads(heartbeat.read_text())
-        record_attempt(job_dir, beat["started"], beat["alive"], "lost")
+        try:
+            beat = json.loads(heartbeat.read_text())
+            record_attempt(job_dir, beat["started"], beat["alive"], "lost")
+        except (ValueError, KeyError):  # unreadable: the report counts the attempt as unrecorded (train.log)
+            pass
         heartbeat.unlink()
 
 
