@@ -329,9 +329,33 @@ def _pick_best(trials, mode):
     return best
 
 
-def _run_hyperopt(job):
+class _TrialFailed(Exception):
+    """A hyperopt trial that raised: recorded as an "error" trial, and the search goes on (as Ray's does)."""
+
+
+def _hyper_tuning():
+    """RecBole's HyperTuning, whose trials may fail: hyperopt then skips them (STATUS_FAIL), where RecBole's
+    own trial would end the whole search, and everything trained before it, with the first exception."""
+    import hyperopt
     from recbole.trainer.hyper_tuning import HyperTuning
 
+    class FailingTrials(HyperTuning):
+        def trial(self, params):
+            try:
+                return super().trial(params)
+            except _TrialFailed:  # a loss too, for the early stop RecBole sets, which reads every trial's
+                return {"status": hyperopt.STATUS_FAIL, "loss": float("inf")}
+
+        def run(self):
+            try:
+                super().run()
+            except hyperopt.exceptions.AllTrialsFailed:  # fmin's argmin, with no trial to take it from
+                pass
+
+    return FailingTrials
+
+
+def _run_hyperopt(job):
     trials = []
     # One folder per trial: run() names checkpoints <model>-<dataset>-best.pth in checkpoint_dir.
     checkpoint_root = os.path.join(job.config["checkpoint_dir"], job.name)
@@ -339,7 +363,11 @@ def _run_hyperopt(job):
     def objective(values, config_file_list):
         params = cast_params(values, job.params)
         config_dict = {**job.fixed, **params, "checkpoint_dir": os.path.join(checkpoint_root, f"trial_{len(trials)}")}
-        result = train_trial(job.model, job.dataset, config_file_list, config_dict)
+        try:
+            result = train_trial(job.model, job.dataset, config_file_list, config_dict)
+        except Exception as e:  # a bad combination or a diverging run: this trial's, not the search's
+            trials.append(Trial(params=params, status="error", error=" ".join(f"{type(e).__name__}: {e}".split())))
+            raise _TrialFailed from e
         trials.append(
             Trial(
                 params=params,
@@ -352,7 +380,7 @@ def _run_hyperopt(job):
         )
         return result
 
-    HyperTuning(
+    _hyper_tuning()(
         objective,
         params_file=job.params_file,
         fixed_config_file_list=job.config_file_list or None,

@@ -209,6 +209,24 @@ def test_hyperopt_exhaustive_search_of_sigma(tmp_path, two_rates, monkeypatch, c
     assert metrics(again) == metrics(tuned) and len(metrics(tuned)) == 3
 
 
+def test_a_hyperopt_trial_that_fails_is_an_error_trial_and_the_search_goes_on(tmp_path, monkeypatch, capsys):
+    """A diverging rate (a NaN loss stops its run) costs that trial, not the trials around it; with no trial
+    left the command still writes its output file and says none completed."""
+    monkeypatch.chdir(tmp_path)
+    params, output = tmp_path / "rates.test", tmp_path / "hyperopt.result"
+    params.write_text("learning_rate choice [1e30,0.001]\n")
+    argv = ["--model=Mamba4Rec", "--dataset=ml-100k", f"--params_file={params}", "--tool=hyperopt",
+            "--algo=exhaustive", f"--output_file={output}"] + cli(TINY)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "2 trial(s), 1 completed" in captured.out and "best params: {'learning_rate': 0.001}" in captured.out
+    assert "error with learning_rate:1e+30: NonFiniteLossError: Mamba4Rec on ml-100k: training loss" in captured.err
+    assert "Error: NonFiniteLossError" in output.read_text()
+    params.write_text("learning_rate choice [1e30]\n")
+    assert main(argv) == 1
+    assert "1 trial(s), 0 completed" in capsys.readouterr().out and "NonFiniteLossError" in output.read_text()
+
+
 def test_ray_search_of_sigma_on_a_local_ray(tmp_path, two_rates, monkeypatch, capsys):
     import ray
 
