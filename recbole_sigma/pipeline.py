@@ -2,7 +2,8 @@
 ``load_data_and_model()`` reads a checkpoint back.
 
 A call leaves the process as it was: the root logger's handlers and level are restored after
-RecBole's ``init_logger`` (the log file is written and closed), and the allocator is left alone
+RecBole's ``init_logger`` (the log file is written and closed), ``CUDA_VISIBLE_DEVICES`` (RecBole's
+Config sets it to ``gpu_id``) after the run, and the allocator is left alone
 (``recbole_sigma.malloc`` is the command line's and the benchmarks' choice).
 """
 import contextlib
@@ -16,6 +17,7 @@ import torch.distributed as dist
 import yaml
 
 from recbole_sigma._recbole.checkpoints import load_checkpoint
+from recbole_sigma._recbole.process_state import kept_cuda_visible_devices
 from recbole_sigma.config import build_config, check_config_file, properties_dir, resolve_model
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
@@ -91,12 +93,13 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
 
     from recbole_sigma.config_checks import check_run_config, recbole_config_errors
 
-    with recbole_config_errors():  # RecBole's own checks, reworded in one line
-        config = build_config(model, dataset, config_file_list, config_dict)
-    check_run_config(config)  # before any data is read or model built
-    init_seed(config["seed"], config["reproducibility"])
-    with restored_root_logger():  # RecBole's init_logger adds the log file and the console to it
-        return _train_and_test(config, model, saved, queue, resume, on_epoch, quiet)
+    with kept_cuda_visible_devices():  # RecBole's Config sets it to gpu_id for the run: the caller's after
+        with recbole_config_errors():  # RecBole's own checks, reworded in one line
+            config = build_config(model, dataset, config_file_list, config_dict)
+        check_run_config(config)  # before any data is read or model built
+        init_seed(config["seed"], config["reproducibility"])
+        with restored_root_logger():  # RecBole's init_logger adds the log file and the console to it
+            return _train_and_test(config, model, saved, queue, resume, on_epoch, quiet)
 
 
 def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):

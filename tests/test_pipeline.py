@@ -200,13 +200,14 @@ def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(
     """No process-wide side effect from ``run()``: glibc's allocator is the command line's choice
     (recbole_sigma.malloc), and RecBole's init_logger's handlers go once the run is over (its log
     file written and closed), as does its TensorBoard writer's thread; the root logger's level is
-    put back."""
+    put back, and CUDA_VISIBLE_DEVICES, which RecBole's Config sets to gpu_id."""
     from recbole_sigma import malloc
 
     calls = []
     monkeypatch.setattr(malloc, "_libc", None)  # the allocator untouched so far in this process
     monkeypatch.setattr(malloc, "keep_freed_memory", lambda: calls.append("keep_freed_memory") or False)
     monkeypatch.chdir(tmp_path)  # RecBole's log/ lands here
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     root = logging.getLogger()
     threads_before = set(threading.enumerate())
     with bare_root_logger():
@@ -222,6 +223,7 @@ def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(
             root.setLevel(level)
     assert calls == [] and malloc._libc is None and not malloc.release_free_memory()
     assert handlers == [] and level_after == logging.ERROR
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # RecBole's Config set it to '0' inside
     logs = list((tmp_path / "log").rglob("*.log"))
     assert len(logs) == 1 and "test result" in logs[0].read_text()
     assert [t.name for t in threading.enumerate() if t not in threads_before] == []  # TensorBoard's writer

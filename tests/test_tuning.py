@@ -211,8 +211,10 @@ def test_hyperopt_exhaustive_search_of_sigma(tmp_path, two_rates, monkeypatch, c
 
 def test_a_hyperopt_trial_that_fails_is_an_error_trial_and_the_search_goes_on(tmp_path, monkeypatch, capsys):
     """A diverging rate (a NaN loss stops its run) costs that trial, not the trials around it; with no trial
-    left the command still writes its output file and says none completed."""
+    left the command still writes its output file and says none completed. The driver's CUDA_VISIBLE_DEVICES
+    stays as it was (RecBole's Config sets it to gpu_id)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     params, output = tmp_path / "rates.test", tmp_path / "hyperopt.result"
     params.write_text("learning_rate choice [1e30,0.001]\n")
     argv = ["--model=Mamba4Rec", "--dataset=ml-100k", f"--params_file={params}", "--tool=hyperopt",
@@ -225,6 +227,7 @@ def test_a_hyperopt_trial_that_fails_is_an_error_trial_and_the_search_goes_on(tm
     params.write_text("learning_rate choice [1e30]\n")
     assert main(argv) == 1
     assert "1 trial(s), 0 completed" in capsys.readouterr().out and "NonFiniteLossError" in output.read_text()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
 def test_ray_search_of_sigma_on_a_local_ray(tmp_path, two_rates, monkeypatch, capsys):

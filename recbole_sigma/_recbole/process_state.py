@@ -9,9 +9,14 @@ the length of the trial, and the caller's comes back afterwards.
   file: :func:`bare_root_logger`.
 
 Both are process-wide while the block runs (a trial runs alone in its thread), restored after.
+
+RecBole's ``Config`` also writes one: ``CUDA_VISIBLE_DEVICES``, set to ``gpu_id`` ('0' by default) for
+the rest of the process. :func:`kept_cuda_visible_devices` puts the caller's value back when a run (or
+the tuning driver's check of its settings) ends, so a later Ray start or subprocess sees every GPU.
 """
 import contextlib
 import logging
+import os
 import sys
 
 
@@ -24,6 +29,19 @@ def plain_argv():
         yield
     finally:
         sys.argv = argv
+
+
+@contextlib.contextmanager
+def kept_cuda_visible_devices():
+    """``CUDA_VISIBLE_DEVICES`` as it was before the block, whatever RecBole's Config set it to inside."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
 @contextlib.contextmanager
