@@ -17,7 +17,7 @@ import torch.distributed as dist
 import yaml
 
 from recbole_sigma._recbole.checkpoints import load_checkpoint
-from recbole_sigma._recbole.process_state import kept_cuda_visible_devices
+from recbole_sigma._recbole.process_state import kept_env
 from recbole_sigma.config import build_config, check_config_file, properties_dir, resolve_model
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
@@ -93,7 +93,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
 
     from recbole_sigma.config_checks import check_run_config, recbole_config_errors
 
-    with kept_cuda_visible_devices():  # RecBole's Config sets it to gpu_id for the run: the caller's after
+    with kept_env("CUDA_VISIBLE_DEVICES"):  # RecBole's Config sets it to gpu_id for the run: the caller's after
         with recbole_config_errors():  # RecBole's own checks, reworded in one line
             config = build_config(model, dataset, config_file_list, config_dict)
         check_run_config(config)  # before any data is read or model built

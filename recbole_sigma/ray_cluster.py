@@ -12,6 +12,7 @@ import site
 import socket
 from pathlib import Path
 
+from recbole_sigma._recbole.process_state import kept_env
 from recbole_sigma.errors import ConfigError
 
 # A sequential recommender on one batch stream rarely uses more than a few cores well: on a
@@ -80,17 +81,11 @@ def ray_env(environ=None):
 def _ray_pythonpath():
     """os.environ's PYTHONPATH set for Ray (``ray_env``) while ``ray.init`` starts a local cluster
     (its processes inherit the driver's environment), and put back after."""
-    before = os.environ.get("PYTHONPATH")
     after = ray_env().get("PYTHONPATH")
-    if after is not None:
-        os.environ["PYTHONPATH"] = after
-    try:
+    with kept_env("PYTHONPATH"):
+        if after is not None:
+            os.environ["PYTHONPATH"] = after
         yield
-    finally:
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
 
 
 def _check_reachable(address):

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from recbole_sigma._recbole.process_state import bare_root_logger, kept_cuda_visible_devices, plain_argv
+from recbole_sigma._recbole.process_state import bare_root_logger, kept_env, plain_argv
 from recbole_sigma.errors import ConfigError
 from recbole_sigma.ray_cluster import connect_ray, node_resources, trial_resources
 
@@ -291,7 +291,7 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
     if both:
         raise ConfigError(f"{', '.join(both)} is both fixed (--key=value) and tuned by {params_file!r}; drop one")
     # fail here, in one line, rather than in every trial; CUDA_VISIBLE_DEVICES as it was, for Ray to count GPUs
-    with plain_argv(), kept_cuda_visible_devices():
+    with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"):
         config = build_config(model, dataset, config_file_list, fixed)
     check_dataset_available(config)
     if n_trials is not None and n_trials < 1:

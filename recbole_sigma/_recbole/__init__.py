@@ -60,7 +60,7 @@ process_state.bare_root_logger() (process_state.py)
     what:  the root logger's handlers (none)
     why:   RecBole's ``init_logger`` is ``basicConfig``: a no-op once the root logger has handlers
     scope: a tuning trial
-process_state.kept_cuda_visible_devices() (process_state.py)
+process_state.kept_env("CUDA_VISIBLE_DEVICES") (process_state.py)
     what:  ``CUDA_VISIBLE_DEVICES``, put back as it was
     why:   RecBole's Config sets it to ``gpu_id`` ('0' by default) for the rest of the process, so a
            later Ray start on that machine counted one GPU

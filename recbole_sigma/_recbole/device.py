@@ -19,6 +19,8 @@ when the block ends, as are both swapped attributes.
 import contextlib
 import os
 
+from .process_state import kept_env
+
 __all__ = ["cpu_ddp", "uses_cuda"]
 
 
@@ -76,15 +78,11 @@ def cpu_ddp():
     import recbole.trainer.trainer as trainer_module
 
     original_init, original_ddp = Config._init_device, trainer_module.DistributedDataParallel
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     Config._init_device = _init_device_cpu(original_init)
     trainer_module.DistributedDataParallel = _ddp_for_device(original_ddp)
     try:
-        yield
+        with kept_env("CUDA_VISIBLE_DEVICES"):
+            yield
     finally:
         Config._init_device = original_init
         trainer_module.DistributedDataParallel = original_ddp
-        if visible is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible

@@ -11,8 +11,8 @@ the length of the trial, and the caller's comes back afterwards.
 Both are process-wide while the block runs (a trial runs alone in its thread), restored after.
 
 RecBole's ``Config`` also writes one: ``CUDA_VISIBLE_DEVICES``, set to ``gpu_id`` ('0' by default) for
-the rest of the process. :func:`kept_cuda_visible_devices` puts the caller's value back when a run (or
-the tuning driver's check of its settings) ends, so a later Ray start or subprocess sees every GPU.
+the rest of the process. :func:`kept_env` ("CUDA_VISIBLE_DEVICES") puts the caller's value back when a run
+(or the tuning driver's check of its settings) ends, so a later Ray start or subprocess sees every GPU.
 """
 import contextlib
 import logging
@@ -32,16 +32,16 @@ def plain_argv():
 
 
 @contextlib.contextmanager
-def kept_cuda_visible_devices():
-    """``CUDA_VISIBLE_DEVICES`` as it was before the block, whatever RecBole's Config set it to inside."""
-    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+def kept_env(name):
+    """The environment variable ``name`` as it was before the block (set or not), whatever the block set."""
+    before = os.environ.get(name)
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = before
+            os.environ[name] = before
 
 
 @contextlib.contextmanager
