@@ -92,9 +92,10 @@ def resolve_model(model):
 def build_config(model, dataset, config_file_list=None, config_dict=None):
     """RecBole's Config with our YAML defaults under the user's files and keys."""
     # an empty file sets nothing; RecBole 1.2.1 itself fails on one ('NoneType' is not iterable)
-    user_files = [path for path in config_file_list or [] if check_config_file(path)]
+    user_yaml = [(path, check_config_file(path)) for path in config_file_list or []]  # each file read once
+    user_files = [path for path, content in user_yaml if content]
     model_class = resolve_model(model)
-    keys = user_keys(user_files, config_dict)
+    keys = user_keys([content for _, content in user_yaml], config_dict)
     config = config_with_loss_sampling(model_class, dataset, config_files(model_class, dataset),
                                        user_files, config_dict, keys)
     if model_class is MODELS["SIGMA"]:
@@ -102,13 +103,14 @@ def build_config(model, dataset, config_file_list=None, config_dict=None):
     return config
 
 
-def user_keys(user_files, config_dict):
-    """The keys the user set: in their config files, in ``config_dict``, or as ``--key=value`` on the
-    command line (RecBole's Config reads sys.argv itself)."""
+def user_keys(file_contents, config_dict):
+    """The keys the user set: in their config files (``file_contents``: each file's mapping, as
+    :func:`check_config_file` read it), in ``config_dict``, or as ``--key=value`` on the command line
+    (RecBole's Config reads sys.argv itself)."""
     keys = set(config_dict or {})
     keys.update(arg[2:].split("=", 1)[0] for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg)
-    for path in user_files:
-        keys.update(check_config_file(path))
+    for content in file_contents:
+        keys.update(content)
     return keys
 
 
