@@ -62,6 +62,7 @@ MODEL_KEYS = {
         "use_fe_gru": _BOOL,
         "share_mamba": _BOOL,
         "gru_bias": _BOOL,
+        "gru_cell": _choice("torch", "paper"),
         "flip_mode": _choice("length_aware", "fixed"),
         "gate_mode": _choice("paper", "public_code"),
         "mix_weights": _choice("trainable", "public_code", "frozen_softmax"),

@@ -120,6 +120,56 @@ def test_every_parameter_gets_a_gradient_in_the_default_config(make_model, name)
     assert missing == expected
 
 
+def _eq7_by_hand(c, w_z, w_r, w, b_z, b_r, b):
+    """Eq. 7 of the SIGMA paper step by step, each W acting on the concatenation [f_{t-1}, c_t]."""
+    f, out = torch.zeros(c.shape[0], w.shape[0]), []
+    for t in range(c.shape[1]):
+        z = torch.sigmoid(torch.cat([f, c[:, t]], -1) @ w_z.T + b_z)
+        r = torch.sigmoid(torch.cat([f, c[:, t]], -1) @ w_r.T + b_r)
+        f_tilde = torch.tanh(torch.cat([r * f, c[:, t]], -1) @ w.T + b)
+        f = z * f + (1 - z) * f_tilde
+        out.append(f)
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_paper_gru_cell_is_eq_7_as_written(bias):
+    from recbole_sigma.model.sigma import PaperGRU
+
+    torch.manual_seed(0)
+    gru, c = PaperGRU(8, bias), torch.randn(3, 7, 8)
+    (wr_i, wz_i, w_i), (wr_h, wz_h, w_h) = gru.weight_ih.chunk(3), gru.weight_hh.chunk(3)  # nn.GRU's order
+    b_r, b_z, b = gru.bias.chunk(3) if bias else (torch.zeros(8),) * 3
+    expected = _eq7_by_hand(c, torch.cat([wz_h, wz_i], 1), torch.cat([wr_h, wr_i], 1), torch.cat([w_h, w_i], 1),
+                            b_z, b_r, b)
+    torch.testing.assert_close(gru(c), expected, rtol=0, atol=1e-6)
+    assert bias == any(n == "bias" for n, _ in gru.named_parameters())
+
+
+def test_gru_cell_switch_builds_eq_7_and_torch_gru_differs_from_it(make_model):
+    torch_block = make_model("SIGMA").layers[0].mixer.fe_gru
+    paper_block = make_model("SIGMA", gru_cell="paper").layers[0].mixer.fe_gru
+    gru = paper_block.gru
+    assert type(torch_block.gru) is torch.nn.GRU and type(gru).__name__ == "PaperGRU"
+    # nn.GRU's init, uniform(-1/4, 1/4) at D = 16, left alone by the model's normal(0, 0.02)
+    assert all(0.9 / 4 < p.abs().max() <= 1 / 4 for p in gru.parameters())
+    # torch's GRU on the same weights (its two biases: the paper's one in b_ih, none in b_hh)
+    # differs: its reset gate multiplies W f_{t-1}, not f_{t-1}
+    torch_gru = torch.nn.GRU(16, 16, batch_first=True)
+    with torch.no_grad():
+        torch_gru.weight_ih_l0.copy_(gru.weight_ih)
+        torch_gru.weight_hh_l0.copy_(gru.weight_hh)
+        torch_gru.bias_ih_l0.copy_(gru.bias)
+        torch_gru.bias_hh_l0.zero_()
+    c = torch.randn(2, 9, 16)
+    assert (torch_gru(c)[0] - gru(c)).abs().max() > 1e-3
+    # and with the reset gate forced open (r = 1: its bias huge) the two forms are one
+    with torch.no_grad():
+        for bias in (gru.bias, torch_gru.bias_ih_l0):
+            bias[:16] = 1e4
+    torch.testing.assert_close(torch_gru(c)[0], gru(c), rtol=0, atol=1e-6)
+
+
 def _names(model):
     return {n for n, _ in model.named_parameters()}
 
@@ -152,6 +202,7 @@ def test_each_ablation_removes_exactly_its_parameters(make_model, flags, removed
          "gru_bias": False, "mamba_init": "public_code"},
         {"num_layers": 2, "loss_type": "BPR"},
         {"sigma_variant": "notebook"},
+        {"gru_cell": "paper", "gru_bias": False},
     ],
 )
 def test_sigma_variants_train_and_score(make_model, flags):
@@ -238,6 +289,7 @@ def test_echo_backward_direction_reads_the_future_of_each_position(make_model):
         ("flip_remain", -1, "flip_remain=-1 is invalid; expected an integer >= 0"),
         ("gate_conv_kernel", 0, "gate_conv_kernel=0 is invalid"),
         ("use_fe_gru", "yes", "use_fe_gru='yes' is invalid; expected True or False"),
+        ("gru_cell", "cho", "gru_cell='cho' is invalid; expected one of 'torch', 'paper'"),
         ("d_state", None, "config key 'd_state' is missing"),
     ],
 )

@@ -39,6 +39,9 @@ VARIANTS = {
     # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py), at the
     # dropout of their Beauty runs (RecMamba.ipynb), whatever SIGMA's default.
     "public_code": (("SIGMA",), {"sigma_variant": "public_code", "dropout_prob": 0.2}),
+    # Eq. 7's GRU as the paper writes it (the reset gate before W's product), where the default runs torch's
+    # nn.GRU as HEAD does: the one place the default departs from the paper's text (does it matter?)
+    "gru_cell_paper": (("SIGMA",), {"gru_cell": "paper"}),
 }
 # From the public code's SIGMA to the paper's, one change at a time, each step keeping those before
 # it (which step loses?): the paper's length-aware flip, two Mamba blocks, the paper's DS gate, the
@@ -121,7 +124,7 @@ PRESET_OF = {"nb_one_gate_softmax_mix": "notebook"}
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
 KEYS_ADDED = {"SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,
-                        "gate_dense_act": "none", "gate_flip": "own", "flip_back": False}}
+                        "gate_dense_act": "none", "gate_flip": "own", "flip_back": False, "gru_cell": "torch"}}
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")
 METRICS = ("hit@10", "ndcg@10", "mrr@10")

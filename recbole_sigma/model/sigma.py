@@ -16,9 +16,10 @@ One G-Mamba layer, on H0 = LayerNorm(dropout(embedding)) of shape (B, L, D):
 
 Where the paper is silent (README.md, "Where the defaults come from"): a1 and a2 start at 0.5, as the
 two weights HEAD keeps commented out, and are not normalised; the DS gate's Conv1d has kernel 3, its
-padding 'same', as HEAD's FE-GRU Conv1d (HEAD's gate has none); Eq. 7's GRU is torch's nn.GRU, as in
-HEAD (its reset gate acts after the hidden state's matrix product); one G1 gates both directions, as
-Eq. 3 writes it (HEAD has a dense per direction: gate_flip 'own').
+padding 'same', as HEAD's FE-GRU Conv1d (HEAD's gate has none); one G1 gates both directions, as
+Eq. 3 writes it (HEAD has a dense per direction: gate_flip 'own'). One departure where the paper speaks:
+Eq. 7's GRU is torch's nn.GRU, as in HEAD (its reset gate acts after the hidden state's matrix
+product); ``gru_cell: paper`` is Eq. 7 as written (:class:`PaperGRU`).
 
 Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a switched-off part
 creates no parameters. The public code's departures from the paper are switches too
@@ -118,7 +119,7 @@ PAPER = {"share_mamba": False, "flip_mode": "length_aware", "gate_mode": "paper"
 # What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
 BLOCK_KEYS = (
     "use_partial_flip", "use_ds_gate", "use_fe_gru", "flip_remain", "gate_conv_kernel", "gru_conv_kernel",
-    *PUBLIC_CODE,
+    "gru_cell", *PUBLIC_CODE,
 )
 
 
@@ -222,17 +223,52 @@ class PublicCodeGate(nn.Module):
         return m0 * g_fwd + m0, m0f * g_flip + m0f
 
 
-class FeatureExtractGRU(nn.Module):
-    """Eq. 7: C = Conv1d(H0) (length-preserving), F0 = GRU(C); ``kernel_size`` 0: F0 = GRU(H0)."""
+class PaperGRU(nn.Module):
+    """Eq. 7's GRU as the paper writes it (Cho et al. 2014), ``gru_cell: paper``:
 
-    def __init__(self, d_model, kernel_size, bias=True):
+        z_t = sigmoid(W_z [f_{t-1}, c_t] + b_z),  r_t = sigmoid(W_r [f_{t-1}, c_t] + b_r)
+        f~_t = tanh(W [r_t * f_{t-1}, c_t] + b),  f_t = z_t * f_{t-1} + (1 - z_t) * f~_t,  f_0 = 0
+
+    The reset gate scales f_{t-1} before W's product, one bias a gate; torch's nn.GRU (``gru_cell:
+    torch``, HEAD's) applies it after, r_t * (W_hn f_{t-1} + b_hn), with two biases a gate. Each W is
+    kept as its input and hidden halves (``weight_ih``, ``weight_hh``: rows r, z, candidate, nn.GRU's
+    order), initialised as nn.GRU's: uniform(-1/sqrt(D), 1/sqrt(D))."""
+
+    def __init__(self, d_model, bias=True):
+        super().__init__()
+        bound = d_model ** -0.5
+        self.weight_ih = nn.Parameter(torch.empty(3 * d_model, d_model).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.empty(3 * d_model, d_model).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(3 * d_model).uniform_(-bound, bound)) if bias else None
+
+    def forward(self, c):  # (B, L, D) -> (B, L, D)
+        d = c.shape[-1]
+        x_rz, x_n = F.linear(c, self.weight_ih, self.bias).split([2 * d, d], dim=-1)  # every step's input part
+        w_rz, w_n = self.weight_hh.split([2 * d, d])
+        f, out = c.new_zeros(c.shape[0], d), []
+        for t in range(c.shape[1]):
+            r, z = torch.sigmoid(x_rz[:, t] + f @ w_rz.T).chunk(2, dim=-1)  # (B, D) each
+            f = z * f + (1 - z) * torch.tanh(x_n[:, t] + (r * f) @ w_n.T)
+            out.append(f)
+        return torch.stack(out, dim=1)
+
+
+class FeatureExtractGRU(nn.Module):
+    """Eq. 7: C = Conv1d(H0) (length-preserving), F0 = GRU(C); ``kernel_size`` 0: F0 = GRU(H0).
+    ``cell``: 'torch' (nn.GRU, as HEAD) or 'paper' (:class:`PaperGRU`)."""
+
+    def __init__(self, d_model, kernel_size, bias=True, cell="torch"):
         super().__init__()
         self.conv1d = nn.Conv1d(d_model, d_model, kernel_size, padding="same") if kernel_size else None
-        self.gru = nn.GRU(d_model, d_model, num_layers=1, bias=bias, batch_first=True)
+        if cell == "paper":
+            self.gru = PaperGRU(d_model, bias)
+        else:
+            self.gru = nn.GRU(d_model, d_model, num_layers=1, bias=bias, batch_first=True)
 
     def forward(self, x):  # (B, L, D) -> (B, L, D)
         c = x if self.conv1d is None else self.conv1d(x.transpose(1, 2)).transpose(1, 2)
-        return self.gru(c)[0]
+        out = self.gru(c)
+        return out if isinstance(self.gru, PaperGRU) else out[0]
 
 
 class GMambaBlock(nn.Module):
@@ -264,7 +300,7 @@ class GMambaBlock(nn.Module):
                 self.gate = PublicCodeGate(d_model, settings["gate_activations"], settings["gate_dropout"],
                                            settings["gate_dense_act"], settings["gate_flip"])
         self.fe_gru = (
-            FeatureExtractGRU(d_model, settings["gru_conv_kernel"], settings["gru_bias"])
+            FeatureExtractGRU(d_model, settings["gru_conv_kernel"], settings["gru_bias"], settings["gru_cell"])
             if settings["use_fe_gru"]
             else None
         )
