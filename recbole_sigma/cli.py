@@ -89,7 +89,8 @@ def _tune(args, config_dict):
     """The tuning branch (``--params_file``): the flags' values to ``tuning.tune_and_print``."""
     from recbole_sigma import tuning
 
-    n_trials = (args.num_samples or args.max_evals) if args.tool == "ray" else (args.max_evals or args.num_samples)
+    first, second = (args.num_samples, args.max_evals) if args.tool == "ray" else (args.max_evals, args.num_samples)
+    n_trials = first if first is not None else second  # 0 too: tune() refuses it
     return tuning.tune_and_print(
         args.model,
         args.dataset,

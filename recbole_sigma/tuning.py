@@ -33,6 +33,7 @@ put back after it. ray and hyperopt are imported only inside the functions that 
 import ast
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -280,6 +281,7 @@ class _Job:
 def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict, ray_address,
              output_file, prog):
     from recbole_sigma.config import build_config, model_name
+    from recbole_sigma.config_checks import check_run_config, recbole_config_errors
     from recbole_sigma.pipeline import check_dataset_available
 
     if tool not in TOOLS:
@@ -290,12 +292,19 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
     both = sorted(set(fixed) & {p.name for p in params})
     if both:
         raise ConfigError(f"{', '.join(both)} is both fixed (--key=value) and tuned by {params_file!r}; drop one")
-    # fail here, in one line, rather than in every trial; CUDA_VISIBLE_DEVICES as it was, for Ray to count GPUs
-    with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"):
-        config = build_config(model, dataset, config_file_list, fixed)
-    check_dataset_available(config)
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"the number of trials must be >= 1, got {n_trials}")
+    # fail here, in one line, rather than in every trial; CUDA_VISIBLE_DEVICES as it was, for Ray to count GPUs
+    with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"), recbole_config_errors():
+        config = build_config(model, dataset, config_file_list, fixed)
+    try:
+        check_run_config(config)
+    except ConfigError as e:  # the tuned keys hold their defaults here: a clash with one is each trial's to find
+        if not any(re.search(rf"\b{re.escape(p.name)}=", str(e)) for p in params):
+            raise
+    check_dataset_available(config)
+    if output_file:  # made now, not found missing once every trial has run
+        Path(output_file).parent.mkdir(parents=True, exist_ok=True)
     n = grid_size(params) if algo == "exhaustive" else (n_trials or DEFAULT_TRIALS)
     return _Job(
         model=model,
@@ -344,7 +353,7 @@ def _hyper_tuning():
         def trial(self, params):
             try:
                 return super().trial(params)
-            except _TrialFailed:  # a loss too, for the early stop RecBole sets, which reads every trial's
+            except _TrialFailed:
                 return {"status": hyperopt.STATUS_FAIL, "loss": float("inf")}
 
         def run(self):
@@ -368,6 +377,7 @@ def _run_hyperopt(job):
             result = train_trial(job.model, job.dataset, config_file_list, config_dict)
         except Exception as e:  # a bad combination or a diverging run: this trial's, not the search's
             trials.append(Trial(params=params, status="error", error=" ".join(f"{type(e).__name__}: {e}".split())))
+            write_output(job, trials, final=False)
             raise _TrialFailed from e
         trials.append(
             Trial(
@@ -379,6 +389,7 @@ def _run_hyperopt(job):
                 checkpoint=result["checkpoint"],
             )
         )
+        write_output(job, trials, final=False)  # a search stopped midway keeps what it found
         return result
 
     _hyper_tuning()(
@@ -387,6 +398,9 @@ def _run_hyperopt(job):
         fixed_config_file_list=job.config_file_list or None,
         algo=job.algo,
         max_evals=job.n_trials,
+        # RecBole stops a search after 10 trials in a row without a better loss (hyperopt's no_progress_loss),
+        # so a grid of more than 11 points or --max_evals > 11 could end short: never before n_trials here
+        early_stop=job.n_trials,
     ).run()
     return trials
 
@@ -421,10 +435,24 @@ def _ray_trainable(job, resources):
     return tune.with_resources(trainable, resources)
 
 
-def _asha_rungs(config):
-    """(max_t, grace period) for ASHA, in reports: every validation, then the final one."""
-    eval_step = config["eval_step"] or 0
-    validations = config["epochs"] // eval_step if eval_step > 0 else 0
+def _extreme(params, name, value, pick):
+    """The largest (``pick`` max) or smallest (min) value the search gives ``name``; ``value`` if untuned."""
+    for param in params:
+        if param.name == name:
+            if param.kind == "choice":
+                return pick(param.args)
+            low, high = param.args[:2]
+            return pick(math.exp(low), math.exp(high)) if param.kind == "loguniform" else pick(low, high)
+    return value
+
+
+def _asha_rungs(config, params=()):
+    """(max_t, grace period) for ASHA, in reports: every validation, then the final one. With epochs or
+    eval_step tuned, max_t fits the trial that validates most (ASHA stops a trial at max_t reports,
+    before the final one if it came later)."""
+    epochs = int(_extreme(params, "epochs", config["epochs"], max))
+    eval_step = int(_extreme(params, "eval_step", config["eval_step"] or 0, min))
+    validations = epochs // eval_step if eval_step > 0 else 0
     max_t = validations + 1  # every validation, then the final report with the test result
     return max_t, max(1, min(config["stopping_step"] or 1, max_t - 1))
 
@@ -435,7 +463,7 @@ def _ray_tuner(job, resources):
     from ray.tune import RunConfig
     from ray.tune.schedulers import ASHAScheduler
 
-    max_t, grace = _asha_rungs(job.config)
+    max_t, grace = _asha_rungs(job.config, job.params)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace, reduction_factor=2)
     search_alg = None
     if job.algo == "bayes":
@@ -523,16 +551,18 @@ def _metrics_str(metrics):
     return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in metrics.items())
 
 
-def format_report(job, trials, best, rerun):
-    """The output file: every trial, best first (RecBole's export_result layout), then the best."""
+def format_report(job, trials, best, rerun, final=True):
+    """The output file: every trial, best first (RecBole's export_result layout), then the best.
+    ``final`` False: the search is still running (or was stopped), and the header says so."""
     def order(trial):
         score = trial.valid_score if trial.valid_score is not None else (-math.inf if job.mode == "max" else math.inf)
         rank = {"completed": 0, "stopped early": 1, "error": 2}[trial.status]
         return rank, -score if job.mode == "max" else score
 
     model = job.model if isinstance(job.model, str) else job.model.__name__
+    done = f"{len(trials)} trial(s)" if final else f"{len(trials)} of {job.n_trials} trial(s) so far (the search did not end)"
     lines = [
-        f"# recbole-sigma tuning: {model} on {job.dataset}, {job.tool} ({job.algo}), {len(trials)} trial(s), "
+        f"# recbole-sigma tuning: {model} on {job.dataset}, {job.tool} ({job.algo}), {done}, "
         f"params {job.params_file}, best by valid {job.metric} ({job.mode})",
         "",
     ]
@@ -573,12 +603,22 @@ def tune(model, dataset, params_file, tool="hyperopt", algo=None, n_trials=None,
     job = _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict,
                    ray_address, output_file, prog)
     trials = _run_ray(job) if tool == "ray" else _run_hyperopt(job)
-    best = _pick_best(trials, job.mode)
-    rerun = rerun_command(job, best.params, prog) if best else None
-    if output_file:
-        Path(output_file).write_text(format_report(job, trials, best, rerun), encoding="utf-8")
+    best, rerun = write_output(job, trials)
     return TuningResult(best=best, trials=trials, metric=job.metric, mode=job.mode, rerun=rerun,
                         output_file=output_file)
+
+
+def write_output(job, trials, final=True):
+    """The best trial and its re-run command; written to ``job.output_file`` (if any) whole, by a rename.
+    hyperopt writes it after every trial too (``final`` False), so that a stopped search keeps its trials."""
+    best = _pick_best(trials, job.mode)
+    rerun = rerun_command(job, best.params, job.prog) if best else None
+    if job.output_file:
+        path = Path(job.output_file)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(format_report(job, trials, best, rerun, final), encoding="utf-8")
+        os.replace(tmp, path)
+    return best, rerun
 
 
 def tune_and_print(model, dataset, params_file, output_file, **kwargs):

@@ -118,6 +118,90 @@ def test_tuned_key_given_as_fixed_too_is_an_error(two_rates, capsys):
     assert "learning_rate is both fixed" in capsys.readouterr().err
 
 
+def test_asha_lets_the_trial_that_validates_most_reach_its_final_report(tmp_path):
+    config = {"epochs": 300, "eval_step": 1, "stopping_step": 10}
+    assert tuning._asha_rungs(config) == (301, 10)
+    path = tmp_path / "steps.test"
+    path.write_text("epochs choice [100,400]\neval_step choice [5,2]\n")
+    assert tuning._asha_rungs(config, tuning.read_params_file(path)) == (201, 10)  # 400 // 2 validations, then the test
+    path.write_text("epochs quniform 10,500,10\n")
+    assert tuning._asha_rungs({**config, "eval_step": 5}, tuning.read_params_file(path))[0] == 101
+
+
+def fake_trials(monkeypatch, fail_at=None):
+    """tuning.train_trial replaced by an instant one, every trial scoring the same (so no trial improves
+    on the first); the call numbered ``fail_at`` (from 0) raises KeyboardInterrupt. Returns the config
+    dicts it was called with."""
+    calls = []
+
+    def train_trial(model, dataset, config_file_list=None, config_dict=None, on_validation=None):
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt
+        calls.append(config_dict)
+        metrics = {"hit@10": 0.1, "ndcg@10": 0.05, "mrr@10": 0.04}
+        return {"model": model, "best_valid_score": 0.05, "valid_score_bigger": True, "best_valid_result": metrics,
+                "test_result": metrics, "checkpoint": None}
+
+    monkeypatch.setattr(tuning, "train_trial", train_trial)
+    return calls
+
+
+@pytest.fixture
+def twelve_rates(tmp_path):
+    path = tmp_path / "twelve.test"
+    path.write_text(f"learning_rate choice [{','.join(str(i / 1000) for i in range(1, 13))}]\n")
+    return path
+
+
+@pytest.mark.parametrize("algo, n", [("exhaustive", None), ("random", 14)])
+def test_a_hyperopt_search_runs_every_trial_asked_for(tmp_path, twelve_rates, monkeypatch, algo, n):
+    """RecBole's HyperTuning stops after 10 trials in a row without a better score: not here."""
+    monkeypatch.chdir(tmp_path)
+    calls = fake_trials(monkeypatch)
+    result = tuning.tune("SIGMA", "ml-100k", twelve_rates, algo=algo, n_trials=n, output_file="out/x.result")
+    assert len(calls) == len(result.trials) == (n or 12)
+    if algo == "exhaustive":
+        assert sorted(c["learning_rate"] for c in calls) == [i / 1000 for i in range(1, 13)]
+    header = (tmp_path / "out" / "x.result").read_text().splitlines()[0]  # its folder made, not missing at the end
+    assert f", {n or 12} trial(s), " in header
+
+
+def test_a_hyperopt_search_stopped_midway_keeps_its_finished_trials_in_the_output_file(tmp_path, twelve_rates,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_trials(monkeypatch, fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.tune("SIGMA", "ml-100k", twelve_rates, output_file="x.result")
+    text = (tmp_path / "x.result").read_text()
+    assert "3 of 12 trial(s) so far (the search did not end)" in text.splitlines()[0]
+    assert text.count("Valid result:") == 3 and "Best parameters: " in text and "Re-run: " in text
+    assert not (tmp_path / "x.result.tmp").exists()
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--max_evals=0", "the number of trials must be >= 1, got 0"),
+    ("--metrics=['Foo']", "metrics"),
+    ("--epochs=0", "epochs=0 is invalid"),
+])
+def test_tuning_refuses_bad_fixed_settings_in_one_line_before_any_trial(two_rates, monkeypatch, capsys, flag,
+                                                                       message):
+    calls = fake_trials(monkeypatch)
+    assert main(["--model=SIGMA", "--dataset=ml-100k", f"--params_file={two_rates}", flag]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert calls == []
+
+
+def test_a_fixed_setting_that_clashes_only_with_a_tuned_keys_default_is_left_to_the_trials(tmp_path, monkeypatch):
+    """eval_step 400 fixed with epochs tuned above it: the default epochs (300) must not refuse the search."""
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "epochs.test"
+    params.write_text("epochs choice [500,600]\n")
+    calls = fake_trials(monkeypatch)
+    result = tuning.tune("SIGMA", "ml-100k", params, config_dict={"eval_step": 400})
+    assert len(result.trials) == 2 and sorted(c["epochs"] for c in calls) == [500, 600]
+
+
 # --------------------------------------------------------------------------------------------
 # Resources and per-epoch reporting
 # --------------------------------------------------------------------------------------------
