@@ -1,8 +1,9 @@
 """The training and evaluation path: ``run()`` trains and tests one model on one dataset,
 ``load_data_and_model()`` reads a checkpoint back.
 
-A call leaves the process as it was: the root logger's handlers and level are restored after
-RecBole's ``init_logger`` (the log file is written and closed), ``CUDA_VISIBLE_DEVICES`` (RecBole's
+A call leaves the process as it was: the root logger's handlers and level, and ``sys.stdout`` and
+``sys.stderr``, are restored after RecBole's ``init_logger`` (the log file is written and closed,
+whatever handlers the caller had), ``CUDA_VISIBLE_DEVICES`` (RecBole's
 Config sets it to ``gpu_id``) after the run, and the allocator is left alone
 (``recbole_sigma.malloc`` is the command line's and the benchmarks' choice).
 """
@@ -10,6 +11,7 @@ import contextlib
 import inspect
 import logging
 import os
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -46,10 +48,16 @@ def check_dataset_available(config):
 def restored_root_logger():
     """The root logger's handlers and level as they were before, once the block ends: RecBole's
     ``init_logger`` adds a file and a console handler to it and sets its level; those it added are
-    closed (the log file is complete) and removed."""
+    closed (the log file is complete) and removed. The caller's handlers are set aside meanwhile:
+    ``init_logger`` installs its own with ``logging.basicConfig``, a no-op on a root logger that has
+    handlers (no log file, RecBole's lines at the caller's level). ``sys.stdout`` and ``sys.stderr``
+    are put back too: ``init_logger`` wraps them in colorama's ANSI filter, one more at each call."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     levels = [handler.level for handler in handlers]  # run(quiet=True) quiets the console handlers
+    streams = sys.stdout, sys.stderr
+    for handler in handlers:
+        root.removeHandler(handler)
     try:
         yield root
     except BaseException as e:  # its traceback into the log file, before that file is closed
@@ -65,6 +73,7 @@ def restored_root_logger():
                 root.addHandler(handler)
             handler.setLevel(handler_level)
         root.setLevel(level)
+        sys.stdout, sys.stderr = streams
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True, queue=None, resume=False,
@@ -196,6 +205,10 @@ def _fit_and_evaluate(config, net, train_data, valid_data, test_data, saved, res
         best_valid_score, best_valid_result = trainer.fit(
             train_data, valid_data, saved=saved, show_progress=config["show_progress"]
         )
+        if best_valid_result is None and saved:  # resumed from RecBole's own checkpoint, which keeps the best
+            # score, not its metrics, and no epoch since beat it: they are the best model's on valid
+            best_valid_result = trainer.evaluate(valid_data, load_best_model=True,
+                                                 show_progress=config["show_progress"])
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     finally:
         # RecBole never closes its TensorBoard writer: its thread would outlive the run, and a DDP
@@ -209,7 +222,7 @@ def _fit_and_evaluate(config, net, train_data, valid_data, test_data, saved, res
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": dict(best_valid_result),
+        "best_valid_result": dict(best_valid_result or {}),  # {}: unknown (RecBole's checkpoint, saved=False)
         "test_result": dict(test_result),
         "checkpoint": trainer.saved_model_file if saved else None,
     }

@@ -165,6 +165,19 @@ def test_killed_run_resumes_and_ends_as_the_uninterrupted_run(tmp_path):
     assert_same_weights(weights(best), weights(reference["checkpoint"]))
 
 
+def test_resuming_a_finished_run_from_recboles_own_checkpoint_reports_its_best_valid_metrics(tmp_path):
+    """RecBole's trainer keeps the best score in its checkpoint, not the metrics: when nothing after the
+    resume beats it, they are the best model's on valid, not a crash after the test."""
+    reference = recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path / "a", epochs=1))
+    checkpoint = torch.load(reference["checkpoint"], weights_only=False)
+    del checkpoint["recbole_sigma"]  # what RecBole's own Trainer writes
+    atomic_save(checkpoint, tmp_path / "recbole.pth")
+    again = recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path / "b", epochs=1),
+                              resume=str(tmp_path / "recbole.pth"))
+    assert again["best_valid_result"] == reference["best_valid_result"]
+    assert again["test_result"] == reference["test_result"]
+
+
 def test_resume_refuses_another_model_s_checkpoint(tmp_path):
     path = tmp_path / "ck.pth"
     config = recbole_sigma.build_config("SIGMA", "ml-100k")
