@@ -51,7 +51,8 @@ MAMBA_MODELS = ("Mamba4Rec", "SIGMA", "EchoMamba4Rec")
 MODEL_KEYS = {
     "SASRec": {"length_buckets": _BOOL},  # RecBole's own keys are RecBole's to check
     "Mamba4Rec": {"length_buckets": _BOOL},
-    "EchoMamba4Rec": {"length_buckets": _BOOL},
+    "EchoMamba4Rec": {"length_buckets": _BOOL, "backward_flip": _choice("valid_items", "padded"),
+                      "glu_dropout": _choice("branch", "sum")},
     "SIGMA": {
         "length_buckets": _BOOL,
         "flip_remain": _int_at_least(0),

@@ -55,6 +55,7 @@ CASES = [
     ("SIGMA", {"gru_cell": "paper"}),
     ("EchoMamba4Rec", {}),
     ("EchoMamba4Rec", {"num_layers": 2}),
+    ("EchoMamba4Rec", {"glu_dropout": "sum"}),
 ]
 
 
@@ -97,7 +98,8 @@ def test_a_short_lookahead_would_change_the_outputs(make_model):
 
 
 @pytest.mark.parametrize(
-    "name,overrides", [("SIGMA", {"flip_mode": "fixed", "num_layers": 2}), ("Mamba4Rec", {"length_buckets": False})]
+    "name,overrides", [("SIGMA", {"flip_mode": "fixed", "num_layers": 2}), ("Mamba4Rec", {"length_buckets": False}),
+                       ("EchoMamba4Rec", {"backward_flip": "padded"})]
 )
 def test_without_a_lookahead_or_with_buckets_off_the_stack_runs_padded(make_model, name, overrides, monkeypatch):
     model = make_model(name, **overrides).eval()

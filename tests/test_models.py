@@ -278,6 +278,38 @@ def test_echo_backward_direction_reads_the_future_of_each_position(make_model):
     torch.testing.assert_close(a[0, 7], b[0, 7])  # the last valid item comes first in reverse
 
 
+def test_echo_padded_backward_flip_is_the_authors_whole_sequence_reversal(make_model):
+    """backward_flip 'padded', as the authors' code: Mamba on torch.flip(x, [1]), flipped back, so each
+    position reads the padded tail too (after the filter, not constant)."""
+    bimamba = make_model("EchoMamba4Rec", backward_flip="padded").layers[0].bimamba
+    x, lengths = torch.randn(2, 12, 16), torch.tensor([5, 12])
+    expected = torch.flip(bimamba.mamba_bwd(torch.flip(x, [1])), [1])
+    torch.testing.assert_close(bimamba.backward_direction(x, lengths), expected, rtol=0, atol=0)
+    noisy = x.clone()
+    noisy[0, 5:] += 1.0
+    assert not torch.allclose(bimamba.backward_direction(noisy, lengths)[0, 4], expected[0, 4])  # the tail is read
+
+
+def test_echo_glu_dropout_on_the_sum_drops_the_residual_too(make_model):
+    x = torch.randn(4, 12, 16)
+    for glu_dropout, residual_dropped in (("branch", False), ("sum", True)):
+        glu = make_model("EchoMamba4Rec", glu_dropout=glu_dropout, dropout_prob=0.5).layers[0].glu.train()
+        with torch.no_grad():
+            glu.w_out.weight.zero_()  # the branch is 0: what is left is the residual, dropped or not
+            glu.w_out.bias.zero_()
+            out = glu(x)
+        assert torch.allclose(out, glu.LayerNorm(x), atol=1e-5) != residual_dropped
+
+
+def test_echo_with_the_authors_structure_trains_every_parameter_and_runs_padded(make_model):
+    model = make_model("EchoMamba4Rec", backward_flip="padded", glu_dropout="sum")
+    assert model.lookahead() is None
+    seq, lengths = padded_batch([12, 5, 1, 8])
+    interaction = {"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4, 5, 6])}
+    model.calculate_loss(interaction).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [

@@ -28,7 +28,7 @@ VARIANTS = {
     # Mamba4Rec's Amazon dropout for SIGMA, whose authors ran Beauty at 0.2 (its paper gives none) and
     # which peaks early on Beauty at 0.2.
     "dropout04": (("SIGMA",), {"dropout_prob": 0.4}),
-    # ECHO as its authors' code runs every dataset; its default ('auto') gives 0.4 on Amazon data.
+    # ECHO at the dropout its authors' code runs every dataset at; its default ('auto') gives 0.4 on Amazon data.
     "dropout02": (("EchoMamba4Rec",), {"dropout_prob": 0.2}),
     # Diagnostics beyond Table 4 (why SIGMA trails Mamba4Rec): all three parts off, leaving two Mamba
     # blocks on the same sequence, a1 (M0 + M0') W + b; and the public code's gate with mixing weights
@@ -42,6 +42,9 @@ VARIANTS = {
     # Eq. 7's GRU as the paper writes it (the reset gate before W's product), where the default runs torch's
     # nn.GRU as HEAD does: the one place the default departs from the paper's text (does it matter?)
     "gru_cell_paper": (("SIGMA",), {"gru_cell": "paper"}),
+    # ECHO with its authors' code's backward flip (the whole padded sequence) and GLU dropout (on the sum,
+    # residual included), at our dropout: the two structural departures of the default (do they cost it?)
+    "code_structure": (("EchoMamba4Rec",), {"backward_flip": "padded", "glu_dropout": "sum"}),
 }
 # From the public code's SIGMA to the paper's, one change at a time, each step keeping those before
 # it (which step loses?): the paper's length-aware flip, two Mamba blocks, the paper's DS gate, the
@@ -123,7 +126,8 @@ VARIANTS.update({
 PRESET_OF = {"nb_one_gate_softmax_mix": "notebook"}
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
-KEYS_ADDED = {"SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,
+KEYS_ADDED = {"EchoMamba4Rec": {"backward_flip": "valid_items", "glu_dropout": "branch"},
+              "SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,
                         "gate_dense_act": "none", "gate_flip": "own", "flip_back": False, "gru_cell": "torch"}}
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
 OURS = ("SIGMA", "Mamba4Rec", "EchoMamba4Rec")

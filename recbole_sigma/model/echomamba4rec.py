@@ -4,21 +4,29 @@ Reference:
     Yuda Wang, Xuxin He, Shengxin Zhu. "EchoMamba4Rec: Harmonizing Bidirectional State Space
     Models with Spectral Filtering for Advanced Sequential Recommendation." arXiv 2406.02638.
 
-Built as its authors' code builds it. Per layer, on (B, L, D):
+Built as its authors' code (github wyd0042/EchoMamba4Rec, model.py) builds it, but for two
+departures, each a switch (README.md, "Where the defaults come from"). Per layer, on (B, L, D):
     filter:  rfft over time -> * learnable complex weight (L/2+1, D) -> irfft -> dropout,
              residual, LayerNorm
-    BiMamba: forward Mamba, and a backward Mamba that reads each sequence's valid items reversed
-             (padding stays at the end) and whose output is flipped back; each direction
-             dropout + residual + its own LayerNorm; the two are summed
+    BiMamba: forward Mamba, and a backward Mamba on the sequence reversed, its output flipped
+             back; each direction dropout + residual + its own LayerNorm; the two are summed
     GLU:     Linear D->2D, value * sigmoid(gate), Linear D->D, dropout, residual, LayerNorm
 
-At the last valid position, which predicts, the backward scan has read only that one item, so
-the last layer's backward A_log gets no gradient from the next-item loss.
+``backward_flip``: 'valid_items' (default) reverses each sequence's valid items, padding staying
+at the end; the authors' code ('padded') reverses the whole padded tensor, so the backward scan
+reads the padded positions (after the filter, mixtures of every item) before the user's items.
+With 'valid_items', at the last valid position, which predicts, the backward scan has read only
+that one item, so the last layer's backward A_log gets no gradient from the next-item loss.
+``glu_dropout``: 'branch' (default) drops the GLU's output before the residual; the authors'
+code ('sum') drops the sum, residual included: LayerNorm(dropout(Linear(g) + x)).
+With ``num_layers`` > 1 the authors' code nests N Mamba pairs inside each of its N layers (one
+filter and one GLU a layer); here each layer has one pair (no switch; the default is one layer).
 
 Length buckets: the spectral filter mixes every position of the padded sequence, padding
 included, so every layer but the last, and the last layer's filter, run on the padded batch
-(``stack_padded``); the last layer's BiMamba and GLU read only each sequence's items (forward
-scan up to the item, backward scan over the items after it) and run length-bucketed.
+(``stack_padded``); with 'valid_items' the last layer's BiMamba and GLU read only each sequence's
+items (forward scan up to the item, backward scan over the items after it) and run
+length-bucketed; with 'padded' the whole stack runs on the padded batch.
 """
 import torch
 import torch.nn as nn
@@ -43,16 +51,20 @@ class SpectralFilter(nn.Module):
 
 
 class BidirectionalMamba(nn.Module):
-    def __init__(self, make_mamba, d_model, dropout):
+    def __init__(self, make_mamba, d_model, dropout, flip="valid_items"):
         super().__init__()
         self.mamba_fwd = make_mamba()
         self.mamba_bwd = make_mamba()
         self.dropout = Dropout(dropout)
         self.LayerNorm_fwd = nn.LayerNorm(d_model, eps=1e-12)
         self.LayerNorm_bwd = nn.LayerNorm(d_model, eps=1e-12)
+        self.flip_padded = flip == "padded"
 
     def backward_direction(self, x, item_seq_len):
-        """The backward Mamba over each sequence's valid items reversed, flipped back."""
+        """The backward Mamba over each sequence's valid items reversed (or, ``padded``, over the
+        whole padded sequence reversed), flipped back."""
+        if self.flip_padded:
+            return self.mamba_bwd(x.flip(1)).flip(1)
         return partial_flip(self.mamba_bwd(partial_flip(x, item_seq_len, 0)), item_seq_len, 0)
 
     def forward(self, x, item_seq_len):  # (B, L, D), (B,) -> (B, L, D)
@@ -62,25 +74,26 @@ class BidirectionalMamba(nn.Module):
 
 
 class GatedLinearUnit(nn.Module):
-    def __init__(self, d_model, dropout):
+    def __init__(self, d_model, dropout, drop_sum=False):
         super().__init__()
         self.w_in = nn.Linear(d_model, 2 * d_model)
         self.w_out = nn.Linear(d_model, d_model)
         self.dropout = Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(d_model, eps=1e-12)
+        self.drop_sum = drop_sum  # glu_dropout 'sum': the residual dropped too, as the authors' code
 
     def forward(self, x):  # (B, L, D) -> (B, L, D)
         value, gate = self.w_in(x).chunk(2, dim=-1)
-        h = self.dropout(self.w_out(value * torch.sigmoid(gate)))
-        return self.LayerNorm(h + x)
+        h = self.w_out(value * torch.sigmoid(gate))
+        return self.LayerNorm(self.dropout(h + x) if self.drop_sum else self.dropout(h) + x)
 
 
 class EchoLayer(nn.Module):
-    def __init__(self, make_mamba, max_len, d_model, dropout):
+    def __init__(self, make_mamba, max_len, d_model, dropout, backward_flip="valid_items", glu_dropout="branch"):
         super().__init__()
         self.filter = SpectralFilter(max_len, d_model, dropout)
-        self.bimamba = BidirectionalMamba(make_mamba, d_model, dropout)
-        self.glu = GatedLinearUnit(d_model, dropout)
+        self.bimamba = BidirectionalMamba(make_mamba, d_model, dropout, backward_flip)
+        self.glu = GatedLinearUnit(d_model, dropout, glu_dropout == "sum")
 
     def forward(self, x, item_seq_len):
         return self.after_filter(self.filter(x), item_seq_len)
@@ -93,12 +106,15 @@ class EchoMamba4Rec(MambaSequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.layers = nn.ModuleList(
-            EchoLayer(lambda: self.make_mamba(config), self.max_seq_length, self.hidden_size, self.dropout_prob)
+            EchoLayer(lambda: self.make_mamba(config), self.max_seq_length, self.hidden_size, self.dropout_prob,
+                      config["backward_flip"], config["glu_dropout"])
             for _ in range(self.num_layers)
         )
         self.init_weights(config)
 
     def lookahead(self):
+        if self.layers[-1].bimamba.flip_padded:
+            return None  # its backward scan reads every padded position: the stack runs padded
         return 0  # stack() is the last layer's BiMamba (valid items only) and its position-wise GLU
 
     def stack_padded(self, h, item_seq_len):
