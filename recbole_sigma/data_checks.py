@@ -83,6 +83,8 @@ def _load_and_unload(config, source):
     unload = None
     if isinstance(unload_col, dict) and source in unload_col:
         unload = set(unload_col[source] or [])
+    if load and unload:  # RecBole's own check, which raises it as a ValueError once the data is being read
+        raise ConfigError(f"load_col and unload_col both name fields of the {source} file; set one of them")
     return load, unload
 
 
@@ -116,13 +118,18 @@ def _check_file(config, path, source, load, unload):
     names, types = _parse_header(path, lines[0], config["field_separator"])
     loaded = [n for n in names if (load is None or n in load) and not (unload and n in unload)]
     _check_columns(config, path, source, names, types, load, loaded)
-    if not any(line.strip("\r") for line in lines[1:]):
+    separator = config["field_separator"]
+
+    def blank(line):  # what pandas skips: one field (no separator) of whitespace or nothing
+        return separator not in line and not line.strip()
+
+    if all(blank(line) for line in lines[1:]):
         raise DataFileError(f"{path}, line 2: no data lines after the header; expected one line per record")
     columns = _Columns(names, types, loaded, {names.index(f) for f in _required_fields(config, source)})
     for number, line in enumerate(lines[1:], start=2):
         if line.endswith("\r"):
             line = line[:-1]
-        if line:  # pandas skips blank lines
+        if not blank(line):
             _check_line(config, path, number, line, columns)
 
 

@@ -79,7 +79,7 @@ def _exit_without_teardown():
 
 
 def spawn(run, model, dataset, config_file_list=None, config_dict=None, saved=True, resume=False,
-          nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0):
+          nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0, quiet=False):
     """Run ``run(model, dataset, ...)`` in ``nproc`` processes of a DDP group; rank 0's result.
 
     Like RecBole's ``run(nproc=...)``: ``world_size`` (default ``nproc``) counts the processes of
@@ -96,7 +96,7 @@ def spawn(run, model, dataset, config_file_list=None, config_dict=None, saved=Tr
     config_dict.update(world_size=world_size, ip=ip, port=str(port), nproc=nproc, offset=group_offset)
     threads = None if uses_cuda(config_dict) else max(1, torch.get_num_threads() // nproc)
     queue = mp.get_context("spawn").SimpleQueue()
-    kwargs = {"config_dict": config_dict, "saved": saved, "resume": resume}
+    kwargs = {"config_dict": config_dict, "saved": saved, "resume": resume, "quiet": quiet}
     try:
         mp.spawn(_worker, args=(run, (model, dataset, config_file_list), kwargs, queue, threads),
                  nprocs=nproc, join=True)

@@ -330,6 +330,11 @@ def main(argv=None):
                         help="short <= SHORT < medium <= MEDIUM < long (default 5 20)")
     parser.add_argument("--time", action="store_true", help="also time the full-sort scoring per test batch")
     args = parser.parse_args(argv)
+    metric = args.metric.lower().replace("hr@", "hit@")
+    if metric not in [f"{m}@10" for m in METRICS]:
+        parser.error(f"--metric {args.metric!r}: expected one of {', '.join(f'{m}@10' for m in METRICS)}")
+    if not 0 <= args.bounds[0] < args.bounds[1]:
+        parser.error(f"--bounds {args.bounds[0]} {args.bounds[1]}: expected two integers 0 <= SHORT < MEDIUM")
     if args.labels and len(args.labels) != len(args.checkpoints):
         parser.error("--labels needs one name per checkpoint")
     if args.labels and len(set(args.labels)) < len(args.labels):
@@ -339,10 +344,15 @@ def main(argv=None):
             print(f"error: checkpoint {path!r} does not exist", file=sys.stderr)
             return 2
     import recbole_sigma  # noqa: F401  (RecBole fixes for today's stack)
+    from recbole_sigma.errors import RecBoleSigmaError
 
     done = []
     for path in args.checkpoints:
-        done.append((evaluate_checkpoint(path, bounds=tuple(args.bounds), time_batches=args.time), path))
+        try:
+            done.append((evaluate_checkpoint(path, bounds=tuple(args.bounds), time_batches=args.time), path))
+        except (RecBoleSigmaError, ValueError) as e:  # not a checkpoint, not a sequential full-sort model, ...
+            print(f"error: {path}: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
     reports = dict(zip(_labels(done, args.labels), (r for r, _ in done)))
     datasets = {r["dataset"] for r in reports.values()}
     if len(datasets) > 1:
@@ -355,7 +365,7 @@ def main(argv=None):
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
     if args.plot:
-        plot_groups(reports, args.plot, metric=args.metric)
+        plot_groups(reports, args.plot, metric=metric)
         print(f"plot: {args.plot}")
     return 0
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch.distributed as dist
 import yaml
 
-from recbole_sigma._recbole.checkpoints import load_checkpoint
 from recbole_sigma._recbole.process_state import kept_env
 from recbole_sigma.config import build_config, check_config_file, properties_dir, resolve_model
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
@@ -96,8 +95,11 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
     if distributed:
         from recbole_sigma.distributed import spawn
 
-        return spawn(run, model, dataset, config_file_list, config_dict, saved=saved, resume=resume,
-                     nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset)
+        result = spawn(run, model, dataset, config_file_list, config_dict, saved=saved, resume=resume,
+                       nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset, quiet=quiet)
+        if queue is not None:  # as a single process puts it (rank 0's result)
+            queue.put(result)
+        return result
     from recbole.utils import init_seed
 
     from recbole_sigma.config_checks import check_run_config, recbole_config_errors
@@ -238,11 +240,11 @@ def load_data_and_model(model_file):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
-    from recbole_sigma.trainer import load_weights
+    from recbole_sigma.trainer import load_checkpoint, load_weights
 
     # RecBole's own file: it pickles its Config. Read on the CPU so that a GPU checkpoint loads
     # on a machine without one (the Mamba block's parameters are the same on both backends).
-    checkpoint = load_checkpoint(model_file, map_location="cpu")
+    checkpoint = load_checkpoint(model_file, map_location="cpu", hint="expected a .pth file RecBole saved")
     config = checkpoint["config"]
     if "recbole_sigma" not in checkpoint:  # written by RecBole's own trainer
         add_model_defaults(config)

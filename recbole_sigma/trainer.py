@@ -109,7 +109,7 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(path, map_location="cpu", hint="resume from another file or delete it to start over"):
     """A RecBole checkpoint (it pickles its Config: only load files you trust), or CheckpointError."""
     try:
         checkpoint = load_recbole_checkpoint(path, map_location)
@@ -118,7 +118,7 @@ def load_checkpoint(path, map_location="cpu"):
     except Exception as e:  # truncated or foreign file: zipfile, pickle or torch errors
         raise CheckpointError(
             f"checkpoint {path!r} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-            "resume from another file or delete it to start over"
+            f"{hint}"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
         raise CheckpointError(f"{path!r} is not a RecBole checkpoint (no state_dict/config)")
@@ -322,6 +322,13 @@ class ReliableTrainerMixin:
                 raise CheckpointError(
                     f"{resume_file!r} was written for {key} {old_config[key]!r}, not {self.config[key]!r}"
                 )
+        # another optimizer would take the checkpoint's param groups whole (Adam's settings under AdamW, no
+        # momentum for SGD): refused, as RecBole's own resume assumes it never happens
+        if str(old_config["learner"]).lower() != str(self.config["learner"]).lower():
+            raise CheckpointError(
+                f"{resume_file!r} was trained with learner {old_config['learner']!r}, not {self.config['learner']!r}: "
+                "its optimizer state cannot resume another optimizer; keep the learner or start a new run"
+            )
         changed = _config_changes(old_config, self.config)
         if changed:
             self.logger.warning(f"Resuming {resume_file} with changed config keys: {', '.join(changed)}")

@@ -180,13 +180,17 @@ def test_unloaded_columns_are_not_read_but_every_line_is_counted(tmp_path):
     folder = tmp_path / "tiny"
     folder.mkdir()
     (folder / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\tprice:float\n"
-                                       "u\ti\t1\tcheap\n\nu\ti\t2\t3\n")
+                                       "u\ti\t1\tcheap\n\n   \nu\ti\t2\t3\n")
     config = {"data_path": str(folder), "dataset": "tiny", "benchmark_filename": None,
               "additional_feat_suffix": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
               "unload_col": None, "field_separator": "\t", "seq_separator": " ", "encoding": None,
               "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
               "eval_args": {"order": "TO"}, "MODEL_TYPE": None}
-    check_atomic_files(config)  # the blank line is skipped, as pandas does
+    check_atomic_files(config)  # the blank lines (empty, or spaces only) are skipped, as pandas does
+    from recbole_sigma.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="load_col and unload_col both name fields of the inter file"):
+        check_atomic_files({**config, "unload_col": {"inter": ["price"]}})
     (folder / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\tprice:float\nu\ti\t1\n")
     from recbole_sigma.errors import DataFileError
 

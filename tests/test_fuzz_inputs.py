@@ -159,7 +159,7 @@ def draw_inter(rng):
     if kind == "missing_separator":
         lines[line + 1] = lines[line + 1].replace("\t", rng.choice([" ", "", ","]))
     elif kind == "blank_lines":
-        lines.insert(line + 1, "")
+        lines.insert(line + 1, rng.choice(["", "   "]))  # pandas skips both
     text = "\n".join(lines) + "\n"
     if kind == "empty_file":
         text = rng.choice(["", "\n", "  \n\n"])

@@ -4,6 +4,7 @@ The training runs use ml-100k cut to its 305 users with fewer than 40 interactio
 sequences, two batches an epoch) so that the file stays within a few minutes on two busy cores.
 """
 import os
+import queue
 import re
 import signal
 import socket
@@ -197,6 +198,15 @@ def test_resume_from_a_checkpoint_that_does_not_fit_the_model_is_one_line_naming
     assert "\n" not in str(error.value)
 
 
+def test_resume_refuses_another_optimizer_in_one_line(tmp_path):
+    path = tmp_path / "ck.pth"
+    config = recbole_sigma.build_config("Mamba4Rec", "ml-100k")  # learner adam
+    atomic_save({"state_dict": {}, "config": config, "epoch": 0}, path)
+    with pytest.raises(CheckpointError, match="trained with learner 'adam', not 'sgd'") as error:
+        recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1, learner="sgd"), resume=str(path))
+    assert "\n" not in str(error.value)
+
+
 def test_a_resume_trains_at_the_learning_rate_it_is_given_not_the_checkpoints(tmp_path):
     """The optimizer's state dict holds the rate it ran at; a resume with another one must train at the new."""
     recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1, learning_rate=0.001))
@@ -280,17 +290,21 @@ def test_every_trainable_parameter_is_used_under_each_ablation(make_model, flags
     assert unused == []
 
 
-def _run_on_two_processes(config_dict):
+def _run_on_two_processes(config_dict, **kwargs):
     """``run(..., nproc=2)`` on a free port. Another program may take the port between this check and
     rank 0's listen, seconds later; that is a PortInUseError, and one retry on a new port."""
     try:
-        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=free_port())
+        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=free_port(), **kwargs)
     except PortInUseError:
-        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=free_port())
+        return recbole_sigma.run("SIGMA", "ml-100k", config_dict=config_dict, nproc=2, port=free_port(), **kwargs)
 
 
-def test_sigma_trains_with_two_processes_on_cpu(tmp_path):
-    result = _run_on_two_processes(small(tmp_path, epochs=1))
+def test_sigma_trains_with_two_processes_on_cpu(tmp_path, capfd):
+    """quiet and queue reach a DDP run as a single process's: no INFO on the console, the result put."""
+    results = queue.Queue()
+    result = _run_on_two_processes(small(tmp_path, epochs=1), quiet=True, queue=results)
+    assert results.get_nowait() is result
+    assert " INFO " not in capfd.readouterr().err
     for metrics in (result["best_valid_result"], result["test_result"]):
         assert set(metrics) == {"hit@10", "ndcg@10", "mrr@10"}
         assert all(0.0 <= v <= 1.0 for v in metrics.values())

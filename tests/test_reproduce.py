@@ -1024,3 +1024,23 @@ def test_grouped_eval_gives_each_checkpoint_its_own_label(tmp_path, capsys):
     with pytest.raises(SystemExit):
         grouped_eval.main([str(checkpoint), str(checkpoint), "--labels", "x", "x"])
     assert "--labels names a checkpoint's label twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metric", "ndcg@5"], "--metric 'ndcg@5': expected one of hit@10, ndcg@10, mrr@10"),
+    (["--bounds", "20", "5"], "--bounds 20 5: expected two integers 0 <= SHORT < MEDIUM"),
+])
+def test_grouped_eval_refuses_a_metric_it_does_not_compute_and_bad_bounds(tmp_path, capsys, args, message):
+    checkpoint = tmp_path / "c.pth"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        grouped_eval.main([str(checkpoint), *args])
+    assert message in capsys.readouterr().err
+
+
+def test_grouped_eval_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys):
+    checkpoint = tmp_path / "c.pth"
+    checkpoint.write_bytes(b"not a checkpoint")
+    assert grouped_eval.main([str(checkpoint), "--metric", "HR@10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {checkpoint}: ") and len(err.strip().splitlines()) == 1
