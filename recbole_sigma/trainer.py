@@ -188,7 +188,7 @@ class ReliableTrainerMixin:
         if self._finished():
             self.logger.info(
                 f"Nothing left to train: the resumed run stopped after epoch {self.start_epoch - 1} "
-                f"({'early stopping' if self._stopped_early() else f'epochs={self.epochs}'}); "
+                f"({'early stopping' if self._stopped_early() else f'{self._epoch_limit()} epochs'}); "
                 f"best valid score {self.best_valid_score}"
             )
             return self.best_valid_score, self.best_valid_result
@@ -358,8 +358,14 @@ class ReliableTrainerMixin:
     def _stopped_early(self):
         return self.stopping_step is not None and self.cur_step > self.stopping_step
 
+    def _epoch_limit(self):
+        """``epochs``, or ``pretrain_epochs`` in a pretraining stage (RecBole's PretrainTrainer, S3Rec)."""
+        if getattr(self.model, "train_stage", None) == "pretrain" and self.config["pretrain_epochs"]:
+            return self.config["pretrain_epochs"]
+        return self.epochs
+
     def _finished(self):
-        return self._resumed and (self.start_epoch >= self.epochs or self._stopped_early())
+        return self._resumed and (self.start_epoch >= self._epoch_limit() or self._stopped_early())
 
     # ------------------------------------------------------------------ RNG states
     def _rng_state(self):

@@ -198,6 +198,25 @@ def test_resume_from_a_checkpoint_that_does_not_fit_the_model_is_one_line_naming
     assert "\n" not in str(error.value)
 
 
+def test_a_resumed_pretraining_is_finished_at_pretrain_epochs_not_epochs():
+    """RecBole's S3Rec pretrains for pretrain_epochs (500), more than its epochs (300): a resume at
+    epoch 300 must go on pretraining."""
+    from types import SimpleNamespace
+
+    from recbole.trainer.trainer import PretrainTrainer
+
+    from recbole_sigma.trainer import reliable_trainer
+
+    trainer = object.__new__(reliable_trainer(PretrainTrainer))
+    trainer.__dict__.update(_resumed=True, start_epoch=300, epochs=300, stopping_step=10, cur_step=0,
+                            model=SimpleNamespace(train_stage="pretrain"), config={"pretrain_epochs": 500})
+    assert not trainer._finished()
+    trainer.start_epoch = 500
+    assert trainer._finished()
+    trainer.__dict__.update(start_epoch=300, model=SimpleNamespace(train_stage="finetune"))
+    assert trainer._finished()
+
+
 def test_resume_refuses_another_optimizer_in_one_line(tmp_path):
     path = tmp_path / "ck.pth"
     config = recbole_sigma.build_config("Mamba4Rec", "ml-100k")  # learner adam
