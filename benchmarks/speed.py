@@ -109,11 +109,15 @@ def child_synthetic(args, model):
         net.POS_ITEM_ID: torch.randint(1, args.n_items, (args.batch,)),
     })
     train_s = timed_batches(net, optimizer, itertools.repeat(batch), args.steps)
+    users = Interaction({  # the eval batch the header names (--eval_batch users), not the training batch
+        net.ITEM_SEQ: torch.randint(1, args.n_items, (args.eval_batch, args.max_len)),
+        net.ITEM_SEQ_LEN: torch.full((args.eval_batch,), args.max_len),
+    })
     net.eval()
     with torch.no_grad():
-        net.full_sort_predict(batch)  # warm-up
+        net.full_sort_predict(users)  # warm-up
         start = time.perf_counter()
-        net.full_sort_predict(batch)
+        net.full_sort_predict(users)
     eval_ms = (time.perf_counter() - start) * 1000
     return {"train_s": train_s, "batches": 1, "eval_ms": eval_ms,
             "eval_batches": 1, "rss_data_mib": 0.0, "peak_rss_mib": peak_rss_mb()}
@@ -143,17 +147,24 @@ def table(args, results):
     return "\n".join(lines)
 
 
+def positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--data_path", default=None)
-    p.add_argument("--batch", type=int, default=2048, help="train batch size")
-    p.add_argument("--eval_batch", type=int, default=4096)
-    p.add_argument("--max_len", type=int, default=50, help="MAX_ITEM_LIST_LENGTH")
+    p.add_argument("--batch", type=positive, default=2048, help="train batch size")
+    p.add_argument("--eval_batch", type=positive, default=4096)
+    p.add_argument("--max_len", type=positive, default=50, help="MAX_ITEM_LIST_LENGTH")
     p.add_argument("--synthetic", action="store_true", help="random sequences instead of a dataset")
-    p.add_argument("--n_items", type=int, default=12102, help="synthetic: item vocabulary")
-    p.add_argument("--steps", type=int, default=3, help="synthetic: timed train steps")
+    p.add_argument("--n_items", type=positive, default=12102, help="synthetic: item vocabulary")
+    p.add_argument("--steps", type=positive, default=3, help="synthetic: timed train steps")
     p.add_argument("--max_batches", type=int, default=0,
                    help="dataset: time this many batches (after a warm-up) and scale to the epoch; 0 = a full epoch")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)

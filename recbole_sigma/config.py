@@ -81,11 +81,13 @@ def resolve_model(model):
 
     try:
         return get_model(model)
-    except (ValueError, ImportError):  # ImportError: its search imports exlib (lightgbm, xgboost)
-        pass
+    except (ValueError, ImportError, AttributeError):  # ImportError: its search imports exlib (lightgbm, xgboost);
+        pass  # AttributeError: the module found by the lower-cased name has no class of that spelling
+    names = [*MODELS, *recbole_model_names()]
+    close = [name for name in names if name.lower() == str(model).lower()]
     raise UnknownModelError(
-        f"unknown model {model!r}. recbole-sigma models: {', '.join(MODELS)}. "
-        f"RecBole models: {', '.join(recbole_model_names())}"
+        f"unknown model {model!r}{f' (did you mean {close[0]!r}?)' if close else ''}. recbole-sigma models: "
+        f"{', '.join(MODELS)}. RecBole models: {', '.join(recbole_model_names())}"
     )
 
 

@@ -34,6 +34,9 @@ def test_unknown_model_lists_the_available_ones():
     message = str(info.value)
     assert "'SIGMO'" in message and "Mamba4Rec, SIGMA, EchoMamba4Rec" in message
     assert "SASRec" in message and "GRU4Rec" in message
+    # a RecBole model in the wrong case: RecBole finds its module, then not the class
+    with pytest.raises(UnknownModelError, match="unknown model 'gru4rec' \\(did you mean 'GRU4Rec'\\?\\)"):
+        resolve_model("gru4rec")
 
 
 def test_config_files_order_model_then_dataset():

@@ -17,7 +17,8 @@ from recbole_sigma import grouped_eval
 from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
 from recbole_sigma.config import build_config
 from benchmarks.harness.cli import parse_args
-from benchmarks.harness.jobs import config_mismatch, effective_config, job_name, job_state, plan_jobs, variant_overrides
+from benchmarks.harness.jobs import (VARIANTS, config_mismatch, effective_config, job_name, job_state, plan_jobs,
+                                     variant_overrides)
 from benchmarks.harness.paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from benchmarks.harness.plots import plot_curves
 from benchmarks.harness.report import (against_the_paper, paired_seeds, seeds_table, significance,
@@ -776,11 +777,40 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     (["--set", "checkpoint_dir=/scratch"], "--set checkpoint_dir: each job keeps its checkpoints in"),
     (["--set", "epochs=2", "checkpoint_name=x"], "--set checkpoint_name: jobs name their checkpoints"),
     (["--set", "data_path=data"], "--set data_path: use --data_path"),
+    (["--seeds", "2020", "2021", "--set", "seed=1"], "--set seed: use --seeds"),
 ])
 def test_the_harness_refuses_a_job_twice_and_a_set_that_moves_every_jobs_files_to_one_place(argv, error, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
     assert exit_.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_the_default_report_name_of_many_variants_stays_a_legal_file_name():
+    many = parse_args(["--models", "SIGMA", "--variants", *[v for v in VARIANTS if v != "default"]])
+    few = parse_args(["--models", "SIGMA", "--variants", "default", "no_gru"])
+    assert len(many.output.name) < 150 and few.output.name == "amazon-beauty-variants-default-no_gru.md"
+    assert many.output != parse_args(["--models", "SIGMA", "--variants", *list(VARIANTS)[1:-1]]).output
+
+
+def test_a_job_whose_yaml_defaults_changed_after_planning_is_not_started(tmp_path, monkeypatch, capsys):
+    from benchmarks.harness import runner
+
+    job = {"name": "SIGMA-s2020", "model": "SIGMA", "dir": tmp_path, "yaml_defaults": {"dropout_prob": 0.2}}
+    monkeypatch.setattr(runner, "yaml_defaults", lambda *args: {"dropout_prob": 0.4})
+    monkeypatch.setattr(runner, "run_job", lambda *args: pytest.fail("the child was started"))
+    assert runner.attempt(job, {"dataset": "amazon-beauty", "config_files": []}, rerun=False) == 2
+    assert "YAML defaults changed since this harness planned its jobs (dropout_prob)" in capsys.readouterr().out
+
+
+def test_a_rerun_clears_the_old_runs_attempts_log_and_heartbeat_too(tmp_path):
+    from benchmarks.harness.runner import clear_for_rerun
+
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("result.json", "epochs.jsonl", "attempts.jsonl", "attempt.json", "train.log", "job.json",
+                 "checkpoints/M-best.pth"):
+        (tmp_path / name).write_text("old")
+    clear_for_rerun(tmp_path)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["job.json"]
 
 
 def test_dropout_auto_matches_the_number_the_model_resolves_it_to_on_the_jobs_data(tmp_path, monkeypatch):

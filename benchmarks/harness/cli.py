@@ -14,6 +14,8 @@ SET_REFUSED = {
                       "let a job resume from another's); use --runs-dir",
     "checkpoint_name": "jobs name their checkpoints by model and dataset inside their own folders",
     "data_path": "use --data_path (resolved once; the jobs run from their own folders)",
+    "seed": "use --seeds (one job a seed; one --set seed would give every job, and every mean and p-value, "
+            "the same run)",
 }
 
 
@@ -73,6 +75,10 @@ def parse_args(argv=None):
     args.runs_dir = (args.runs_dir or ROOT / "runs" / args.dataset).resolve()
     if args.output is None:
         suffix = "" if args.variants == ["default"] else "-variants-" + "-".join(args.variants)
+        if len(suffix) > 120:  # a file name (and its figures' longer ones) must stay under 255 bytes
+            import hashlib
+
+            suffix = suffix[:100] + "-" + hashlib.sha1(suffix.encode()).hexdigest()[:10]
         args.output = ROOT / "docs" / "results" / f"{args.dataset}{suffix}.md"
     args.output = args.output.resolve()
     args.records = args.records.resolve() if args.records else None

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import METRICS, has_checkpoint, job_state
+from .jobs import METRICS, has_checkpoint, job_state, yaml_defaults
 from .machine import iso, now
 
 # The child: this checkout's command line with ``--child <job folder>`` (benchmarks/harness/child.py).
@@ -120,8 +120,9 @@ def say(job, what):
 
 
 def clear_for_rerun(job_dir):
-    """``--rerun`` of a started job: its result, epochs, attempts and checkpoints go; it starts from scratch."""
-    for stale in ("result.json", "epochs.jsonl", "attempts.jsonl"):
+    """``--rerun`` of a started job: its result, epochs, attempts (their log and heartbeat too) and checkpoints
+    go; it starts from scratch."""
+    for stale in ("result.json", "epochs.jsonl", "attempts.jsonl", "attempt.json", "train.log"):
         (job_dir / stale).unlink(missing_ok=True)
     for checkpoint in (job_dir / "checkpoints").glob("*.pth"):
         checkpoint.unlink()
@@ -140,6 +141,15 @@ def attempt(job, command, rerun):
         if state == "done" and not rerun:
             say(job, "finished earlier, skipped")
             return None
+        # the child reads the YAML files again: edited since this harness planned its jobs (hours ago, maybe),
+        # they would train it with other defaults than job.json records
+        now_defaults = yaml_defaults(job["model"], command["dataset"], command["config_files"])
+        if now_defaults != job["yaml_defaults"]:
+            changed = sorted(k for k in set(now_defaults) | set(job["yaml_defaults"])
+                             if now_defaults.get(k) != job["yaml_defaults"].get(k))
+            say(job, f"not started: {job['model']}'s YAML defaults changed since this harness planned its jobs "
+                     f"({', '.join(changed)}); run the command again to plan with them")
+            return 2
         if rerun and state != "new":
             clear_for_rerun(job["dir"])
         how = "resuming" if state == "partial" and has_checkpoint(job) and not rerun else "starting"
