@@ -792,6 +792,20 @@ def test_the_default_report_name_of_many_variants_stays_a_legal_file_name():
     assert many.output != parse_args(["--models", "SIGMA", "--variants", *list(VARIANTS)[1:-1]]).output
 
 
+@pytest.mark.parametrize("argv, error", [
+    (["--set", "train_batch_size=0"], "error: Mamba4Rec-s2020: train_batch_size=0 is invalid"),
+    (["--dataset", "no-such-data"], "error: Mamba4Rec-s2020: dataset 'no-such-data' not found at data_path"),
+])
+def test_a_setting_no_job_can_run_with_stops_the_harness_in_one_line_before_any_job(tmp_path, argv, error):
+    from benchmarks.harness.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--models", "Mamba4Rec", "--dataset", "ml-100k", "--runs-dir", str(tmp_path / "runs"),
+              "--output", str(tmp_path / "report.md"), *argv])
+    assert str(exit_.value).startswith(error) and "\n" not in str(exit_.value)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("job.json"))
+
+
 def test_a_job_whose_yaml_defaults_changed_after_planning_is_not_started(tmp_path, monkeypatch, capsys):
     from benchmarks.harness import runner
 

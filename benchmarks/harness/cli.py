@@ -86,6 +86,31 @@ def parse_args(argv=None):
     return args
 
 
+def preflight(jobs, args):
+    """SystemExit, in one line, on a setting no job of a (model, variant) could run with, or on data that is not
+    there: found now, not as one FAILED child a job with "run the same command again" to follow."""
+    from recbole_sigma._recbole.process_state import kept_env, plain_argv
+    from recbole_sigma.config import build_config
+    from recbole_sigma.config_checks import check_run_config, recbole_config_errors
+    from recbole_sigma.errors import RecBoleSigmaError
+    from recbole_sigma.pipeline import check_dataset_available
+
+    from .jobs import job_state
+
+    checked = set()
+    for job in jobs:
+        if job["key"] in checked or (job_state(job) == "done" and not args.rerun):
+            continue
+        checked.add(job["key"])
+        try:  # RecBole's Config reads sys.argv (the harness's flags) and sets CUDA_VISIBLE_DEVICES
+            with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"), recbole_config_errors():
+                config = build_config(job["model"], args.dataset, args.config_files or None, job["config"])
+            check_run_config(config)
+            check_dataset_available(config)
+        except RecBoleSigmaError as e:
+            raise SystemExit(f"error: {job['name']}: {' '.join(str(e).split())}") from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
@@ -101,6 +126,8 @@ def main(argv=None):
     command = {"line": line, "dataset": args.dataset, "config_files": args.config_files}
     jobs = plan_jobs(args)
     refuse_changed_jobs(jobs, args.rerun)
+    if not args.report_only and not args.dry_run:
+        preflight(jobs, args)
     if args.dry_run:
         for plan_line in plan_lines(jobs, args.rerun):
             print(plan_line)
