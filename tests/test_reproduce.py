@@ -1023,6 +1023,35 @@ def test_the_heartbeat_of_a_running_attempt_records_it_when_its_harness_dies(tmp
     assert not (tmp_path / "attempt.tmp").exists()  # written aside, then renamed over it
 
 
+def test_a_job_finished_by_another_harness_after_loading_stays_pending_in_the_jobs_table(tmp_path):
+    from benchmarks.harness.report import jobs_table
+
+    job = {"name": "M-s2020", "seed": 2020, "key": ("M", "default"), "dir": tmp_path}
+    (tmp_path / "job.json").write_text("{}")
+    (tmp_path / "result.json").write_text("{}")  # written after load_results read the folder
+    row = next(line for line in jobs_table([job], {("M", "default"): []}) if line.startswith("| M-s2020 |"))
+    assert row.endswith("pending (done) |")
+
+
+def test_an_attempt_only_train_log_knows_of_is_still_counted_in_the_committed_records(tmp_path):
+    """A child killed before its first heartbeat leaves only its train.log marker, and the records copy no
+    train.log: the copy keeps the count."""
+    from benchmarks.harness.results import load_result, save_records
+    from benchmarks.harness.runner import ATTEMPT_MARK
+
+    job_dir = tmp_path / "runs" / "M-s2020"
+    job_dir.mkdir(parents=True)
+    (job_dir / "result.json").write_text("{}")
+    (job_dir / "attempts.jsonl").write_text('{"wall_s": 60.0, "rc": 0}\n')
+    (job_dir / "train.log").write_text("".join(f"===== t{i} {ATTEMPT_MARK} run\n" for i in range(3)))
+    assert load_result(job_dir)["unrecorded_attempts"] == 2
+    job = {"name": "M-s2020", "dir": job_dir}
+    save_records([job], tmp_path / "records")
+    save_records([job], tmp_path / "records")  # after every job: the same copy, not more lines
+    copy = load_result(tmp_path / "records" / "M-s2020")
+    assert copy["unrecorded_attempts"] == 2 and copy["total_wall_s"] == 60.0
+
+
 def test_a_heartbeat_or_attempt_line_torn_by_a_kill_is_an_unrecorded_attempt_not_a_crash(tmp_path):
     from benchmarks.harness.results import load_result
 

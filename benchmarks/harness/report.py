@@ -447,10 +447,11 @@ def jobs_table(jobs, results):
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     unrecorded = 0
     for job in jobs:
-        if not (job["dir"] / "result.json").is_file():
+        # what load_results read, not the disk again: a job another harness finishes meanwhile stays pending here
+        r = next((x for x in results.get(job["key"], []) if x["name"] == job["name"]), None)
+        if r is None:
             lines.append(f"| {job['name']} | {job['seed']} | - | - | - | - | - | - | pending ({job_state(job)}) |")
             continue
-        r = next(x for x in results[job["key"]] if x["name"] == job["name"])
         lost = r.get("unrecorded_attempts", 0)
         unrecorded += lost
         ran_as = r.get("renamed_from", {}).get("name")  # a record renamed when a default moved onto its settings

@@ -80,10 +80,13 @@ def load_result(job_dir):
         result.update(epoch_summary(epochs), valid_curve=valid_scores(epochs), loss_curve=train_losses(epochs))
     attempts = job_dir / "attempts.jsonl"
     if attempts.is_file():
-        walls = [attempt["wall_s"] for attempt in map(_json_or_none, attempts.read_text().splitlines())
-                 if attempt and "wall_s" in attempt]  # a line torn by a kill counts as an unrecorded attempt
+        lines = [_json_or_none(line) for line in attempts.read_text().splitlines() if line.strip()]
+        walls = [attempt["wall_s"] for attempt in lines if attempt and "wall_s" in attempt]
+        # unrecorded: attempts train.log marks beyond those with a wall time, or (in the committed records,
+        # which have no train.log) the lines without one: torn by a kill, or added by save_records
         result["total_wall_s"] = sum(walls)
-        result["unrecorded_attempts"] = max(0, count_attempts(job_dir / "train.log") - len(walls))
+        result["unrecorded_attempts"] = max(count_attempts(job_dir / "train.log") - len(walls),
+                                            len(lines) - len(walls), 0)
     return result
 
 
@@ -108,3 +111,11 @@ def save_records(jobs, folder):
         for name in RECORD_FILES:
             if (job["dir"] / name).is_file():
                 shutil.copy2(job["dir"] / name, folder / job["name"] / name)
+        copied = folder / job["name"] / "attempts.jsonl"
+        if copied.is_file():  # the attempts only train.log knows of (not copied) as lines of their own
+            lines = [line for line in copied.read_text().splitlines() if line.strip()]
+            walls = sum(1 for line in lines if "wall_s" in (_json_or_none(line) or {}))
+            missing = load_result(job["dir"]).get("unrecorded_attempts", 0) - (len(lines) - walls)
+            if missing > 0:
+                with open(copied, "a") as f:
+                    f.write('{"unrecorded": "an attempt train.log marks, which left no record"}\n' * missing)
