@@ -1023,6 +1023,25 @@ def test_the_heartbeat_of_a_running_attempt_records_it_when_its_harness_dies(tmp
     assert not (tmp_path / "attempt.tmp").exists()  # written aside, then renamed over it
 
 
+def test_a_job_with_a_best_checkpoint_alone_starts_over_and_says_so(tmp_path, monkeypatch):
+    """run(resume=True) resumes from the last checkpoint only; a kill between the best and the last save leaves
+    the best alone: the job trains from epoch 0, so it is not 'resumed' and the killed epochs go."""
+    from benchmarks.harness import child
+
+    calls = []
+    monkeypatch.setattr(child, "train", lambda *args: calls.append(args[3]) or {
+        "test_result": {"hit@10": 0.1}, "best_valid_result": {"hit@10": 0.2}})
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    spec = {"model": "M", "dataset": "d", "config": {"checkpoint_dir": str(checkpoints)}, "config_files": []}
+    (checkpoints / "M-d-best.pth").write_bytes(b"")
+    (tmp_path / "epochs.jsonl").write_text('{"epoch": 0}\n')
+    assert child.run_spec(spec, tmp_path, time.time())[1]["resumed"] is False and calls == [False]
+    assert not (tmp_path / "epochs.jsonl").exists()
+    (checkpoints / "M-d-last.pth").write_bytes(b"")
+    assert child.run_spec(spec, tmp_path, time.time())[1]["resumed"] is True and calls[-1] is True
+
+
 def test_a_job_finished_by_another_harness_after_loading_stays_pending_in_the_jobs_table(tmp_path):
     from benchmarks.harness.report import jobs_table
 

@@ -69,7 +69,9 @@ def run_spec(spec, job_dir, started):
     """Train (or resume) the job of job.json; RecBole's result and the record of the training."""
     config_file_list = list(spec["config_files"])
     epochs_file = job_dir / "epochs.jsonl"
-    resumed = any(Path(spec["config"]["checkpoint_dir"]).glob("*.pth"))
+    # run(resume=True) continues from the last checkpoint only (a best one alone, from a kill between the two
+    # saves, starts over at epoch 0)
+    resumed = any(Path(spec["config"]["checkpoint_dir"]).glob("*-last.pth"))
     if not resumed:  # a fresh start: forget the earlier attempt's epochs
         epochs_file.unlink(missing_ok=True)
     result = train(spec["model"], spec["dataset"], dict(spec["config"]), resumed, config_file_list, epochs_file)
