@@ -25,9 +25,16 @@ def parse_cli_value(text):
         return text
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as every other bad input here: one line, exit code 2 (not its usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {' '.join(message.split())} ({self.prog} --help lists the flags)\n")
+
+
 def parse_args(argv=None):
     """Every flag, a run's and the tuning's; (args, config_dict of the other ``--key=value``)."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         description="Train and evaluate a sequential recommender (recbole-sigma's or RecBole's).",
         epilog="Any other --key=value is a RecBole config key (e.g. --epochs=1 --data_path=dataset/).",
     )

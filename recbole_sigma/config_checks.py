@@ -6,6 +6,7 @@ sizes, epochs, MAX_ITEM_LIST_LENGTH, topk, metrics, valid_metric, eval_args, ...
 is read; ``recbole_config_errors`` rewords what RecBole's own Config rejects."""
 import contextlib
 import math
+import os
 import warnings
 
 from recbole_sigma.errors import ConfigError
@@ -129,7 +130,8 @@ RUN_KEYS = {
     "eval_batch_size": _int_at_least(1),
     "stopping_step": _int_at_least(0),
     "eval_step": _int_at_least(1),  # run() reports the best validated epoch: at least one must be
-    "seed": _int_at_least(0),
+    "seed": ((lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 32),
+             "an integer in [0, 2**32)"),  # numpy's seed range (RecBole's init_seed)
     "data_path": _nonempty_str(),
     "checkpoint_dir": _nonempty_str(),
     "field_separator": _nonempty_str(),
@@ -150,8 +152,8 @@ RECBOLE_MODEL_KEYS = {
         "n_heads": _int_at_least(1),
         "hidden_size": _int_at_least(1),
         "inner_size": _int_at_least(1),
-        "hidden_dropout_prob": _DROPOUT,
-        "attn_dropout_prob": _DROPOUT,
+        "hidden_dropout_prob": _RATE,  # RecBole's nn.Dropout: no 'auto' (our Mamba models resolve it)
+        "attn_dropout_prob": _RATE,
         "hidden_act": _choice("gelu", "relu", "swish", "tanh", "sigmoid"),
         "layer_norm_eps": _number(0, inclusive=False),
         "initializer_range": _number(0, inclusive=False),
@@ -179,6 +181,7 @@ def check_run_config(config):
             f"eval_step={_get(config, 'eval_step')} is more than epochs={_get(config, 'epochs')}: no epoch "
             "would be validated; expected eval_step <= epochs"
         )
+    _check_process_keys(config)
     model = _get(config, "model")
     if _is_sequential(config):
         _check_plain_keys(config, SEQUENCE_KEYS)
@@ -199,6 +202,24 @@ def check_run_config(config):
                 f"SASRec: hidden_size={_get(config, 'hidden_size')} is not a multiple of "
                 f"n_heads={_get(config, 'n_heads')}; expected hidden_size divisible by n_heads"
             )
+
+
+LOG_LEVELS = ("info", "debug", "warning", "error", "critical")
+
+
+def _check_process_keys(config):
+    """What RecBole reads of the run's process before any data: its log level, its checkpoint folder, and a
+    seed that stays in numpy's range on every rank (seed + local_rank)."""
+    state = _get(config, "state")
+    if state is not None and not (isinstance(state, str) and state.lower() in LOG_LEVELS):
+        raise ConfigError(f"state={state!r} is invalid; expected one of {', '.join(LOG_LEVELS)} (any case)")
+    folder = _get(config, "checkpoint_dir")
+    if isinstance(folder, str) and os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"checkpoint_dir={folder!r} is a file, not a folder; expected a folder (made if missing)")
+    processes = _get(config, "nproc") or 1
+    if isinstance(processes, int) and processes > 1 and _get(config, "seed") + processes - 1 >= 2 ** 32:
+        raise ConfigError(f"seed={_get(config, 'seed')} + rank exceeds numpy's seed range with nproc={processes}; "
+                          f"expected seed < {2 ** 32 - processes + 1}")
 
 
 class _KeyView:
@@ -323,7 +344,7 @@ def _check_eval_args(config):
             "(by time); expected eval_args with order: TO"
         )
     group_by = eval_args.get("group_by", "user")
-    if not (group_by is None or group_by in ("user", "none", "None")):
+    if not (group_by is None or group_by == "user" or str(group_by).lower() == "none"):  # RecBole's own test
         raise ConfigError(f"eval_args group_by={group_by!r} is invalid; expected user or none")
     mode = eval_args.get("mode", "full")
     modes = mode.values() if isinstance(mode, dict) else [mode]

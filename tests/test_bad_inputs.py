@@ -123,9 +123,40 @@ def test_load_col_field_absent_from_the_file(cli):
     ("--learning_rate=[0.1]", "learning_rate=[0.1]"),
     ("--train_neg_sample_args={'distribution': 'uniform', 'sample_num': 1}", "loss_type='CE'"),
     ("--repeatable=False", "RecBole rejects the config: Sequential models"),
+    ("--seed=4294967296", "seed=4294967296 is invalid; expected an integer in [0, 2**32)"),
+    ("--state=3", "state=3 is invalid; expected one of info, debug"),
+    ("--eval_args={'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'group_by': 'items'}", "group_by='items'"),
 ])
 def test_more_recbole_keys(cli, arg, fragment):
     assert_one_line(*cli(arg)[::2], fragment)
+
+
+def test_group_by_none_in_any_case_is_accepted_as_recbole_does():
+    from recbole_sigma.config_checks import _check_eval_args
+
+    for group_by in ("none", "None", "NONE", None, "user"):
+        _check_eval_args({"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": group_by},
+                          "MODEL_TYPE": None, "metrics": ["NDCG"]})
+
+
+def test_checkpoint_dir_that_is_a_file_is_one_line_before_training(cli, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    assert_one_line(*cli(f"--checkpoint_dir={tmp_path / 'a_file'}")[::2], "is a file, not a folder")
+
+
+def test_sasrec_dropout_takes_no_auto(cli):
+    assert_one_line(*cli("--hidden_dropout_prob='auto'", "--train_neg_sample_args=None", model="SASRec")[::2],
+                    "SASRec: hidden_dropout_prob='auto' is invalid; expected a number in [0, 1)")
+
+
+def test_a_seed_that_leaves_numpys_range_on_a_later_rank_is_refused():
+    from recbole_sigma.config_checks import _check_process_keys
+    from recbole_sigma.errors import ConfigError
+
+    _check_process_keys({"seed": 2 ** 32 - 2, "nproc": 2, "state": "INFO"})  # ranks 0, 1: the last seed allowed
+    with pytest.raises(ConfigError, match="expected seed < 4294967295"):
+        _check_process_keys({"seed": 2 ** 32 - 1, "nproc": 2, "state": "info"})
+    _check_process_keys({"seed": 2 ** 32 - 1, "nproc": 1, "state": None})
 
 
 def test_sasrec_heads_must_divide_hidden_size(cli):

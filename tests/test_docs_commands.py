@@ -307,7 +307,7 @@ def workspace(tmp_path_factory):
     # the user's files of the README's --config_files example
     (work / "a.yaml").write_text("stopping_step: 10\n")
     (work / "b.yaml").write_text("eval_batch_size: 4096\n")
-    (work / "my_sasrec.test").write_text("dropout_prob choice [0.2,0.5]\n")  # docs/tuning.md's SASRec search
+    (work / "my_sasrec.test").write_text("hidden_dropout_prob choice [0.2,0.5]\n")  # docs/tuning.md's SASRec search
     return {"work": work, "hook": base / "hook", "datasets": datasets,
             "blocked": {(): blocked_modules(), ("tune",): blocked_modules(["tune"])}, "ran": {}}
 

@@ -93,6 +93,13 @@ def test_cli_reports_errors_in_one_line_with_exit_code_2(capsys):
     assert main(["--model=NoSuchModel", "--dataset=ml-100k"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown model 'NoSuchModel'") and err.count("\n") == 1
+    # argparse's own errors too, not its usage block first
+    for argv, fragment in ((["--epochs", "1"], "unrecognised argument '--epochs'"),
+                           (["--nproc=x"], "argument --nproc: invalid int value: 'x'")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith("error: ") and fragment in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("model", ["Mamba4Rec", "SIGMA", "EchoMamba4Rec", "SASRec"])

@@ -970,13 +970,16 @@ def test_unfinished_job_resumes_from_its_checkpoint_without_retraining(harness):
     with open(job / "train.log", "a") as log:
         log.write("\n===== 2026-01-01T00:00:00+00:00 attempt: python reproduce.py --child ...\n")
     (job / "attempt.json").write_text(json.dumps({"started": 1000.0, "alive": 1040.0}))
+    epoch_lines = (job / "epochs.jsonl").read_text()  # read_epochs merges a re-run epoch: count the raw lines
     proc, _ = run_harness("--models", "Mamba4Rec", "--dry-run", runs=harness["runs"], output=harness["output"])
     assert "Mamba4Rec-s2020" in proc.stdout and "resume" in proc.stdout
     proc, _ = run_harness("--models", "Mamba4Rec", "SASRec", runs=harness["runs"], output=harness["output"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Mamba4Rec-s2020: resuming" in proc.stdout and "SASRec-s2020: finished earlier, skipped" in proc.stdout
     again = result_of(harness, "Mamba4Rec-s2020")
-    assert again["resumed"] is True and again["epochs_trained"] == 1  # the epoch was not trained again
+    assert again["resumed"] is True and again["epochs_trained"] == 1
+    assert (job / "epochs.jsonl").read_text() == epoch_lines  # the epoch was not trained again
+    assert "epoch 0 training [" not in (job / "train.log").read_text().rsplit("attempt: ", 1)[1]
     assert again["test"] == first["test"] and again["grouped"]["overall"] == first["grouped"]["overall"]
     attempts = [json.loads(line) for line in (job / "attempts.jsonl").read_text().splitlines()]
     assert [a["rc"] for a in attempts] == [0, "lost", 0] and attempts[1]["wall_s"] == 40.0

@@ -381,13 +381,16 @@ def test_ray_search_of_a_recbole_model_on_a_running_cluster(ray_head, tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     params = tmp_path / "dropout.test"
-    params.write_text("dropout_prob choice [0.1,0.3]\n")
+    params.write_text("hidden_dropout_prob choice [0.0,0.9]\n")  # a key SASRec reads (not dropout_prob)
     output = tmp_path / "cluster.result"
     argv = ["--model=SASRec", "--dataset=ml-100k", f"--params_file={params}", "--tool=ray",
             f"--ray_address={ray_head}", f"--output_file={output}"] + cli(TINY) + cli(SASREC)
     assert main(argv) == 0
     out = capsys.readouterr().out
-    fixed = check_search_output(out, output, "SASRec", tuned_key="dropout_prob")
+    fixed = check_search_output(out, output, "SASRec", tuned_key="hidden_dropout_prob")
+    lines = output.read_text().splitlines()
+    valid = [lines[i + 1] for i, line in enumerate(lines) if line == "Valid result:"]
+    assert len(valid) == 2 and valid[0] != valid[1]  # each trial trained with its own sampled value
     assert fixed["n_heads"] == 1 and "each asking for 2 CPU(s) and 0 GPU" in out
     assert not ray.is_initialized()  # disconnected; the cluster itself keeps running
     from recbole_sigma.model.sasrec import SASRec
