@@ -2,8 +2,8 @@
 ``load_data_and_model()`` reads a checkpoint back.
 
 A call leaves the process as it was: the root logger's handlers and level, and ``sys.stdout`` and
-``sys.stderr``, are restored after RecBole's ``init_logger`` (the log file is written and closed,
-whatever handlers the caller had), ``CUDA_VISIBLE_DEVICES`` (RecBole's
+``sys.stderr``, are restored after RecBole's ``init_logger`` (the log file is written and closed),
+``CUDA_VISIBLE_DEVICES`` (RecBole's
 Config sets it to ``gpu_id``) after the run, and the allocator is left alone
 (``recbole_sigma.malloc`` is the command line's and the benchmarks' choice).
 """
@@ -47,16 +47,14 @@ def check_dataset_available(config):
 def restored_root_logger():
     """The root logger's handlers and level as they were before, once the block ends: RecBole's
     ``init_logger`` adds a file and a console handler to it and sets its level; those it added are
-    closed (the log file is complete) and removed. The caller's handlers are set aside meanwhile:
-    ``init_logger`` installs its own with ``logging.basicConfig``, a no-op on a root logger that has
-    handlers (no log file, RecBole's lines at the caller's level). ``sys.stdout`` and ``sys.stderr``
-    are put back too: ``init_logger`` wraps them in colorama's ANSI filter, one more at each call."""
+    closed (the log file is complete) and removed. ``sys.stdout`` and ``sys.stderr`` are put back too:
+    ``init_logger`` wraps them in colorama's ANSI filter, one more at each call. (A caller whose root
+    logger already has handlers keeps them and gets RecBole's lines there: ``init_logger`` installs its
+    own with ``logging.basicConfig``, a no-op then, so no log file is written.)"""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     levels = [handler.level for handler in handlers]  # run(quiet=True) quiets the console handlers
     streams = sys.stdout, sys.stderr
-    for handler in handlers:
-        root.removeHandler(handler)
     try:
         yield root
     except BaseException as e:  # its traceback into the log file, before that file is closed
