@@ -351,7 +351,7 @@ def test_a_port_another_program_holds_is_a_one_line_error(tmp_path, capsys):
     assert not list(tmp_path.glob("*.pth"))
 
 
-def _finish_with_an_exit_hook(model, dataset, config_file_list, config_dict, saved, resume, queue):
+def _finish_with_an_exit_hook(model, dataset, config_file_list, config_dict, saved, resume, queue, quiet=False):
     """``pipeline.run``'s stand-in in a spawned worker: an interpreter-exit hook that would leave a
     file behind, and rank 0's result on the queue."""
     import atexit
