@@ -136,6 +136,11 @@ METRICS = ("hit@10", "ndcg@10", "mrr@10")
 PATH_KEYS = ("checkpoint_dir", "data_path")
 
 
+def differing_keys(a, b):
+    """The keys, sorted, whose values differ between mappings ``a`` and ``b`` (missing counts as None)."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def variant_overrides(model, variant):
     """Config overrides of ``variant`` for ``model``, or None when it does not apply to it."""
     match = re.fullmatch(r"r(\d+)", variant)
@@ -259,7 +264,7 @@ def config_mismatch(job):
     old = {**KEYS_ADDED.get(job["model"], {}),
            **effective_config(stored.get("config", {}), stored.get("yaml_defaults"))}
     new = effective_config(job["config"], job["yaml_defaults"])
-    mismatch = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    mismatch = differing_keys(old, new)
     if "dropout_prob" in mismatch and "auto" in (old.get("dropout_prob"), new.get("dropout_prob")):
         auto, number = (old, new) if old.get("dropout_prob") == "auto" else (new, old)
         from recbole_sigma.errors import RecBoleSigmaError

@@ -114,8 +114,7 @@ def save_records(jobs, folder):
         copied = folder / job["name"] / "attempts.jsonl"
         if copied.is_file():  # the attempts only train.log knows of (not copied) as lines of their own
             lines = [line for line in copied.read_text().splitlines() if line.strip()]
-            walls = sum(1 for line in lines if "wall_s" in (_json_or_none(line) or {}))
-            missing = load_result(job["dir"]).get("unrecorded_attempts", 0) - (len(lines) - walls)
+            missing = count_attempts(job["dir"] / "train.log") - len(lines)  # a line each, torn or whole
             if missing > 0:
                 with open(copied, "a") as f:
                     f.write('{"unrecorded": "an attempt train.log marks, which left no record"}\n' * missing)

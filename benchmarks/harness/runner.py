@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jobs import METRICS, has_checkpoint, job_state, yaml_defaults
+from .jobs import METRICS, differing_keys, has_checkpoint, job_state, yaml_defaults
 from .machine import iso, now
 
 # The child: this checkout's command line with ``--child <job folder>`` (benchmarks/harness/child.py).
@@ -145,8 +145,7 @@ def attempt(job, command, rerun):
         # they would train it with other defaults than job.json records
         now_defaults = yaml_defaults(job["model"], command["dataset"], command["config_files"])
         if now_defaults != job["yaml_defaults"]:
-            changed = sorted(k for k in set(now_defaults) | set(job["yaml_defaults"])
-                             if now_defaults.get(k) != job["yaml_defaults"].get(k))
+            changed = differing_keys(now_defaults, job["yaml_defaults"])
             say(job, f"not started: {job['model']}'s YAML defaults changed since this harness planned its jobs "
                      f"({', '.join(changed)}); run the command again to plan with them")
             return 2
