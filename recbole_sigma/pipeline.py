@@ -19,7 +19,7 @@ import torch.distributed as dist
 import yaml
 
 from recbole_sigma._recbole.process_state import kept_env
-from recbole_sigma.config import build_config, check_config_file, properties_dir, resolve_model
+from recbole_sigma.config import check_config_file, checked_config, properties_dir, resolve_model
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
 def check_dataset_available(config):
@@ -100,12 +100,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
         return result
     from recbole.utils import init_seed
 
-    from recbole_sigma.config_checks import check_run_config, recbole_config_errors
-
     with kept_env("CUDA_VISIBLE_DEVICES"):  # RecBole's Config sets it to gpu_id for the run: the caller's after
-        with recbole_config_errors():  # RecBole's own checks, reworded in one line
-            config = build_config(model, dataset, config_file_list, config_dict)
-        check_run_config(config)  # before any data is read or model built
+        config = checked_config(model, dataset, config_file_list, config_dict)
         init_seed(config["seed"], config["reproducibility"])
         with restored_root_logger():  # RecBole's init_logger adds the log file and the console to it
             return _train_and_test(config, model, saved, queue, resume, on_epoch, quiet)

@@ -33,7 +33,6 @@ put back after it. ray and hyperopt are imported only inside the functions that 
 import ast
 import math
 import os
-import re
 import shlex
 import sys
 import time
@@ -280,8 +279,7 @@ class _Job:
 
 def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict, ray_address,
              output_file, prog):
-    from recbole_sigma.config import build_config, model_name
-    from recbole_sigma.config_checks import check_run_config, recbole_config_errors
+    from recbole_sigma.config import checked_config, model_name
     from recbole_sigma.pipeline import check_dataset_available
 
     if tool not in TOOLS:
@@ -295,13 +293,8 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"the number of trials must be >= 1, got {n_trials}")
     # fail here, in one line, rather than in every trial; CUDA_VISIBLE_DEVICES as it was, for Ray to count GPUs
-    with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"), recbole_config_errors():
-        config = build_config(model, dataset, config_file_list, fixed)
-    try:
-        check_run_config(config)
-    except ConfigError as e:  # the tuned keys hold their defaults here: a clash with one is each trial's to find
-        if not any(re.search(rf"\b{re.escape(p.name)}=", str(e)) for p in params):
-            raise
+    with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"):  # the tuned keys hold their defaults: open
+        config = checked_config(model, dataset, config_file_list, fixed, open_keys=[p.name for p in params])
     check_dataset_available(config)
     if output_file:  # made now, not found missing once every trial has run
         Path(output_file).parent.mkdir(parents=True, exist_ok=True)

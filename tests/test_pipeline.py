@@ -13,7 +13,7 @@ import torch
 import recbole_sigma
 from recbole_sigma.errors import CheckpointError, ConfigError, DatasetNotFoundError, UnknownModelError
 from recbole_sigma.cli import main
-from recbole_sigma.config import build_config, config_files, resolve_model
+from recbole_sigma.config import build_config, checked_config, config_files, resolve_model
 from recbole_sigma.pipeline import format_result
 from tests.conftest import TINY, TINY_DATA_KEYS, TINY_SASREC, write_atomic_dataset
 
@@ -43,6 +43,19 @@ def test_config_files_order_model_then_dataset():
     assert files == ["model/Mamba4Rec.yaml", "dataset/amazon-beauty.yaml"]
     assert config_files("GRU4Rec", "ml-100k") == []  # RecBole's model: RecBole's YAML only
     assert [Path(f).name for f in config_files("SASRec", "ml-100k")] == ["SASRec.yaml"]  # + length_buckets
+
+
+def test_checked_config_raises_one_line_errors_but_leaves_open_keys_to_the_run():
+    with pytest.raises(ConfigError, match=r"^SIGMA: dropout_prob=1.5 is invalid; expected a number in \[0, 1\)"):
+        checked_config("SIGMA", "ml-100k", config_dict={"dropout_prob": 1.5})
+    # a tuned key (open: its value here is not the trial's) is each trial's to check ...
+    config = checked_config("SIGMA", "ml-100k", config_dict={"dropout_prob": 1.5}, open_keys=["dropout_prob"])
+    assert config["dropout_prob"] == 1.5
+    # ... and no other (nor a key whose name ends an open one's): an error naming it is raised
+    with pytest.raises(ConfigError, match=r"^eval_step=0 is invalid"):
+        checked_config("SIGMA", "ml-100k", config_dict={"eval_step": 0}, open_keys=["dropout_prob", "step"])
+    with pytest.raises(ConfigError, match=r"^eval_args split=\{'XX': \[0.8\]\} is invalid"):
+        checked_config("SIGMA", "ml-100k", config_dict={"eval_args": {"split": {"XX": [0.8]}}}, open_keys=["dropout_prob"])
 
 
 def test_yaml_defaults_reach_recbole_config_and_user_keys_win():

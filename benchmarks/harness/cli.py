@@ -90,8 +90,7 @@ def preflight(jobs, args):
     """SystemExit, in one line, on a setting no job of a (model, variant) could run with, or on data that is not
     there: found now, not as one FAILED child a job with "run the same command again" to follow."""
     from recbole_sigma._recbole.process_state import kept_env, plain_argv
-    from recbole_sigma.config import build_config
-    from recbole_sigma.config_checks import check_run_config, recbole_config_errors
+    from recbole_sigma.config import checked_config
     from recbole_sigma.errors import RecBoleSigmaError
     from recbole_sigma.pipeline import check_dataset_available
 
@@ -103,9 +102,8 @@ def preflight(jobs, args):
             continue
         checked.add(job["key"])
         try:  # RecBole's Config reads sys.argv (the harness's flags) and sets CUDA_VISIBLE_DEVICES
-            with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"), recbole_config_errors():
-                config = build_config(job["model"], args.dataset, args.config_files or None, job["config"])
-            check_run_config(config)
+            with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"):
+                config = checked_config(job["model"], args.dataset, args.config_files or None, job["config"])
             check_dataset_available(config)
         except RecBoleSigmaError as e:
             raise SystemExit(f"error: {job['name']}: {' '.join(str(e).split())}") from None
