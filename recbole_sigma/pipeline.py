@@ -48,9 +48,7 @@ def restored_root_logger():
     """The root logger's handlers and level as they were before, once the block ends: RecBole's
     ``init_logger`` adds a file and a console handler to it and sets its level; those it added are
     closed (the log file is complete) and removed. ``sys.stdout`` and ``sys.stderr`` are put back too:
-    ``init_logger`` wraps them in colorama's ANSI filter, one more at each call. (A caller whose root
-    logger already has handlers keeps them and gets RecBole's lines there: ``init_logger`` installs its
-    own with ``logging.basicConfig``, a no-op then, so no log file is written.)"""
+    ``init_logger`` wraps them in colorama's ANSI filter, one more at each call."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     levels = [handler.level for handler in handlers]  # run(quiet=True) quiets the console handlers
@@ -109,13 +107,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, que
 
 def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
     """``run``'s body once its Config is built and checked; RecBole logs to the root logger."""
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
-    init_logger(config)
-    if quiet:
-        for handler in logging.getLogger().handlers:
-            if type(handler) is logging.StreamHandler:  # the console; file handlers are subclasses
-                handler.setLevel(logging.WARNING)
+    _init_logger(config, quiet)
     logger = logging.getLogger()
     logger.info(config)
     train_data, valid_data, test_data = load_splits(config)
@@ -129,6 +123,33 @@ def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
     if queue is not None and config["local_rank"] == 0:
         queue.put(result)
     return result
+
+
+def _init_logger(config, quiet):
+    """RecBole's ``init_logger``, its log file written whatever the caller's root logger holds.
+
+    ``init_logger`` is ``logging.basicConfig``: a no-op once the root logger has handlers (it would leave
+    the log file empty). A caller's handlers are set aside while it runs, then come back in place of
+    RecBole's console, each at no lower a level than the caller's root logger had: the caller sees what
+    its own logging shows, the file gets everything (``restored_root_logger`` puts all back after).
+    ``quiet`` keeps RecBole's console to warnings."""
+    from recbole.utils import init_logger
+
+    root = logging.getLogger()
+    callers, caller_level = root.handlers[:], root.getEffectiveLevel()
+    for handler in callers:
+        root.removeHandler(handler)
+    init_logger(config)
+    for handler in root.handlers[:]:
+        if type(handler) is logging.StreamHandler:  # RecBole's console; its file handler is a subclass
+            if callers:
+                root.removeHandler(handler)
+                handler.close()
+            elif quiet:
+                handler.setLevel(logging.WARNING)
+    for handler in callers:
+        root.addHandler(handler)
+        handler.setLevel(max(handler.level, caller_level))
 
 
 def load_splits(config):

@@ -26,9 +26,8 @@ What RecBole 1.2.1's ``run_hyper.py`` does, and what this module does instead:
   extra). Ray's own processes need nothing from us: cluster nodes start with Ray's own
   ``ray start``.
 
-A trial sees neither the tuning command's ``sys.argv`` nor the caller's root-logger handlers
-(``recbole_sigma._recbole.process_state``: RecBole's Config and init_logger read both); both are
-put back after it. ray and hyperopt are imported only inside the functions that use them.
+A trial does not see the tuning command's ``sys.argv`` (RecBole's Config reads it:
+``recbole_sigma._recbole.process_state``); it is put back after the trial. ray and hyperopt are imported only inside the functions that use them.
 """
 import ast
 import math
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from recbole_sigma._recbole.process_state import bare_root_logger, kept_env, plain_argv
+from recbole_sigma._recbole.process_state import kept_env, plain_argv
 from recbole_sigma.errors import ConfigError
 from recbole_sigma.ray_cluster import connect_ray, node_resources, trial_resources
 
@@ -183,7 +182,7 @@ def train_trial(model, dataset, config_file_list=None, config_dict=None, on_vali
         if on_validation is not None and "valid_score" in event:
             on_validation(event["epoch"], event["valid_score"], event["valid_result"])
 
-    with bare_root_logger(), plain_argv():  # RecBole's init_logger and Config read both
+    with plain_argv():  # RecBole's Config reads it
         result = run(model, dataset, config_file_list, config_dict, on_epoch=on_epoch, quiet=True)
     result["model"] = model_name(model)
     return result

@@ -254,3 +254,33 @@ def test_run_as_a_library_leaves_the_allocator_and_the_root_logger_as_they_were(
     assert len(logs) == 1 and "test result" in logs[0].read_text()
     assert [t.name for t in threading.enumerate() if t not in threads_before] == []  # TensorBoard's writer
     assert result["test_result"]
+
+
+def test_run_beside_a_callers_logging_writes_its_log_file_and_shows_the_caller_only_its_level(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """RecBole's init_logger is basicConfig, a no-op (an empty log file) once the root logger has handlers:
+    run() writes its log file all the same, and the caller's handler, not RecBole's console, shows the run,
+    at the caller's level (WARNING here: no INFO line); handlers and levels are the caller's again after."""
+    class Kept(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    seen, mine, root = [], Kept(), logging.getLogger()
+    monkeypatch.chdir(tmp_path)
+    write_atomic_dataset(tmp_path / "data")
+    settings = {**TINY, **TINY_DATA_KEYS, "hidden_size": 8, "d_state": 4, "data_path": str(tmp_path / "data"),
+                "checkpoint_dir": str(tmp_path / "saved")}
+    with bare_root_logger():  # the caller's logging: one handler, the root at WARNING
+        level = root.level
+        root.addHandler(mine)
+        root.setLevel(logging.WARNING)
+        try:
+            recbole_sigma.run("SIGMA", "tiny", config_dict=settings)  # not quiet: RecBole's console at INFO
+            after = root.handlers[:], root.level, mine.level
+        finally:
+            root.setLevel(level)
+    assert after == ([mine], logging.WARNING, logging.NOTSET)
+    assert [r.getMessage() for r in seen if r.levelno < logging.WARNING] == []
+    assert "INFO" not in capsys.readouterr().err  # no RecBole console beside the caller's handler
+    logs = list((tmp_path / "log").rglob("*.log"))
+    assert len(logs) == 1 and "test result" in logs[0].read_text()

@@ -56,18 +56,16 @@ process_state.plain_argv() (process_state.py)
     what:  ``sys.argv``, without arguments
     why:   RecBole's Config reads ``--key=value`` from it, over every other setting
     scope: a tuning trial, and the tuning driver's check of the fixed settings
-process_state.bare_root_logger() (process_state.py)
-    what:  the root logger's handlers (none)
-    why:   RecBole's ``init_logger`` is ``basicConfig``: a no-op once the root logger has handlers
-    scope: a tuning trial
 process_state.kept_env("CUDA_VISIBLE_DEVICES") (process_state.py)
     what:  ``CUDA_VISIBLE_DEVICES``, put back as it was
     why:   RecBole's Config sets it to ``gpu_id`` ('0' by default) for the rest of the process, so a
            later Ray start on that machine counted one GPU
     scope: ``run()`` (single process), the tuning driver's check of its settings
-recbole_sigma.pipeline.restored_root_logger()
-    what:  the root logger's handlers and level
-    why:   RecBole's ``init_logger`` adds a file and a console handler and sets the level
+recbole_sigma.pipeline.restored_root_logger(), _init_logger()
+    what:  the root logger's handlers and level; a caller's handlers set aside while ``init_logger``
+           runs, then back in place of RecBole's console, at no lower a level than the caller's root
+    why:   RecBole's ``init_logger`` adds a file and a console handler and sets the level; it is
+           ``basicConfig``, a no-op (no log file) once the root logger has handlers
     scope: ``run()``, ``load_data_and_model()``
 recbole_sigma.ray_cluster.connect_ray()
     what:  ``os.environ["PYTHONPATH"]``
