@@ -253,7 +253,7 @@ def load_data_and_model(model_file):
     """
     import torch
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
     from recbole_sigma.trainer import load_checkpoint, load_weights
 
@@ -267,7 +267,7 @@ def load_data_and_model(model_file):
         config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])
     with restored_root_logger() as logger:  # RecBole's init_logger adds the log file and the console to it
-        init_logger(config)
+        _init_logger(config, quiet=False)
         logger.info(config)
         data = create_dataset(config)
         logger.info(data)
