@@ -20,6 +20,14 @@ def _int_at_least(low):
     return check, f"an integer >= {low}"
 
 
+def _number(low, inclusive):
+    def check(v):
+        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and (v >= low if inclusive else v > low))
+
+    return check, f"a number {'>=' if inclusive else '>'} {low}"
+
+
 def _choice(*options):
     return (lambda v: v in options), "one of " + ", ".join(map(repr, options))
 
@@ -53,7 +61,8 @@ MODEL_KEYS = {
     "SASRec": {"length_buckets": _BOOL},  # RecBole's own keys are RecBole's to check
     "Mamba4Rec": {"length_buckets": _BOOL},
     "EchoMamba4Rec": {"length_buckets": _BOOL, "backward_flip": _choice("valid_items", "padded"),
-                      "glu_dropout": _choice("branch", "sum")},
+                      "glu_dropout": _choice("branch", "sum"), "mamba_pairs": _choice("one", "num_layers"),
+                      "bimamba_norm_eps": _number(0, inclusive=False)},
     "SIGMA": {
         "length_buckets": _BOOL,
         "flip_remain": _int_at_least(0),
@@ -110,14 +119,6 @@ def check_keys(model_name, config, keys):
 # --------------------------------------------------------------------------
 # RecBole's keys that a run depends on (checked before any data is read or model built)
 # --------------------------------------------------------------------------
-def _number(low, inclusive):
-    def check(v):
-        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                and (v >= low if inclusive else v > low))
-
-    return check, f"a number {'>=' if inclusive else '>'} {low}"
-
-
 def _nonempty_str():
     return (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
 

@@ -56,6 +56,7 @@ CASES = [
     ("EchoMamba4Rec", {}),
     ("EchoMamba4Rec", {"num_layers": 2}),
     ("EchoMamba4Rec", {"glu_dropout": "sum"}),
+    ("EchoMamba4Rec", {"num_layers": 2, "mamba_pairs": "num_layers"}),
 ]
 
 

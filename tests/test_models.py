@@ -301,6 +301,45 @@ def test_echo_glu_dropout_on_the_sum_drops_the_residual_too(make_model):
         assert torch.allclose(out, glu.LayerNorm(x), atol=1e-5) != residual_dropped
 
 
+def _echo_as_its_authors_code(model, seq, lengths):
+    """A transcription of github wyd0042/EchoMamba4Rec's EchoMamba4Rec.forward (eval: no dropout), on our
+    model's weights: per layer the filter, then every Mamba pair of the layer in a row, each direction on
+    the whole padded sequence (torch.flip), then the GLU; the last valid position's output."""
+    x = model.LayerNorm(model.item_embedding(seq))
+    for layer in model.layers:
+        f = layer.filter
+        spectrum = torch.fft.rfft(x, dim=1, norm="ortho") * torch.view_as_complex(f.complex_weight)
+        x = f.LayerNorm(torch.fft.irfft(spectrum, n=x.shape[1], dim=1, norm="ortho") + x)
+        for pair in [layer.bimamba, *layer.nested]:
+            forward_states = pair.LayerNorm_fwd(pair.mamba_fwd(x) + x)
+            backward_states = pair.LayerNorm_bwd(torch.flip(pair.mamba_bwd(torch.flip(x, [1])), [1]) + x)
+            x = forward_states + backward_states
+        value, gate = layer.glu.w_in(x).chunk(2, dim=-1)
+        x = layer.glu.LayerNorm(layer.glu.w_out(value * torch.sigmoid(gate)) + x)
+    return x[torch.arange(len(lengths)), lengths - 1]
+
+
+def test_echo_with_every_switch_at_its_authors_code_computes_that_codes_forward(make_model):
+    """mamba_pairs 'num_layers' nests num_layers pairs in each layer (4 at two layers), bimamba_norm_eps
+    reaches the LayerNorms after the directions; with backward_flip 'padded' the forward is that code's."""
+    model = make_model("EchoMamba4Rec", num_layers=2, mamba_pairs="num_layers", bimamba_norm_eps=1e-5,
+                       backward_flip="padded", glu_dropout="sum").double().eval()
+    assert [1 + len(layer.nested) for layer in model.layers] == [2, 2]
+    assert {m.eps for n, m in model.named_modules() if n.endswith(("LayerNorm_fwd", "LayerNorm_bwd"))} == {1e-5}
+    seq, lengths = padded_batch([12, 5, 1, 8])
+    with torch.no_grad():
+        torch.testing.assert_close(model(seq, lengths), _echo_as_its_authors_code(model, seq, lengths),
+                                   rtol=0, atol=1e-12)
+    one = make_model("EchoMamba4Rec", num_layers=2)
+    assert [len(layer.nested) for layer in one.layers] == [0, 0]
+    assert {m.eps for n, m in one.named_modules() if n.endswith("LayerNorm_fwd")} == {1e-12}
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in one.parameters())
+    with pytest.raises(ConfigError, match="mamba_pairs='two' is invalid; expected one of 'one', 'num_layers'"):
+        make_model("EchoMamba4Rec", mamba_pairs="two")
+    with pytest.raises(ConfigError, match="bimamba_norm_eps=0 is invalid; expected a number > 0"):
+        make_model("EchoMamba4Rec", bimamba_norm_eps=0)
+
+
 def test_echo_with_the_authors_structure_trains_every_parameter_and_runs_padded(make_model):
     model = make_model("EchoMamba4Rec", backward_flip="padded", glu_dropout="sum")
     assert model.lookahead() is None

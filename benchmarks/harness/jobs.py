@@ -42,9 +42,11 @@ VARIANTS = {
     # Eq. 7's GRU as the paper writes it (the reset gate before W's product), where the default runs torch's
     # nn.GRU as HEAD does: the one place the default departs from the paper's text (does it matter?)
     "gru_cell_paper": (("SIGMA",), {"gru_cell": "paper"}),
-    # ECHO with its authors' code's backward flip (the whole padded sequence) and GLU dropout (on the sum,
-    # residual included), at our dropout: the two structural departures of the default (do they cost it?)
-    "code_structure": (("EchoMamba4Rec",), {"backward_flip": "padded", "glu_dropout": "sum"}),
+    # ECHO with its authors' code's backward flip (the whole padded sequence), GLU dropout (on the sum,
+    # residual included), nesting (the same at one layer) and eps after the Mamba pairs, at our dropout: the
+    # structural departures of the default (do they cost it?)
+    "code_structure": (("EchoMamba4Rec",), {"backward_flip": "padded", "glu_dropout": "sum",
+                                            "mamba_pairs": "num_layers", "bimamba_norm_eps": 1e-5}),
 }
 # From the public code's SIGMA to the paper's, one change at a time, each step keeping those before
 # it (which step loses?): the paper's length-aware flip, two Mamba blocks, the paper's DS gate, the
@@ -126,7 +128,8 @@ VARIANTS.update({
 PRESET_OF = {"nb_one_gate_softmax_mix": "notebook"}
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
-KEYS_ADDED = {"EchoMamba4Rec": {"backward_flip": "valid_items", "glu_dropout": "branch"},
+KEYS_ADDED = {"EchoMamba4Rec": {"backward_flip": "valid_items", "glu_dropout": "branch", "mamba_pairs": "one",
+                                "bimamba_norm_eps": 1e-12},
               "SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,
                         "gate_dense_act": "none", "gate_flip": "own", "flip_back": False, "gru_cell": "torch"}}
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]

@@ -19,8 +19,10 @@ With 'valid_items', at the last valid position, which predicts, the backward sca
 that one item, so the last layer's backward A_log gets no gradient from the next-item loss.
 ``glu_dropout``: 'branch' (default) drops the GLU's output before the residual; the authors'
 code ('sum') drops the sum, residual included: LayerNorm(dropout(Linear(g) + x)).
-With ``num_layers`` > 1 the authors' code nests N Mamba pairs inside each of its N layers (one
-filter and one GLU a layer); here each layer has one pair (no switch; the default is one layer).
+``mamba_pairs``: 'one' (default) Mamba pair a layer; with ``num_layers`` N > 1 the authors' code
+('num_layers') nests N pairs in a row inside each of its N layers (one filter and one GLU a layer).
+``bimamba_norm_eps``: 1e-12 (default), as every other LayerNorm here and there; the authors' code
+keeps torch's 1e-5 for the two after the directions.
 
 Length buckets: the spectral filter mixes every position of the padded sequence, padding
 included, so every layer but the last, and the last layer's filter, run on the padded batch
@@ -51,13 +53,13 @@ class SpectralFilter(nn.Module):
 
 
 class BidirectionalMamba(nn.Module):
-    def __init__(self, make_mamba, d_model, dropout, flip="valid_items"):
+    def __init__(self, make_mamba, d_model, dropout, flip="valid_items", norm_eps=1e-12):
         super().__init__()
         self.mamba_fwd = make_mamba()
         self.mamba_bwd = make_mamba()
         self.dropout = Dropout(dropout)
-        self.LayerNorm_fwd = nn.LayerNorm(d_model, eps=1e-12)
-        self.LayerNorm_bwd = nn.LayerNorm(d_model, eps=1e-12)
+        self.LayerNorm_fwd = nn.LayerNorm(d_model, eps=norm_eps)
+        self.LayerNorm_bwd = nn.LayerNorm(d_model, eps=norm_eps)
         self.flip_padded = flip == "padded"
 
     def backward_direction(self, x, item_seq_len):
@@ -89,25 +91,35 @@ class GatedLinearUnit(nn.Module):
 
 
 class EchoLayer(nn.Module):
-    def __init__(self, make_mamba, max_len, d_model, dropout, backward_flip="valid_items", glu_dropout="branch"):
+    def __init__(self, make_mamba, max_len, d_model, dropout, backward_flip="valid_items", glu_dropout="branch",
+                 pairs=1, norm_eps=1e-12):
         super().__init__()
         self.filter = SpectralFilter(max_len, d_model, dropout)
-        self.bimamba = BidirectionalMamba(make_mamba, d_model, dropout, backward_flip)
+
+        def pair():
+            return BidirectionalMamba(make_mamba, d_model, dropout, backward_flip, norm_eps)
+
+        self.bimamba = pair()
+        self.nested = nn.ModuleList(pair() for _ in range(pairs - 1))  # mamba_pairs 'num_layers': the rest
         self.glu = GatedLinearUnit(d_model, dropout, glu_dropout == "sum")
 
     def forward(self, x, item_seq_len):
         return self.after_filter(self.filter(x), item_seq_len)
 
     def after_filter(self, x, item_seq_len):
-        return self.glu(self.bimamba(x, item_seq_len))
+        x = self.bimamba(x, item_seq_len)
+        for bimamba in self.nested:
+            x = bimamba(x, item_seq_len)
+        return self.glu(x)
 
 
 class EchoMamba4Rec(MambaSequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        pairs = self.num_layers if config["mamba_pairs"] == "num_layers" else 1
         self.layers = nn.ModuleList(
             EchoLayer(lambda: self.make_mamba(config), self.max_seq_length, self.hidden_size, self.dropout_prob,
-                      config["backward_flip"], config["glu_dropout"])
+                      config["backward_flip"], config["glu_dropout"], pairs, config["bimamba_norm_eps"])
             for _ in range(self.num_layers)
         )
         self.init_weights(config)
