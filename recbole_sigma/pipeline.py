@@ -45,28 +45,29 @@ def check_dataset_available(config):
 
 @contextlib.contextmanager
 def restored_root_logger():
-    """The root logger's handlers and level as they were before, once the block ends: RecBole's
-    ``init_logger`` adds a file and a console handler to it and sets its level; those it added are
-    closed (the log file is complete) and removed. ``sys.stdout`` and ``sys.stderr`` are put back too:
-    ``init_logger`` wraps them in colorama's ANSI filter, one more at each call."""
+    """The root logger's handlers (with their levels and filters) and level as they were before, once the
+    block ends: RecBole's ``init_logger`` adds a file and a console handler to it and sets its level; those
+    it added are closed (the log file is complete) and removed. ``sys.stdout`` and ``sys.stderr`` are put
+    back too: ``init_logger`` wraps them in colorama's ANSI filter, one more at each call."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    levels = [handler.level for handler in handlers]  # run(quiet=True) quiets the console handlers
+    states = [(handler.level, handler.filters[:]) for handler in handlers]  # _init_logger changes both
     streams = sys.stdout, sys.stderr
     try:
         yield root
     except BaseException as e:  # its traceback into the log file, before that file is closed
-        _log_traceback_to_file(e)
+        _log_traceback_to_file(e, [h for h in root.handlers if h not in handlers])
         raise
     finally:
         for handler in root.handlers[:]:
             if handler not in handlers:
                 root.removeHandler(handler)
                 handler.close()
-        for handler, handler_level in zip(handlers, levels):
+        for handler, (handler_level, filters) in zip(handlers, states):
             if handler not in root.handlers:
                 root.addHandler(handler)
             handler.setLevel(handler_level)
+            handler.filters[:] = filters
         root.setLevel(level)
         sys.stdout, sys.stderr = streams
 
@@ -128,15 +129,16 @@ def _train_and_test(config, model, saved, queue, resume, on_epoch, quiet):
 def _init_logger(config, quiet):
     """RecBole's ``init_logger``, its log file written whatever the caller's root logger holds.
 
-    ``init_logger`` is ``logging.basicConfig``: a no-op once the root logger has handlers (it would leave
-    the log file empty). A caller's handlers are set aside while it runs, then come back in place of
-    RecBole's console, each at no lower a level than the caller's root logger had: the caller sees what
-    its own logging shows, the file gets everything (``restored_root_logger`` puts all back after).
-    ``quiet`` keeps RecBole's console to warnings."""
+    ``init_logger`` is ``logging.basicConfig``: a no-op once the root logger has handlers (its log file
+    would stay empty). A caller's handlers are set aside while it runs, then come back in place of
+    RecBole's console, each with a :class:`_CallerGate`: the root logger's level drops to RecBole's
+    (for its file) where that is lower, and the caller's handlers still show only what its own levels
+    let through. ``quiet`` keeps the console to warnings: RecBole's, or the caller's plain
+    ``StreamHandler``\ s. ``restored_root_logger`` puts everything back after the run."""
     from recbole.utils import init_logger
 
     root = logging.getLogger()
-    callers, caller_level = root.handlers[:], root.getEffectiveLevel()
+    callers, caller_level = root.handlers[:], root.level
     for handler in callers:
         root.removeHandler(handler)
     init_logger(config)
@@ -147,9 +149,31 @@ def _init_logger(config, quiet):
                 handler.close()
             elif quiet:
                 handler.setLevel(logging.WARNING)
-    for handler in callers:
-        root.addHandler(handler)
-        handler.setLevel(max(handler.level, caller_level))
+    if callers:
+        root.setLevel(min(caller_level, root.level))
+        gate = _CallerGate(caller_level)
+        for handler in callers:
+            root.addHandler(handler)
+            handler.addFilter(gate)
+            if quiet and type(handler) is logging.StreamHandler:
+                handler.setLevel(max(handler.level, logging.WARNING))
+
+
+class _CallerGate(logging.Filter):
+    """Passes a record only if the caller's logging let it through before ``_init_logger`` lowered the
+    root logger's level: its level is at least its logger's effective level, the root's counted as
+    ``root_level``."""
+
+    def __init__(self, root_level):
+        super().__init__()
+        self.root_level = root_level
+
+    def filter(self, record):
+        logger = logging.Logger.manager.loggerDict.get(record.name)
+        while isinstance(logger, logging.Logger) and logger.level == logging.NOTSET:
+            logger = logger.parent
+        own = logger.level if isinstance(logger, logging.Logger) and logger is not logging.getLogger() else None
+        return record.levelno >= (self.root_level if own is None else own)
 
 
 def load_splits(config):
@@ -305,12 +329,13 @@ def format_result(result):
     return f"best valid: {line(result['best_valid_result'])}\ntest result: {line(result['test_result'])}"
 
 
-def _log_traceback_to_file(error):
-    """Write ``error``'s traceback to the run's log file (RecBole's init_logger's FileHandler on the
-    root logger), not to the console; nothing when no log file was opened yet."""
+def _log_traceback_to_file(error, handlers):
+    """Write ``error``'s traceback to the run's log file (``handlers``: those RecBole's init_logger added to
+    the root logger; its FileHandler), not to the console nor to a caller's files; nothing when no log file
+    was opened yet."""
     root = logging.getLogger()
     record = root.makeRecord(root.name, logging.ERROR, __file__, 0, f"{type(error).__name__}: {error}",
                              None, (type(error), error, error.__traceback__))
-    for handler in root.handlers:
+    for handler in handlers:
         if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
             handler.handle(record)

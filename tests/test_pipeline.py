@@ -1,5 +1,6 @@
 """The entry point: model resolution, YAML defaults, clear errors, and a real 1-epoch run."""
 import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -260,13 +261,15 @@ def test_run_beside_a_callers_logging_writes_its_log_file_and_shows_the_caller_o
                                                                                             capsys):
     """RecBole's init_logger is basicConfig, a no-op (an empty log file) once the root logger has handlers:
     run() writes its log file all the same, and the caller's handler, not RecBole's console, shows the run,
-    at the caller's level (WARNING here: no INFO line); handlers and levels are the caller's again after."""
+    at the caller's levels (the root at WARNING: no INFO line of RecBole's; its own logger at INFO: its
+    lines); handlers, levels and filters are the caller's again after."""
     class Kept(logging.Handler):
         def emit(self, record):
             seen.append(record)
 
-    seen, mine, root = [], Kept(), logging.getLogger()
+    seen, mine, root, app = [], Kept(), logging.getLogger(), logging.getLogger("test_pipeline_app")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(app, "level", logging.INFO)
     write_atomic_dataset(tmp_path / "data")
     settings = {**TINY, **TINY_DATA_KEYS, "hidden_size": 8, "d_state": 4, "data_path": str(tmp_path / "data"),
                 "checkpoint_dir": str(tmp_path / "saved")}
@@ -275,12 +278,53 @@ def test_run_beside_a_callers_logging_writes_its_log_file_and_shows_the_caller_o
         root.addHandler(mine)
         root.setLevel(logging.WARNING)
         try:
-            recbole_sigma.run("SIGMA", "tiny", config_dict=settings)  # not quiet: RecBole's console at INFO
-            after = root.handlers[:], root.level, mine.level
+            recbole_sigma.run("SIGMA", "tiny", config_dict=settings,  # not quiet: RecBole's console at INFO
+                              on_epoch=lambda event: app.info("the caller's epoch %d", event["epoch"]))
+            after = root.handlers[:], root.level, mine.level, mine.filters
         finally:
             root.setLevel(level)
-    assert after == ([mine], logging.WARNING, logging.NOTSET)
-    assert [r.getMessage() for r in seen if r.levelno < logging.WARNING] == []
+    assert after == ([mine], logging.WARNING, logging.NOTSET, [])
+    assert [r.getMessage() for r in seen if r.levelno < logging.WARNING] == ["the caller's epoch 0"] * 2
     assert "INFO" not in capsys.readouterr().err  # no RecBole console beside the caller's handler
     logs = list((tmp_path / "log").rglob("*.log"))
     assert len(logs) == 1 and "test result" in logs[0].read_text()
+
+
+class _FakeConfig(dict):
+    """What RecBole's init_logger reads of a Config."""
+
+    @property
+    def final_config_dict(self):
+        return self
+
+
+def test_init_logger_keeps_a_callers_lower_root_level_quiets_its_console_and_keeps_tracebacks_out_of_its_files(
+        tmp_path, monkeypatch):
+    from recbole_sigma.pipeline import _init_logger, restored_root_logger
+
+    monkeypatch.chdir(tmp_path)
+    root, other = logging.getLogger(), logging.getLogger("test_pipeline_other")
+    console, caller_file = logging.StreamHandler(io.StringIO()), logging.FileHandler(tmp_path / "caller.log")
+    config = _FakeConfig(model="SIGMA", dataset="tiny", state="INFO")
+    with bare_root_logger():  # the caller's logging: the root at DEBUG, a console and a file
+        level = root.level
+        root.setLevel(logging.DEBUG)
+        root.addHandler(console)
+        root.addHandler(caller_file)
+        try:
+            with pytest.raises(RuntimeError, match="boom"), restored_root_logger():
+                _init_logger(config, quiet=True)
+                assert root.level == logging.DEBUG  # not raised to RecBole's INFO
+                assert console.level == logging.WARNING and caller_file.level == logging.NOTSET  # quiet
+                other.debug("the caller's debug line")  # reaches the caller's file, as without run()
+                raise RuntimeError("boom")
+            after = root.handlers[:], root.level, console.level, console.filters, caller_file.filters
+        finally:
+            root.setLevel(level)
+            caller_file.close()
+    assert after == ([console, caller_file], logging.DEBUG, logging.NOTSET, [], [])
+    assert console.stream.getvalue() == ""
+    text = (tmp_path / "caller.log").read_text()
+    assert "the caller's debug line" in text and "boom" not in text  # the traceback is the run's, not the caller's
+    recbole_log = next((tmp_path / "log").rglob("*.log")).read_text()
+    assert "RuntimeError: boom" in recbole_log and "Traceback" in recbole_log

@@ -63,7 +63,8 @@ process_state.kept_env("CUDA_VISIBLE_DEVICES") (process_state.py)
     scope: ``run()`` (single process), the tuning driver's check of its settings
 recbole_sigma.pipeline.restored_root_logger(), _init_logger()
     what:  the root logger's handlers and level; a caller's handlers set aside while ``init_logger``
-           runs, then back in place of RecBole's console, at no lower a level than the caller's root
+           runs, then back in place of RecBole's console, each with a filter that passes what the
+           caller's levels passed (the root's level may drop to RecBole's, for its file)
     why:   RecBole's ``init_logger`` adds a file and a console handler and sets the level; it is
            ``basicConfig``, a no-op (no log file) once the root logger has handlers
     scope: ``run()``, ``load_data_and_model()``
