@@ -39,12 +39,16 @@ def welch_p(a, b):
 
 def paired_p(a, b):
     """One-sided paired t-test p-value for mean(a - b) > 0 over the pairs (a[i], b[i]) with neither None
-    (``scipy.stats.ttest_rel(alternative='greater')``); None with fewer than 2 pairs or equal differences."""
+    (``scipy.stats.ttest_rel(alternative='greater')``); None with fewer than 2 pairs or every difference 0.
+    Every difference the same and not 0 (no spread: t is infinite): 0.0 if it is positive, else 1.0."""
     from scipy import stats
 
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
-    if len(pairs) < 2 or len({round(x - y, 12) for x, y in pairs}) == 1:  # (equal up to float noise)
+    differences = {round(x - y, 12) for x, y in pairs}  # (equal up to float noise)
+    if len(pairs) < 2 or differences == {0}:
         return None
+    if len(differences) == 1:
+        return 0.0 if differences.pop() > 0 else 1.0
     p = float(stats.ttest_rel(*zip(*pairs), alternative="greater").pvalue)
     return None if math.isnan(p) else p
 
@@ -66,8 +70,11 @@ def one_more_seed(values, x, level=0.95):
 
 
 def fmt_p(p):
-    """A p-value's table cell: 3 decimals, scientific below 0.001, ``-`` for None."""
-    return "-" if p is None else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+    """A p-value's table cell: 3 decimals, scientific below 0.001, ``-`` for None, and ``0 (no spread)`` for
+    :func:`paired_p`'s 0 (every pair differs by the same positive amount)."""
+    if p is None:
+        return "-"
+    return "0 (no spread)" if p == 0 else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def fmt_change(value, base):
