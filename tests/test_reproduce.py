@@ -788,11 +788,41 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     (["--set", "epochs=2", "checkpoint_name=x"], "--set checkpoint_name: jobs name their checkpoints"),
     (["--set", "data_path=data"], "--set data_path: use --data_path"),
     (["--seeds", "2020", "2021", "--set", "seed=1"], "--set seed: use --seeds"),
+    (["--rerun", "--report-only"], "--rerun redoes jobs and --report-only runs none; drop one"),
 ])
 def test_the_harness_refuses_a_job_twice_and_a_set_that_moves_every_jobs_files_to_one_place(argv, error, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
     assert exit_.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_a_rerun_leaves_each_jobs_old_result_out_of_the_report_until_the_job_is_redone(tmp_path, monkeypatch):
+    """A report written during --rerun (after each job, or on SIGTERM) holds no row that averages the old
+    settings' results with the new ones: a job's old result.json counts as pending until the job has run."""
+    from benchmarks.harness import cli, report, results, runner
+
+    written = []
+    monkeypatch.setattr(cli, "preflight", lambda jobs, args: None)
+    monkeypatch.setattr(cli, "refuse_changed_jobs", lambda jobs, rerun: None)
+    monkeypatch.setattr(report, "write_report",
+                        lambda args, command, jobs, stale=(): written.append(results.load_results(jobs, stale)[1]) or "")
+    monkeypatch.setattr(results, "load_result", lambda job_dir: {"name": job_dir.name})
+
+    def run_jobs(jobs, command, rerun, after_job):  # the first job is redone, then SIGTERM
+        after_job(jobs[0])
+        return [], 15
+
+    monkeypatch.setattr(runner, "run_jobs", run_jobs)
+    argv = ["--models", "Mamba4Rec", "--dataset", "ml-100k", "--seeds", "2020", "2021",
+            "--runs-dir", str(tmp_path / "runs"), "--output", str(tmp_path / "report.md")]
+    for name in ("Mamba4Rec-s2020", "Mamba4Rec-s2021"):  # both finished with the old settings
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "result.json").write_text("{}")
+    assert cli.main(argv + ["--rerun"]) == 128 + 15
+    assert written == [["Mamba4Rec-s2021"], ["Mamba4Rec-s2021"]]  # after the first job, and on the signal
+    written.clear()
+    assert cli.main(argv) == 128 + 15  # without --rerun every result.json counts
+    assert written == [[], []]
 
 
 def test_the_default_report_name_of_many_variants_stays_a_legal_file_name():
@@ -1063,6 +1093,8 @@ def test_a_job_finished_by_another_harness_after_loading_stays_pending_in_the_jo
     (tmp_path / "result.json").write_text("{}")  # written after load_results read the folder
     row = next(line for line in jobs_table([job], {("M", "default"): []}) if line.startswith("| M-s2020 |"))
     assert row.endswith("pending (done) |")
+    row = next(line for line in jobs_table([job], {("M", "default"): []}, stale={"M-s2020"}) if "M-s2020" in line)
+    assert row.endswith("pending (to rerun) |")  # its old result, left out until --rerun redoes it
 
 
 def test_an_attempt_only_train_log_knows_of_is_still_counted_in_the_committed_records(tmp_path):

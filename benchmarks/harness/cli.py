@@ -44,7 +44,8 @@ def parser():
     p.add_argument("--records", type=Path,
                    help="also copy each finished job's records (job.json, result.json, epochs.jsonl, attempts.jsonl; "
                         "what its report rows are built from, no checkpoints) to RECORDS/<job>/")
-    p.add_argument("--rerun", action="store_true", help="re-run finished jobs too")
+    p.add_argument("--rerun", action="store_true",
+                   help="re-run finished jobs too; until a job is redone, the report counts it pending")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from finished jobs; train nothing")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -58,6 +59,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.child:
         return args
+    if args.rerun and args.report_only:
+        p.error("--rerun redoes jobs and --report-only runs none; drop one")
     if args.against not in args.variants + ["default"]:
         p.error(f"--against {args.against} is not one of --variants")
     for flag, values in (("--models", args.models), ("--seeds", args.seeds), ("--variants", args.variants)):
@@ -130,10 +133,16 @@ def main(argv=None):
         for plan_line in plan_lines(jobs, args.rerun):
             print(plan_line)
         return 0
-    def report():
+    # --rerun: a job's old result stays out of the report until the job is redone (a report written meanwhile
+    # would otherwise average old and new settings in one row)
+    to_rerun = {job["name"] for job in jobs} if args.rerun else set()
+
+    def report(job=None):
+        if job is not None:
+            to_rerun.discard(job["name"])
         if args.records:
             save_records(jobs, args.records)
-        return write_report(args, command, jobs)
+        return write_report(args, command, jobs, stale=to_rerun)
 
     failed = []
     if not args.report_only:

@@ -441,7 +441,7 @@ def load_cell(result):
     return " / ".join(f"{x:.1f}" for x in load) if load else "-"
 
 
-def jobs_table(jobs, results):
+def jobs_table(jobs, results, stale=()):
     """One row per job: when, how long, epochs, resumed, load, checkpoint; a note on unrecorded attempts;
     a renamed record (see docs/results/README.md, "Job records") with the name it ran as."""
     done = [r for rows in results.values() for r in rows]
@@ -455,7 +455,8 @@ def jobs_table(jobs, results):
         # what load_results read, not the disk again: a job another harness finishes meanwhile stays pending here
         r = next((x for x in results.get(job["key"], []) if x["name"] == job["name"]), None)
         if r is None:
-            lines.append(f"| {job['name']} | {job['seed']} | - | - | - | - | - | - | pending ({job_state(job)}) |")
+            state = "to rerun" if job["name"] in stale else job_state(job)
+            lines.append(f"| {job['name']} | {job['seed']} | - | - | - | - | - | - | pending ({state}) |")
             continue
         lost = r.get("unrecorded_attempts", 0)
         unrecorded += lost
@@ -470,7 +471,7 @@ def jobs_table(jobs, results):
     return lines
 
 
-def build_report(args, command, jobs, results, pending):
+def build_report(args, command, jobs, results, pending, stale=()):
     paper = PAPER.get(args.dataset, {})
     lines = header(args, command, results, pending, paper)
     n_seeds = Counter(job["key"] for job in jobs)  # planned seeds of each (model, variant)
@@ -485,14 +486,15 @@ def build_report(args, command, jobs, results, pending):
     lines += reading_section(args.output)
     lines += curves_section(args, results)
     lines += groups_section(args, results)
-    lines += jobs_table(jobs, results)
+    lines += jobs_table(jobs, results, stale)
     return "\n".join(lines) + "\n"
 
 
-def write_report(args, command, jobs):
-    """Rewrite ``args.output`` (atomically) from the jobs' results; its text."""
-    results, pending = load_results(jobs)
+def write_report(args, command, jobs, stale=()):
+    """Rewrite ``args.output`` (atomically) from the jobs' results, those of the ``stale`` jobs (to be rerun)
+    left out; its text."""
+    results, pending = load_results(jobs, stale)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    text = build_report(args, command, jobs, results, pending)
+    text = build_report(args, command, jobs, results, pending, stale)
     atomic_write(args.output, lambda f: f.write(text.encode()))
     return text

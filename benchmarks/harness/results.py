@@ -90,12 +90,13 @@ def load_result(job_dir):
     return result
 
 
-def load_results(jobs):
-    """{(model, variant): [result, ...]} in plan order; the pending jobs' names."""
+def load_results(jobs, stale=()):
+    """{(model, variant): [result, ...]} in plan order; the pending jobs' names. A job named in ``stale``
+    (one that ``--rerun`` has yet to redo) counts as pending, its old result left out of every row."""
     results, pending = {}, []
     for job in jobs:
         results.setdefault(job["key"], [])
-        if (job["dir"] / "result.json").is_file():
+        if (job["dir"] / "result.json").is_file() and job["name"] not in stale:
             results[job["key"]].append(load_result(job["dir"]))
         else:
             pending.append(job["name"])

@@ -168,7 +168,7 @@ def outcome(job, rc, start):
 
 
 def run_jobs(jobs, command, rerun, after_job):
-    """Every job in turn, ``after_job()`` after each that ran; (names of the failed jobs, the signal that
+    """Every job in turn, ``after_job(job)`` after each that ran; (names of the failed jobs, the signal that
     stopped the harness or None). SIGTERM stops it after the running child has exited."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     failed = []
@@ -182,5 +182,5 @@ def run_jobs(jobs, command, rerun, after_job):
             return failed, _CHILD["stop"]
         if outcome(job, rc, start):
             failed.append(job["name"])
-        after_job()
+        after_job(job)
     return failed, None
