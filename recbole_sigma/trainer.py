@@ -10,8 +10,8 @@ subclasses for RecBole's own models); ``recbole_sigma.run`` always does. On top 
   config key ``checkpoint_name``, by default ``<model>-<dataset>`` (set it to tell apart runs of
   one model on one dataset that share a ``checkpoint_dir``). Both are ordinary RecBole checkpoints
   (``load_data_and_model`` and ``Trainer.resume_checkpoint`` read them) with one more entry,
-  ``"recbole_sigma"``: the best valid result, the RNG states (Python, numpy, torch, the training
-  data loader's shuffling generator), the best-model file's name.
+  ``"recbole_sigma"``: the best valid result, the RNG states (Python, numpy, torch, CUDA, the training
+  and validation data loaders' generators), the best-model file's name.
 * writes every checkpoint atomically (:func:`atomic_save`): a temporary file in the same folder,
   flushed and fsync'ed, then ``os.replace`` and an fsync of the folder. A kill at any moment leaves
   the previous file whole.
@@ -24,13 +24,17 @@ subclasses for RecBole's own models); ``recbole_sigma.run`` always does. On top 
   drops the latter), RNG states, and the best-model file to keep updating. With the RNG states
   restored a resumed run repeats, bit for bit on the same machine, what the uninterrupted run
   would have done. A run that has finished (all epochs, or early stopping) is not trained further.
+  Resumed from another file than ``-last.pth`` (a best model, RecBole's own), the run writes its
+  ``-last.pth`` from that state first, so a later plain resume continues this run, not an older one.
+  A fresh run whose validations never gave a best model (a NaN score) is a CheckpointError, not a
+  test of another run's ``-best.pth``.
 * stops on a NaN or infinite loss with :class:`~recbole_sigma.errors.NonFiniteLossError` naming
   the epoch and batch, before that batch's update (RecBole's ``_check_nan`` raises a bare
   ValueError, and lets ``inf`` through); no checkpoint is ever written from non-finite weights.
 * reports every epoch to ``on_epoch`` (an attribute, None by default; ``recbole_sigma.run``
   sets it), a callable that gets ``{"epoch", "train_s", "loss"}`` after each epoch's training and
   ``{"epoch", "valid_s", "valid_score", "valid_result"}`` after each validation.
-* under DDP (``nproc > 1``) only rank 0 writes, all ranks wait for the file before going on
+* under DDP (``nproc > 1``) only global rank 0 writes (one writer across machines), all ranks wait for the file before going on
   (RecBole lets the other ranks race ahead and load a best-model file still being written), each
   rank's RNG state is kept, and the checkpoint's config is the single-process view of the run so
   that ``load_data_and_model`` reads it without a process group.
@@ -58,6 +62,9 @@ RESUMABLE_CHANGES = frozenset({
     "gpu_id", "use_gpu", "device", "local_rank", "single_spec", "nproc", "world_size", "ip", "port",
     "offset", "worker", "eval_batch_size", "log_wandb", "wandb_project", "config_files",
 })
+# RecBole's learners that take weight_decay (``Trainer._build_optimizer``); any other name is Adam without it.
+DECAYING_LEARNERS = frozenset({"adam", "adamw", "sgd", "adagrad", "rmsprop"})
+
 
 def checkpoint_paths(config):
     """(best, last) checkpoint paths of a run: ``<checkpoint_dir>/<name>-best.pth`` and ``-last.pth``."""
@@ -173,19 +180,22 @@ class ReliableTrainerMixin:
         self._batch = 0              # batches of it whose loss was checked
         self._trained_epoch = None   # the latest epoch this fit() finished training
         self._train_data = None
+        self._valid_data = None
         self._saving = False
-        self._resumed = False
+        self._resumed = False        # the checkpoint this run resumed from, or False
+        self._wrote_best = False     # this fit() saved a best model
         self._pending_rng = None     # RNG states read by resume_checkpoint, applied by fit
         self._latest_valid = None    # (score, result) of the latest validation
         self.on_epoch = None         # callable(dict) told of each epoch's training and validation
 
     # ------------------------------------------------------------------ training loop hooks
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self._train_data, self._saving, self._trained_epoch = train_data, saved, None
+        self._train_data, self._valid_data, self._saving, self._trained_epoch = train_data, valid_data, saved, None
         if self._pending_rng is not None:
             self._restore_rng(self._pending_rng)
             self._pending_rng = None
         if self._finished():
+            self.eval_collector.data_collect(train_data)  # as RecBole's fit does first: what item metrics count
             self.logger.info(
                 f"Nothing left to train: the resumed run stopped after epoch {self.start_epoch - 1} "
                 f"({'early stopping' if self._stopped_early() else f'{self._epoch_limit()} epochs'}); "
@@ -194,10 +204,21 @@ class ReliableTrainerMixin:
             return self.best_valid_score, self.best_valid_result
         if saved and not self._resumed:
             self._remove_stale_last()
+        elif saved and os.path.abspath(self._resumed) != os.path.abspath(self.last_model_file):
+            # resumed from another file (a best model, RecBole's own): this run's last checkpoint is that
+            # state now, not the older trajectory a later plain resume would otherwise pick up
+            self._write_checkpoint(self.last_model_file, self.start_epoch - 1, "last", verbose)
         result = super().fit(train_data, valid_data, verbose=verbose, saved=saved,
                              show_progress=show_progress, callback_fn=callback_fn)
         if saved and self._trained_epoch is not None:
             self._write_checkpoint(self.last_model_file, self._trained_epoch, "last", verbose)
+        pretraining = getattr(self.model, "train_stage", None) == "pretrain"  # saves its own way (S3Rec)
+        if saved and not self._resumed and not self._wrote_best and not pretraining:  # RecBole: a missing file
+            raise CheckpointError(
+                f"{self.config['model']} on {self.config['dataset']}: no validation gave a best model to test "
+                f"(valid_metric {self.config['valid_metric']} was {self._latest_valid and self._latest_valid[0]} "
+                f"at the last one); nothing of this run was tested"
+            )
         return result
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -243,6 +264,7 @@ class ReliableTrainerMixin:
         """RecBole's best-model save, made atomic and complete (see the module docstring)."""
         path = kwargs.pop("saved_model_file", self.saved_model_file)
         self._write_checkpoint(path, epoch, "best", verbose)
+        self._wrote_best = True
 
     def _write_checkpoint(self, path, epoch, kind, verbose=True):
         self._check_finite_weights(epoch)
@@ -254,7 +276,7 @@ class ReliableTrainerMixin:
             rng = states
         else:
             rng = [rng]
-        if distributed and self.config["local_rank"] != 0:
+        if distributed and dist.get_rank() != 0:  # the global rank: one writer however many machines
             dist.barrier()  # wait until rank 0 has written the file
             return
         best_result = self.best_valid_result
@@ -293,7 +315,7 @@ class ReliableTrainerMixin:
 
     def _remove_stale_last(self):
         """A fresh (not resumed) run must never be resumed from an older run's last checkpoint."""
-        if self.config["single_spec"] or self.config["local_rank"] == 0:
+        if self.config["single_spec"] or dist.get_rank() == 0:
             if os.path.exists(self.last_model_file):
                 os.remove(self.last_model_file)
                 self.logger.info(f"Fresh run: removed the previous run's {self.last_model_file}")
@@ -336,8 +358,11 @@ class ReliableTrainerMixin:
                      f"; config keys that differ from the checkpoint's: {', '.join(changed) or 'none'}")
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        decays = str(self.config["learner"]).lower() in DECAYING_LEARNERS  # RecBole's others: Adam, no decay
         for group in self.optimizer.param_groups:  # the state dict brings the old rate back: the config's wins
-            group["lr"], group["weight_decay"] = self.config["learning_rate"], self.config["weight_decay"]
+            group["lr"] = self.config["learning_rate"]
+            if decays:
+                group["weight_decay"] = self.config["weight_decay"]
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
@@ -347,12 +372,12 @@ class ReliableTrainerMixin:
         else:
             self.best_valid_result = extra["best_valid_result"]
             self.saved_model_file = os.path.join(os.path.dirname(resume_file), extra["best_model_file"])
-            rank = self.config["local_rank"] or 0
+            rank = 0 if self.config["single_spec"] else dist.get_rank()  # all_gather_object's order
             states = extra["rng"]
             self._pending_rng = states[rank] if len(states) == (self.config["world_size"] or 1) or rank == 0 else None
             if self.best_valid_result is not None and not os.path.exists(self.saved_model_file):
                 self.logger.warning(f"The best-model file {self.saved_model_file} is missing")
-        self._resumed = True
+        self._resumed = resume_file
         self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
 
     def _stopped_early(self):
@@ -372,20 +397,22 @@ class ReliableTrainerMixin:
         state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state_all()
-        generator = getattr(self._train_data, "generator", None)
-        if isinstance(generator, torch.Generator):
-            state["train_data"] = generator.get_state()
+        for name, data in (("train_data", self._train_data), ("valid_data", self._valid_data)):
+            generator = getattr(data, "generator", None)  # each iter() draws a worker seed from it
+            if isinstance(generator, torch.Generator):
+                state[name] = generator.get_state()
         return state
 
     def _restore_rng(self, state):
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
         torch.set_rng_state(state["torch"].cpu())
-        if "cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-        generator = getattr(self._train_data, "generator", None)
-        if "train_data" in state and isinstance(generator, torch.Generator):
-            generator.set_state(state["train_data"].cpu())
+        if "cuda" in state and self.device.type == "cuda":  # as many devices as this process sees now
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"][:torch.cuda.device_count()]])
+        for name, data in (("train_data", self._train_data), ("valid_data", self._valid_data)):
+            generator = getattr(data, "generator", None)
+            if name in state and isinstance(generator, torch.Generator):
+                generator.set_state(state[name].cpu())
 
 
 _RELIABLE_CLASSES = {}

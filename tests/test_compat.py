@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import recbole_sigma  # noqa: F401  (applies the fixes)
 from recbole_sigma import _recbole
@@ -379,6 +380,44 @@ print("USER_OFF", torch.is_anomaly_enabled())
     assert out[out.index("ANOMALY") + 1] == "False"
     assert out[out.index("USER_ON") + 1] == "True"
     assert out[out.index("USER_OFF") + 1] == "False"
+
+
+# --------------------------------------------------------------------------
+# RecBole's Collector: the item metrics' training-data entries are not tensors
+def _collected(monkeypatch, original):
+    """A Collector for ItemCoverage and AveragePopularity after data_collect, then get_data_struct."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from recbole.evaluator.collector import Collector
+
+    if original:
+        monkeypatch.setattr(Collector, "get_data_struct", Collector.get_data_struct._recbole_original)
+    config = recbole_sigma.build_config("SASRec", "ml-100k", config_dict={"metrics": ["ItemCoverage", "AveragePopularity"]})
+    collector = Collector(config)
+    dataset = SimpleNamespace(num=lambda field: 7, item_counter=Counter({1: 3, 2: 1}))
+    collector.data_collect(SimpleNamespace(dataset=dataset))
+    collector.data_struct.set("rec.items", torch.tensor([[1, 2]]))
+    return collector.get_data_struct()
+
+
+def test_collector_data_struct_still_needed(monkeypatch):
+    try:
+        _collected(monkeypatch, original=True)
+    except AttributeError as exc:
+        assert "has no attribute 'cpu'" in str(exc)
+    else:
+        pytest.skip("RecBole's Collector.get_data_struct takes non-tensor entries")
+
+
+def test_collector_data_struct(monkeypatch):
+    from recbole.evaluator.metrics import AveragePopularity, ItemCoverage
+
+    struct = _collected(monkeypatch, original=False)
+    assert struct.get("data.num_items") == 7 and struct.get("data.count_items") == {1: 3, 2: 1}
+    config = {"topk": [2], "metric_decimal_place": 4}
+    assert ItemCoverage(config).calculate_metric(struct) == {"itemcoverage@2": round(2 / 7, 4)}
+    assert AveragePopularity(config).calculate_metric(struct) == {"averagepopularity@2": 2.0}  # (3 + 1) / 2
 
 
 # --------------------------------------------------------------------------

@@ -179,6 +179,52 @@ def test_resuming_a_finished_run_from_recboles_own_checkpoint_reports_its_best_v
     assert again["test_result"] == reference["test_result"]
 
 
+def test_resuming_a_finished_run_still_gives_the_item_metrics_recboles_fit_collects_for(tmp_path):
+    """RecBole's fit collects the training items first (ItemCoverage, AveragePopularity need them): a finished
+    run's resume, which trains nothing, collects them too instead of failing at the test."""
+    settings = small(tmp_path, epochs=1, metrics=["Hit", "NDCG", "ItemCoverage", "AveragePopularity"])
+    first = recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=settings)
+    again = recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=settings, resume=True)
+    assert again["test_result"] == first["test_result"] and "itemcoverage@10" in again["test_result"]
+
+
+def test_a_run_resumed_from_another_file_makes_that_state_its_last_checkpoint(tmp_path):
+    """Resumed from a file that is not <name>-last.pth, the run's -last.pth must be this run's state at once:
+    killed in its first epoch, a plain resume continues it, not the older, longer run whose -last.pth was there."""
+    last = tmp_path / "Mamba4Rec-ml-100k-last.pth"
+    recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1))
+    epoch0 = tmp_path / "elsewhere" / "epoch0.pth"
+    epoch0.parent.mkdir()
+    epoch0.write_bytes(last.read_bytes())
+    recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=3))  # another run: last at epoch 2
+    assert load_checkpoint(last)["epoch"] == 2
+    rng = load_checkpoint(last)["recbole_sigma"]["rng"][0]
+    assert {"train_data", "valid_data"} <= set(rng)  # both loaders' generators: a resume repeats their draws
+
+    class Killed(Exception):
+        pass
+
+    def kill_in_epoch_1(event):
+        if event["epoch"] == 1 and "loss" in event:
+            raise Killed
+
+    with pytest.raises(Killed):
+        recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=3), resume=str(epoch0),
+                          on_epoch=kill_in_epoch_1)
+    assert load_checkpoint(last)["epoch"] == 0  # the resumed state, not the other run's epoch 2
+
+
+def test_a_fresh_run_whose_validations_never_give_a_best_model_is_an_error_not_a_test_of_an_old_file(
+        tmp_path, monkeypatch):
+    from recbole.trainer import Trainer
+
+    recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1))  # an older best model
+    monkeypatch.setattr(Trainer, "_valid_epoch", lambda self, data, show_progress=False: (float("nan"), {}))
+    with pytest.raises(CheckpointError, match="Mamba4Rec on ml-100k: no validation gave a best model to test "
+                                              r"\(valid_metric NDCG@10 was nan at the last one\)"):
+        recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=small(tmp_path, epochs=1))
+
+
 def test_resume_refuses_another_model_s_checkpoint(tmp_path):
     path = tmp_path / "ck.pth"
     config = recbole_sigma.build_config("SIGMA", "ml-100k")
@@ -235,6 +281,12 @@ def test_a_resume_trains_at_the_learning_rate_it_is_given_not_the_checkpoints(tm
                       config_dict=small(tmp_path, epochs=2, learning_rate=0.0005, weight_decay=1e-6))
     group = torch.load(last, weights_only=False)["optimizer"]["param_groups"][0]
     assert (group["lr"], group["weight_decay"]) == (0.0005, 1e-6)
+    # a learner RecBole does not know is Adam without weight decay, resumed or not
+    settings = small(tmp_path / "other", epochs=1, learner="adamax", weight_decay=1e-6)
+    recbole_sigma.run("Mamba4Rec", "ml-100k", config_dict=settings)
+    recbole_sigma.run("Mamba4Rec", "ml-100k", resume=True, config_dict=dict(settings, epochs=2))
+    group = torch.load(tmp_path / "other" / "Mamba4Rec-ml-100k-last.pth", weights_only=False)["optimizer"]["param_groups"][0]
+    assert group["weight_decay"] == 0
 
 
 # ------------------------------------------------------------------------------------------------

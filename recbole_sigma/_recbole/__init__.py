@@ -28,6 +28,11 @@ fix_dataset_pandas3 (dataset.py)
     what:  ``Dataset._fill_nan``, ``Dataset._remap``, ``SequentialDataset._benchmark_presets``
     why:   pandas 3: copy-on-write (in-place fillna fills a copy), ``Series.agg(len)``
     scope: RecBole's classes: every RecBole dataset in the process
+fix_collector_data_struct (collector.py)
+    what:  ``Collector.get_data_struct``
+    why:   RecBole 1.2.1 calls ``.cpu()`` on the training data's item count and counter: the item
+           metrics (ItemCoverage, GiniIndex, AveragePopularity, TailPercentage) fail at the first evaluation
+    scope: RecBole's class: every evaluation in the process
 fix_anomaly_detection (anomaly.py)
     what:  torch's autograd anomaly mode, around the import of RecBole's SINE
     why:   ``sine.py`` turns it on for the whole process at import (training 2x slower)
@@ -90,7 +95,7 @@ Not patches of RecBole; process-wide, listed here as the package's other global 
 * ``recbole_sigma.trainer`` subclasses RecBole's trainers (``reliable_trainer``); RecBole's
   classes are not changed.
 """
-from . import anomaly, checkpoints, dataset, hyperopt, numpy_aliases, quick_start, ray
+from . import anomaly, checkpoints, collector, dataset, hyperopt, numpy_aliases, quick_start, ray
 
 __all__ = ["FIXES", "apply"]
 
@@ -99,6 +104,7 @@ FIXES = (
     checkpoints.fix_checkpoint_loading,
     quick_start.fix_load_data_and_model,
     dataset.fix_dataset_pandas3,
+    collector.fix_collector_data_struct,
     anomaly.fix_anomaly_detection,
     ray.fix_ray_import,
     hyperopt.fix_hyperopt_exhaustive,
