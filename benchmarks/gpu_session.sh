@@ -111,7 +111,7 @@ build_one() {  # build_one <sdist> <FORCE_BUILD variable> <seconds left>
     tar xzf "$1" -C "$(dirname "$src")"
     one_arch "$src/setup.py" | tee -a "$OUT/build.log"
     local start=$SECONDS
-    (cd "$src" && env "$2=TRUE" TORCH_CUDA_ARCH_LIST="$TORCH_ARCH" MAX_JOBS=16 \
+    (cd "$src" && env "$2=TRUE" MAMBA_KEEP_CUDA_BUILD=TRUE TORCH_CUDA_ARCH_LIST="$TORCH_ARCH" MAX_JOBS=16 \
         timeout "$3" "$PY" -m pip install -v --no-index --no-deps --no-build-isolation . >>"$OUT/build.log" 2>&1)
     local rc=$?
     log "build $name: exit $rc after $((SECONDS - start)) s"

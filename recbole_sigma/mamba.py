@@ -8,15 +8,19 @@ written on one backend loads on the other with ``load_state_dict(strict=True)``:
   (a one-line error, the import error as its cause).
 * ``torch``: a pure-PyTorch path for CPUs, Macs and CI. The selective scan runs in
   :func:`recbole_sigma.ops.selective_scan.selective_scan` (a fused CPU kernel where available).
-* ``auto`` (default): ``cuda`` for inputs on a CUDA device where the kernels import and can serve
-  the block (:func:`kernel_limits`: d_conv 2-4, d_state <= 256, no float64), ``torch`` otherwise,
-  with one warning saying why when that happens on a GPU.
+* ``auto`` (default): ``cuda`` for inputs on a CUDA device where the kernels import, run there and
+  can serve the block (:func:`kernel_limits`: d_conv 2-4, d_state <= 256, no float64), ``torch``
+  otherwise, with one warning saying why when that happens on a GPU (and a line in the run's log).
 
 The kernels are imported at most once per process, and only for a CUDA input: never at module
 load, never for a CPU model. An installed mamba-ssm / causal-conv1d pair that cannot work
-together (:func:`pair_problem`) counts as missing, named in the error.
+together (:func:`pair_problem`) counts as missing, named in the error. An import proves the build,
+not that it holds code for this GPU: the first CUDA input on a device runs a tiny forward and
+backward (:func:`probe_kernels`); kernels that fail there ("no kernel image is available") count
+as unusable on that device.
 """
 import importlib.metadata
+import logging
 import math
 import re
 import warnings
@@ -30,9 +34,11 @@ from recbole_sigma.errors import MambaKernelsUnavailable
 from recbole_sigma.ops.selective_scan import selective_scan
 
 BACKENDS = ("auto", "cuda", "torch")
+# MAMBA_KEEP_CUDA_BUILD: mamba-ssm after 2.3.2 builds its Mamba-1 kernel (selective_scan_cuda) only when
+# asked to (state-spaces/mamba PR #977); older releases ignore it.
 CUDA_INSTALL_HINT = (
-    "pip install packaging ninja wheel && pip install --no-build-isolation 'causal-conv1d>=1.5.1' "
-    "'mamba-ssm>=2.2.5' (README.md, 'On a GPU'; needs nvcc where no prebuilt wheel matches)"
+    "pip install packaging ninja wheel && MAMBA_KEEP_CUDA_BUILD=TRUE pip install --no-build-isolation "
+    "'causal-conv1d>=1.5.1' 'mamba-ssm>=2.2.5' (README.md, 'On a GPU'; needs nvcc where no prebuilt wheel matches)"
 )
 # The kernels' limits (causal-conv1d's csrc/causal_conv1d.cpp, mamba-ssm's selective_scan.cpp).
 KERNEL_D_CONV = (2, 4)
@@ -97,7 +103,8 @@ def pair_problem(iface, versions):
     if takes not in (None, 7):
         return f"mamba-ssm {mamba_v} calls causal_conv1d_fwd with 7 arguments, causal-conv1d {conv_v} takes {takes}; {fix}"
     if getattr(iface, "selective_scan_cuda", True) is None:
-        return f"mamba-ssm {mamba_v} was installed without its CUDA extension selective_scan_cuda; reinstall it"
+        return (f"mamba-ssm {mamba_v} was installed without its CUDA extension selective_scan_cuda; reinstall it "
+                "with MAMBA_KEEP_CUDA_BUILD=TRUE")
     return None
 
 
@@ -114,6 +121,8 @@ class KernelState(NamedTuple):
 
 _kernels = None  # the KernelState, once load_cuda_kernels() has run: the import is tried once
 _warned = set()  # messages already warned, so that each warns once per process
+_probed = {}  # str(device) -> None (the kernels ran there) or the exception they raised
+logger = logging.getLogger(__name__)
 
 
 def load_cuda_kernels():
@@ -145,6 +154,36 @@ def _import_kernels():
     return KernelState(inner_fn, None)
 
 
+def probe_kernels(inner_fn, device):
+    """None if ``inner_fn`` (mamba_inner_fn) runs a tiny forward and backward on ``device``, else the exception
+    (tried once per device). A build without code for this GPU imports fine and fails at its first launch."""
+    key = str(device)
+    if key not in _probed:
+        try:
+            _run_probe(inner_fn, device)
+            _probed[key] = None
+        except Exception as e:  # RuntimeError: no kernel image is available for execution on the device
+            _probed[key] = e
+    return _probed[key]
+
+
+def _run_probe(inner_fn, device):
+    d_model, d_inner, dt_rank, d_state, d_conv, length = 4, 8, 1, 4, 4, 4
+    generator = torch.Generator(device=device).manual_seed(0)  # the run's own RNG streams untouched
+
+    def leaf(*shape):
+        return torch.randn(*shape, device=device, generator=generator).requires_grad_()
+
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        out = inner_fn(leaf(1, 2 * d_inner, length), leaf(d_inner, 1, d_conv), leaf(d_inner),
+                       leaf(dt_rank + 2 * d_state, d_inner), leaf(d_inner, dt_rank), leaf(d_model, d_inner), None,
+                       -torch.exp(leaf(d_inner, d_state)), None, None, leaf(d_inner),
+                       delta_bias=leaf(d_inner), delta_softplus=True)
+        out.sum().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def describe_error(error):
     """One line naming an exception: 'ModuleNotFoundError: No module named ...'."""
     text = str(error).strip().splitlines()
@@ -160,11 +199,13 @@ def _on_cuda(tensor):
 class Choice(NamedTuple):
     kernels: bool  # True: mamba-ssm's kernels run the block
     reason: Optional[str]  # why not, when kernels is False
-    cause: Optional[BaseException] = None  # the import error, when that is why
+    cause: Optional[BaseException] = None  # the import (or first launch) error, when that is why
+    fix: Optional[str] = None  # what to do about it, where the reason alone does not say
 
 
-def choose_backend(backend, d_conv, d_state, dtype, on_cuda):
-    """Which path a block takes; imports the kernels only for a CUDA input under auto / cuda."""
+def choose_backend(backend, d_conv, d_state, dtype, on_cuda, device=None):
+    """Which path a block takes; imports the kernels only for a CUDA input under auto / cuda, and runs
+    them once on ``device`` (:func:`probe_kernels`) when it is given."""
     if backend == "torch":
         return Choice(False, "mamba_backend='torch'")
     if not on_cuda:
@@ -172,16 +213,23 @@ def choose_backend(backend, d_conv, d_state, dtype, on_cuda):
     limit = kernel_limits(d_conv, d_state, dtype)
     if limit:
         return Choice(False, str(limit))
-    if load_cuda_kernels() is None:
+    inner_fn = load_cuda_kernels()
+    if inner_fn is None:
         error = kernel_error()
-        return Choice(False, f"mamba-ssm's CUDA kernels cannot be used ({describe_error(error)})", error)
+        return Choice(False, f"mamba-ssm's CUDA kernels cannot be used ({describe_error(error)})", error,
+                      f"install them: {CUDA_INSTALL_HINT}, or set mamba_backend: auto / torch")
+    error = probe_kernels(inner_fn, device) if device is not None else None
+    if error is not None:
+        return Choice(False, f"mamba-ssm's CUDA kernels import but fail on {device} ({describe_error(error)})", error,
+                      "build them for this GPU (TORCH_CUDA_ARCH_LIST set to its compute capability), "
+                      "or set mamba_backend: auto / torch")
     return Choice(True, None)
 
 
 def _fix(choice, on_cuda):
     """What to change when mamba_backend 'cuda' cannot be honoured."""
-    if choice.cause is not None:
-        return f"install them: {CUDA_INSTALL_HINT}, or set mamba_backend: auto / torch"
+    if choice.fix is not None:
+        return choice.fix
     if not on_cuda:
         return "use a CUDA device, or set mamba_backend: auto / torch"
     return "set mamba_backend: auto or torch"
@@ -226,6 +274,7 @@ class Mamba(nn.Module):
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
         self.backend = backend
+        self._fallback_logged = False  # this block's PyTorch path on a GPU, in the run's log once
 
         self.in_proj = nn.Linear(d_model, self.d_inner * 2, bias=bias, **factory_kwargs)
         self.conv1d = nn.Conv1d(
@@ -272,14 +321,19 @@ class Mamba(nn.Module):
         """Whether this input takes mamba-ssm's kernels. ``auto`` falls back to the PyTorch path
         with one warning on a GPU; ``cuda`` raises MambaKernelsUnavailable (the cause attached)."""
         on_cuda = _on_cuda(hidden_states)
-        choice = choose_backend(self.backend, self.d_conv, self.d_state, hidden_states.dtype, on_cuda)
+        choice = choose_backend(self.backend, self.d_conv, self.d_state, hidden_states.dtype, on_cuda,
+                                hidden_states.device)
         if choice.kernels or self.backend == "torch":
             return choice.kernels
         if self.backend == "cuda":
             raise MambaKernelsUnavailable(f"mamba_backend='cuda' but {choice.reason}; {_fix(choice, on_cuda)}") from choice.cause
         if on_cuda:
-            warn_once(f"mamba_backend='auto' on a GPU: {choice.reason}; the Mamba blocks run the slower "
-                      "PyTorch path (set mamba_backend: torch to choose it, or cuda to make this an error)")
+            message = (f"mamba_backend='auto' on a GPU: {choice.reason}; the Mamba blocks run the slower "
+                       "PyTorch path (set mamba_backend: torch to choose it, or cuda to make this an error)")
+            warn_once(message)  # the console, once a process
+            if not self._fallback_logged:  # the log file of every run, whatever warnings shows
+                self._fallback_logged = True
+                logger.warning(message)
         return False
 
     def forward(self, hidden_states):
@@ -318,15 +372,17 @@ class Mamba(nn.Module):
         x = F.silu(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias))  # (B, L, d_inner)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # (B, L, d_inner); its bias enters the scan
+        # A, D and the dt bias in float32 at least, as mamba_simple (a half / bfloat16 model's decay unrounded)
+        at_least_fp32 = torch.promote_types(self.A_log.dtype, torch.float32)
         y = selective_scan(
             x,
             dt,
-            -torch.exp(self.A_log),
+            -torch.exp(self.A_log.to(at_least_fp32)),
             B,
             C,
-            self.D,
+            self.D.to(at_least_fp32),
             z=z,
-            delta_bias=self.dt_proj.bias,
+            delta_bias=self.dt_proj.bias.to(at_least_fp32),
             delta_softplus=True,
         )  # (B, L, d_inner)
         return self.out_proj(y)

@@ -289,6 +289,10 @@ def load_data_and_model(model_file):
         add_model_defaults(config)
     if config["device"].type == "cuda" and not torch.cuda.is_available():
         config["device"] = torch.device("cpu")
+        if config["mamba_backend"] == "cuda":  # the kernels cannot run here: the same weights, the PyTorch path
+            config["mamba_backend"] = "auto"
+            logging.getLogger(__name__).warning(f"{model_file}: trained with mamba_backend 'cuda', loaded on a "
+                                                "machine without CUDA: mamba_backend 'auto' (the PyTorch path)")
     init_seed(config["seed"], config["reproducibility"])
     with restored_root_logger() as logger:  # RecBole's init_logger adds the log file and the console to it
         _init_logger(config, quiet=False)

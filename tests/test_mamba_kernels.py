@@ -13,6 +13,7 @@ from recbole_sigma.gpu_check import reference_inner_fn
 from recbole_sigma.mamba import Mamba, MambaKernelsUnavailable, kernel_limits
 
 GOOD_PAIR = {"mamba-ssm": "2.3.2.post1", "causal-conv1d": "1.6.0"}
+PROBE = (1, 16, 4)  # the xz of probe_kernels' tiny run, once a device
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +21,7 @@ def fresh_kernel_state(monkeypatch):
     """Each test starts with the kernels not yet imported and nothing warned; counts the imports."""
     monkeypatch.setattr(mamba_module, "_kernels", None)
     monkeypatch.setattr(mamba_module, "_warned", set())
+    monkeypatch.setattr(mamba_module, "_probed", {})
     imports = []
     real = mamba_module._import_kernels
     monkeypatch.setattr(mamba_module, "_import_kernels", lambda: imports.append(1) or real())
@@ -65,7 +67,7 @@ def test_good_pair_on_gpu_runs_the_kernels_as_called_by_mamba_simple(monkeypatch
     calls = install_kernels(monkeypatch)
     block, x = block_and_input()
     out = block(x)
-    assert calls == [(2, 32, 6)]  # xz: (B, 2 * d_inner, L)
+    assert calls == [PROBE, (2, 32, 6)]  # the probe, then xz: (B, 2 * d_inner, L)
     torch.testing.assert_close(out, block._forward_torch(x), rtol=1e-5, atol=1e-6)
 
 
@@ -136,7 +138,57 @@ def test_the_old_pair_with_a_seven_argument_conv_is_accepted(monkeypatch, on_gpu
                             causal_conv1d_cuda=types.SimpleNamespace(causal_conv1d_fwd=_fwd_taking(7)))
     block, x = block_and_input(backend="cuda")
     block(x)
-    assert len(calls) == 1
+    assert calls[1:] == [(2, 32, 6)]  # after the probe
+
+
+def test_kernels_that_import_but_fail_on_the_device_fall_back_under_auto_and_are_an_error_under_cuda(
+        monkeypatch, on_gpu, caplog):
+    """A build without code for this GPU imports, then fails at its first launch: the probe finds it once,
+    auto warns (and logs, for the run's log file) and runs the PyTorch path, cuda names the fix."""
+    calls = install_kernels(monkeypatch)
+    error = RuntimeError("CUDA error: no kernel image is available for execution on the device")
+    iface = sys.modules["mamba_ssm.ops.selective_scan_interface"]
+    monkeypatch.setattr(iface, "mamba_inner_fn", lambda *args, **kwargs: calls.append(args[0].shape) or _raise(error))
+    block, x = block_and_input()
+    with pytest.warns(RuntimeWarning, match="mamba-ssm's CUDA kernels import but fail on cpu "
+                                            r"\(RuntimeError: CUDA error: no kernel image") as caught:
+        out = block(x)
+        block(x)
+        Mamba(d_model=8, d_state=4)(x)  # another block: no second probe, no second warning
+    assert len(caught) == 1 and calls == [PROBE] and torch.equal(out, block._forward_torch(x))
+    assert [r.getMessage() for r in caplog.records if "PyTorch path" in r.getMessage()] \
+        == [str(caught[0].message)] * 2  # each block's first fallback, in the log
+    with pytest.raises(MambaKernelsUnavailable, match="build them for this GPU \\(TORCH_CUDA_ARCH_LIST") as raised:
+        block_and_input(backend="cuda")[0](x)
+    assert raised.value.__cause__ is error and calls == [PROBE]
+
+
+def _raise(error):
+    raise error
+
+
+def test_the_probe_leaves_the_runs_random_streams_alone(monkeypatch, on_gpu):
+    install_kernels(monkeypatch)
+    block, x = block_and_input()
+    state = torch.get_rng_state()
+    block(x)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_the_pytorch_path_computes_a_low_precision_blocks_decay_in_float32(monkeypatch):
+    """As mamba_simple: -exp(A_log.float()), D and the dt bias in float32, whatever the block's dtype."""
+    seen = {}
+    real = mamba_module.selective_scan
+    monkeypatch.setattr(mamba_module, "selective_scan",
+                        lambda *args, **kwargs: seen.update(A=args[2], D=args[5], bias=kwargs["delta_bias"])
+                        or real(*args, **kwargs))
+    block, x = block_and_input(torch.bfloat16)
+    assert block(x).dtype == torch.bfloat16
+    assert seen["A"].dtype == seen["D"].dtype == seen["bias"].dtype == torch.float32
+    assert torch.equal(seen["A"], -torch.exp(block.A_log.float()))
+    block64, x64 = block_and_input(torch.float64)  # float64 stays float64
+    block64(x64)
+    assert seen["A"].dtype == torch.float64
 
 
 @pytest.mark.parametrize("settings, dtype, named", [
@@ -200,7 +252,7 @@ def test_the_kernels_are_loaded_at_most_once(monkeypatch, on_gpu, fresh_kernel_s
     for _ in range(3):
         for block in blocks:
             block(x)
-    assert fresh_kernel_state == [1] and len(calls) == 6
+    assert fresh_kernel_state == [1] and calls == [PROBE] + [(2, 32, 6)] * 6  # and probed once
 
 
 def test_torch_backend_on_gpu_stays_silent_and_never_imports(monkeypatch, on_gpu, fresh_kernel_state):

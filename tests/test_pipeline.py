@@ -173,6 +173,17 @@ def test_load_data_and_model_round_trip_for_our_model(tmp_path, capsys):
     with bare_root_logger(), pytest.raises(CheckpointError, match=r"other\.pth' does not fit the model its config "
                                                                   r"builds: .*Unexpected key\(s\).*mixer\.a1"):
         recbole_sigma.load_data_and_model(str(tmp_path / "other.pth"))
+    # trained on a GPU with mamba_backend 'cuda', loaded on a machine without CUDA: the PyTorch path, same scores
+    if not torch.cuda.is_available():
+        checkpoint = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
+        checkpoint["config"]["device"], checkpoint["config"]["mamba_backend"] = torch.device("cuda"), "cuda"
+        torch.save(checkpoint, tmp_path / "gpu.pth")
+        with bare_root_logger():
+            config, model, _, _, _, test_data = recbole_sigma.load_data_and_model(str(tmp_path / "gpu.pth"))
+        assert (config["device"].type, config["mamba_backend"]) == ("cpu", "auto")
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        assert dict(trainer.evaluate(test_data, load_best_model=False, show_progress=False)) == \
+            pytest.approx(result["test_result"], abs=1e-12)
 
 
 def test_a_config_of_recboles_own_sasrec_gets_our_yaml_keys():
