@@ -201,7 +201,11 @@ def environment(device):
         env["gpu"] = torch.cuda.get_device_name(device)
         env["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
         error = mamba.kernel_error()
-        env["kernels"] = "import ok" if error is None else mamba.describe_error(error)
+        if error is None:  # imported: do they hold code for this GPU?
+            error = mamba.probe_kernels(mamba.load_cuda_kernels(), device)
+            env["kernels"] = "import and run ok" if error is None else f"import ok, fail here: {mamba.describe_error(error)}"
+        else:
+            env["kernels"] = mamba.describe_error(error)
     else:
         env["kernels"] = "not tried (no CUDA device)"
     return env
@@ -213,7 +217,7 @@ def backends(device):
     for label, name, overrides in mamba_variants():
         config = dict(yaml_defaults(name), **overrides)
         choice = mamba.choose_backend(config["mamba_backend"], config["d_conv"], config["d_state"],
-                                      torch.float32, device.type == "cuda")
+                                      torch.float32, device.type == "cuda", device)
         out[label] = "mamba-ssm kernels" if choice.kernels else f"PyTorch path ({choice.reason})"
     return out
 
