@@ -12,10 +12,18 @@ checks: an empty file or a header-only file; a header whose columns are not ``na
 (token, token_seq, float, float_seq) or repeat a name; the field count of every line; float and
 float_seq values; empty or missing ("NA", "null", ...) ids and times; the fields the run needs
 (USER_ID_FIELD, ITEM_ID_FIELD, TIME_FIELD for ``order: TO`` and every sequential model, the
-fields named in ``load_col``). Blank lines are skipped, as RecBole does. It splits each line
-with str.split, no pandas: Beauty's 198,502-line .inter took 0.95 s on a busy 2-core machine.
+fields named in ``load_col``; with pandas 3, no missing value in a loaded sequence column, which
+RecBole 1.2.1 cannot read there). Blank lines are skipped, as RecBole does. Lines are split as
+pandas' python engine splits them for RecBole: with Python's csv reader for a one-character
+separator (a value in double quotes may hold the separator, a doubled quote or a line break; a stray
+quote is an error), with str.split for a longer one (pandas' regex split; quotes plain text); any
+line ending (\n, \r\n, \r). No pandas: Beauty's 198,502-line .inter took about a second on a
+busy 2-core machine.
 """
+import csv
+import io
 import os
+import re
 
 from recbole_sigma.errors import ConfigError, DataFileError
 
@@ -112,25 +120,44 @@ def _required_fields(config, source):
     return needed
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _check_file(config, path, source, load, unload):
     """Raise on the first problem in one atomic file: its text, its header, then every line."""
-    lines = _read_text(config, path).split("\n")
-    names, types = _parse_header(path, lines[0], config["field_separator"])
+    text = _read_text(config, path)
+    end = _LINE_END.search(text)
+    header, body = (text[:end.start()], text[end.end():]) if end else (text, "")
+    separator = config["field_separator"]
+    names, types = _parse_header(path, header, separator)
     loaded = [n for n in names if (load is None or n in load) and not (unload and n in unload)]
     _check_columns(config, path, source, names, types, load, loaded)
-    separator = config["field_separator"]
-
-    def blank(line):  # what pandas skips: one field (no separator) of whitespace or nothing
-        return separator not in line and not line.strip()
-
-    if all(blank(line) for line in lines[1:]):
-        raise DataFileError(f"{path}, line 2: no data lines after the header; expected one line per record")
     columns = _Columns(names, types, loaded, {names.index(f) for f in _required_fields(config, source)})
-    for number, line in enumerate(lines[1:], start=2):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not blank(line):
-            _check_line(config, path, number, line, columns)
+    seen = False
+    for number, fields in _records(path, body, separator):
+        if len(fields) > 1 or (fields and fields[0].strip()):  # pandas skips an empty or blank line
+            seen = True
+            _check_line(config, path, number, fields, columns)
+    if not seen:
+        raise DataFileError(f"{path}, line 2: no data lines after the header; expected one line per record")
+
+
+def _records(path, body, separator):
+    """(line number, fields) of each line after the header, split as pandas' python engine splits them."""
+    if len(separator) != 1:  # a regex split of each stripped line there: quotes are plain text
+        for number, line in enumerate(_LINE_END.split(body), start=2):
+            yield number, line.strip().split(separator) if line.strip() else []
+        return
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=separator, quotechar='"', doublequote=True,
+                        strict=True)
+    try:
+        for fields in reader:
+            yield reader.line_num + 1, fields  # (a quoted line break: the record's last line)
+    except csv.Error as e:
+        raise DataFileError(
+            f"{path}, line {reader.line_num + 1}: {e}, as RecBole's CSV reader reads it; expected a value with a "
+            'double quote to be quoted whole ("...", a quote inside doubled)'
+        ) from None
 
 
 def _read_text(config, path):
@@ -163,8 +190,6 @@ def _parse_header(path, header, separator):
             f"{path}, line 1: the header starts with a byte-order mark; expected the file saved without one "
             "(or encoding: utf-8-sig)"
         )
-    if header.endswith("\r"):
-        raise DataFileError(f"{path}, line 1: Windows line endings (\\r\\n); expected \\n line endings")
     names, types = [], []
     for column in header.split(separator):
         name, colon, kind = column.partition(":")
@@ -209,12 +234,17 @@ class _Columns:
         floats = {i for i, n in enumerate(names) if n in loaded and types[i] == "float"}
         self.checked = sorted(floats | required)  # required ids and times, loaded floats
         self.float_seqs = [i for i, n in enumerate(names) if n in loaded and types[i] == "float_seq"]
+        # RecBole 1.2.1's _load_feat fills a missing sequence value in place (fillna(inplace=True)), which
+        # pandas 3's copy-on-write makes a no-op: the NaN then fails its split, far from the file
+        import pandas
+
+        na_fails = int(pandas.__version__.split(".")[0]) >= 3
+        self.seqs = [i for i, n in enumerate(names) if na_fails and n in loaded and types[i].endswith("_seq")]
 
 
-def _check_line(config, path, number, line, columns):
-    """One data line: its field count, required values, float and float_seq values, no leading quote."""
+def _check_line(config, path, number, fields, columns):
+    """One data line: its field count, required values, float and float_seq values, sequence values."""
     names, separator = columns.names, config["field_separator"]
-    fields = line.split(separator)
     if len(fields) != len(names):
         raise DataFileError(
             f"{path}, line {number}: {len(fields)} field(s); expected {len(names)} ({', '.join(names)}) "
@@ -224,12 +254,12 @@ def _check_line(config, path, number, line, columns):
         _check_value(path, number, names[i], columns.types[i], fields[i], i in columns.required)
     for i in columns.float_seqs:
         _check_float_seq(path, number, names[i], fields[i], config["seq_separator"])
-    if '"' in line and any(f.startswith('"') for f in fields):
-        column = names[next(i for i, f in enumerate(fields) if f.startswith('"'))]
-        raise DataFileError(
-            f"{path}, line {number}: {column} starts with a double quote, which RecBole's CSV reader takes "
-            "as a quoted value spanning separators; expected values without a leading quote"
-        )
+    for i in columns.seqs:
+        if fields[i] in NA_VALUES:
+            raise DataFileError(
+                f"{path}, line {number}: {names[i]} is {fields[i]!r}, which RecBole 1.2.1 cannot read as a "
+                f"sequence on pandas 3; expected at least one value (the column is {names[i]}:{columns.types[i]})"
+            )
 
 
 def _check_value(path, number, name, kind, value, required):

@@ -229,6 +229,56 @@ def test_unloaded_columns_are_not_read_but_every_line_is_counted(tmp_path):
         check_atomic_files(config)
 
 
+def _scan(folder, text, **keys):
+    """check_atomic_files on tiny.inter holding ``text``, and pandas' read of it as RecBole's _load_feat reads it."""
+    import pandas as pd
+
+    from recbole_sigma.data_checks import check_atomic_files
+
+    (folder / "tiny.inter").write_bytes(text.encode())
+    config = {"data_path": str(folder), "dataset": "tiny", "benchmark_filename": None, "additional_feat_suffix": None,
+              "load_col": None, "unload_col": None, "field_separator": "\t", "seq_separator": " ", "encoding": None,
+              "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+              "eval_args": {"order": "TO"}, "MODEL_TYPE": None, **keys}
+    check_atomic_files(config)
+    return pd.read_csv(folder / "tiny.inter", delimiter=config["field_separator"], dtype=str, engine="python")
+
+
+def test_the_scan_splits_lines_as_recboles_reader_does(tmp_path):
+    """Any line ending, and csv quoting for a one-character separator (a quoted value may hold the separator,
+    a doubled quote, a line break): what RecBole reads, the scan accepts; a stray quote is one line."""
+    from recbole_sigma.errors import DataFileError
+
+    head = "user_id:token\titem_id:token\ttimestamp:float\tnote:token"
+    for end in ("\r\n", "\r"):  # Windows, old Mac
+        assert len(_scan(tmp_path, end.join([head, "u\ti\t1\tx", "u\tj\t2\ty", ""]))) == 2
+    quoted = _scan(tmp_path, "\n".join([head, 'u\ti\t1\t"a\tb"', 'u\tj\t2\t"12"" vinyl"', 'u\tk\t3\t"two\nlines"', ""]))
+    assert list(quoted["note:token"]) == ["a\tb", '12" vinyl', "two\nlines"]
+    with pytest.raises(DataFileError, match=r"tiny.inter, line 3: .*as RecBole's CSV reader reads it; expected a value "
+                                            "with a double quote to be quoted whole") as error:
+        _scan(tmp_path, "\n".join([head, "u\ti\t1\tx", 'u\tj\t2\t"Weird Al" Yankovic', ""]))
+    assert "\n" not in str(error.value)
+    # a longer separator is a regex split there: quotes are plain text
+    assert len(_scan(tmp_path, "user_id:token::item_id:token::timestamp:float\nu::\"i::1\n", field_separator="::")) == 1
+
+
+def test_a_missing_sequence_value_is_one_line_on_pandas_3(tmp_path):
+    """RecBole 1.2.1 fills a missing sequence value in place, a no-op under pandas 3's copy-on-write: the NaN
+    then fails its split deep in _load_feat."""
+    import pandas as pd
+
+    from recbole_sigma.errors import DataFileError
+
+    text = "user_id:token\titem_id:token\ttimestamp:float\ttags:token_seq\nu\ti\t1\ta b\nu\tj\t2\t\n"
+    if int(pd.__version__.split(".")[0]) < 3:
+        _scan(tmp_path, text)
+        return
+    with pytest.raises(DataFileError, match=r"tiny.inter, line 3: tags is '', which RecBole 1.2.1 cannot read as a "
+                                            "sequence on pandas 3"):
+        _scan(tmp_path, text)
+    _scan(tmp_path, text, load_col={"inter": ["user_id", "item_id", "timestamp"]})  # not loaded: not read
+
+
 def test_topk_beyond_the_items_of_the_dataset(cli):
     assert_one_line(*cli("--topk=[50]", "--valid_metric=NDCG@50")[::2], "topk=[50] asks for more items",
                     "has 12 items", "expected topk <= 12")
