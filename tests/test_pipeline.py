@@ -108,7 +108,12 @@ def test_cli_reports_errors_in_one_line_with_exit_code_2(capsys):
     assert err.startswith("error: unknown model 'NoSuchModel'") and err.count("\n") == 1
     # argparse's own errors too, not its usage block first
     for argv, fragment in ((["--epochs", "1"], "unrecognised argument '--epochs'"),
-                           (["--nproc=x"], "argument --nproc: invalid int value: 'x'")):
+                           (["--nproc=x"], "argument --nproc: invalid int value: 'x'"),
+                           # flags that would be read and ignored: a run's with a tuning, the tuning's without one
+                           (["--params_file=hyper.test", "--nproc=4", "--resume"],
+                            "--resume, --nproc with --params_file: a tuning runs each trial as one process"),
+                           (["--params_file=hyper.test", "--ray_address=auto"], "only --tool=ray uses"),
+                           (["--tool=ray", "--max_evals=5"], "--tool, --max_evals without --params_file")):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         err = capsys.readouterr().err
