@@ -30,6 +30,7 @@ A trial does not see the tuning command's ``sys.argv`` (RecBole's Config reads i
 ``recbole_sigma._recbole.process_state``); it is put back after the trial. ray and hyperopt are imported only inside the functions that use them.
 """
 import ast
+import functools
 import math
 import os
 import shlex
@@ -48,6 +49,11 @@ TOOLS = ("hyperopt", "ray")
 ALGOS = ("exhaustive", "random", "bayes")
 DEFAULT_TRIALS = 10
 METRIC = "valid_score"  # every Ray report carries it: the config's valid_metric, this epoch
+# RecBole's exhaustive search draws a grid's points at random, giving up after this many repeats in a row
+# (RecBole: 1000): about exp(-EXHAUSTIVE_PATIENCE * left / grid) that it stops with `left` points untried.
+EXHAUSTIVE_PATIENCE = 1_000_000
+# Path keys a trial reads (pretrained models, RecBole's data caches): absolute for Ray, which moves each trial.
+PATH_KEYS = ("pre_model_path", "dataset_save_path", "dataloaders_save_path")
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,11 +73,13 @@ class Param:
         return self.kind == "quniform" and all(float(a).is_integer() for a in self.args)
 
     def cast(self, value):
-        """A sampled value as the model expects it: python scalars, ints for integral quniform."""
+        """A sampled value as the model expects it: python scalars; quniform's round(value / q) * q (hyperopt's
+        definition, applied to Ray's uniform draw too), an int where integral."""
         if hasattr(value, "item") and callable(value.item):  # numpy scalar (hyperopt)
             value = value.item()
-        if self.integral:
-            return int(round(value))
+        if self.kind == "quniform":
+            value = round(round(value / self.args[2]) * self.args[2], 12)
+            return int(value) if self.integral else value
         return value
 
 
@@ -147,8 +155,22 @@ def choose_algo(params, algo=None):
     return algo
 
 
+def hyperopt_space(params):
+    """The search space of ``HyperTuning._build_space_from_file``, a choice's values as literals: hyperopt reads
+    a list-valued one (gate_activations: [['silu', 'sigmoid'], ...]) as an expression, whose grid RecBole's
+    exhaustive search cannot count."""
+    from hyperopt import hp
+    from hyperopt.pyll import Literal
+
+    kinds = {"uniform": hp.uniform, "quniform": hp.quniform, "loguniform": hp.loguniform}
+    return {p.name: hp.choice(p.name, [Literal(v) for v in p.args]) if p.kind == "choice"
+            else kinds[p.kind](p.name, *p.args) for p in params}
+
+
 def ray_search_space(params, algo):
-    """Ray Tune's search space for the params (``loguniform`` bounds are exponents, as in RecBole)."""
+    """Ray Tune's search space for the params (``loguniform`` bounds are exponents, as in RecBole; quniform a
+    uniform draw that :meth:`Param.cast` rounds as hyperopt does: Ray's own leaves out its top value at q = 1,
+    and refuses bounds that are not multiples of q)."""
     from ray import tune
 
     space = {}
@@ -159,10 +181,8 @@ def ray_search_space(params, algo):
             space[p.name] = tune.uniform(*p.args)
         elif p.kind == "loguniform":
             space[p.name] = tune.loguniform(math.exp(p.args[0]), math.exp(p.args[1]))
-        elif p.integral:
-            space[p.name] = tune.qrandint(*(int(a) for a in p.args))
         else:
-            space[p.name] = tune.quniform(*p.args)
+            space[p.name] = tune.uniform(p.args[0], p.args[1])
     return space
 
 
@@ -342,6 +362,14 @@ def _hyper_tuning():
     from recbole.trainer.hyper_tuning import HyperTuning
 
     class FailingTrials(HyperTuning):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if kwargs.get("algo") == "exhaustive":  # RecBole's draws combinations at random and gives up after
+                # 1000 repeats in a row: a 1000-point grid then ends short about every other time
+                from recbole.trainer.hyper_tuning import exhaustive_search
+
+                self.algo = functools.partial(exhaustive_search, nbMaxSucessiveFailures=EXHAUSTIVE_PATIENCE)
+
         def trial(self, params):
             try:
                 return super().trial(params)
@@ -386,7 +414,7 @@ def _run_hyperopt(job):
 
     _hyper_tuning()(
         objective,
-        params_file=job.params_file,
+        space=hyperopt_space(job.params),
         fixed_config_file_list=job.config_file_list or None,
         algo=job.algo,
         max_evals=job.n_trials,
@@ -406,6 +434,9 @@ def _absolute_settings(job):
     # RecBole joins data_path and the dataset name (ml-100k: its own example folder).
     fixed["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(config["data_path"])))
     fixed["checkpoint_dir"] = os.path.abspath(config["checkpoint_dir"])
+    for key in PATH_KEYS:  # read by some models and RecBole's data caches, relative to where the driver runs
+        if isinstance(config[key], str) and config[key] and not os.path.isabs(config[key]):
+            fixed[key] = os.path.abspath(config[key])
     return files, fixed
 
 
@@ -540,12 +571,14 @@ def _params_str(params):
 
 
 def _metrics_str(metrics):
-    return "    ".join(f"{k} : {v:.4f}" if isinstance(v, float) else f"{k} : {v}" for k, v in metrics.items())
+    return "    ".join(f"{k} : {v}" for k, v in metrics.items())  # as RecBole rounded them (metric_decimal_place)
 
 
 def format_report(job, trials, best, rerun, final=True):
-    """The output file: every trial, best first (RecBole's export_result layout), then the best.
-    ``final`` False: the search is still running (or was stopped), and the header says so."""
+    """The output file: a header, every trial best first, each a block of RecBole's export_result layout
+    (parameters, then valid and test results; a status mark and error where the trial did not complete), then
+    the best trial and its re-run command. ``final`` False: the search is still running (or was stopped),
+    and the header says so."""
     def order(trial):
         score = trial.valid_score if trial.valid_score is not None else (-math.inf if job.mode == "max" else math.inf)
         rank = {"completed": 0, "stopped early": 1, "error": 2}[trial.status]
@@ -553,6 +586,8 @@ def format_report(job, trials, best, rerun, final=True):
 
     model = job.model if isinstance(job.model, str) else job.model.__name__
     done = f"{len(trials)} trial(s)" if final else f"{len(trials)} of {job.n_trials} trial(s) so far (the search did not end)"
+    if final and job.algo == "exhaustive" and len(trials) < job.n_trials:
+        done += f" of a {job.n_trials}-point grid (the search ended short)"
     lines = [
         f"# recbole-sigma tuning: {model} on {job.dataset}, {job.tool} ({job.algo}), {done}, "
         f"params {job.params_file}, best by valid {job.metric} ({job.mode})",

@@ -107,9 +107,17 @@ def test_ray_space_and_casts_follow_recboles_conventions(tmp_path):
     assert tuning.grid_size([p for p in params if p.kind == "choice"]) == 3
     space = tuning.ray_search_space(params, "random")
     assert space["lr"].lower == pytest.approx(math.exp(-9)) and space["lr"].upper == pytest.approx(math.exp(-4))
-    assert all(isinstance(space["d_state"].sample(), int) for _ in range(20))
-    assert isinstance(space["p"].sample(), float)
-    assert tuning.cast_params({"d_state": 16.0, "p": 0.25, "k": 2}, params) == {"d_state": 16, "p": 0.25, "k": 2}
+    # quniform as hyperopt defines it, round(uniform(low, high) / q) * q, under Ray too: every step, the top one
+    # included (Ray's own qrandint leaves it out), ints where integral
+    drawn = {tuning.cast_params({"d_state": space["d_state"].sample()}, params)["d_state"] for _ in range(300)}
+    assert drawn == set(range(8, 65, 8)) and all(isinstance(v, int) for v in drawn)
+    assert tuning.cast_params({"d_state": 16.0, "p": 0.3, "k": 2}, params) == {"d_state": 16, "p": 0.25, "k": 2}
+    assert tuning.cast_params({"p": 0.9}, params) == {"p": 1.0}
+    odd = tmp_path / "odd.test"  # bounds that are not multiples of q: hyperopt takes them, Ray's quniform did not
+    odd.write_text("dropout_prob quniform 0.05,0.5,0.1\n")
+    rates = tuning.ray_search_space(tuning.read_params_file(odd), "random")["dropout_prob"]
+    assert {tuning.cast_params({"dropout_prob": rates.sample()}, tuning.read_params_file(odd))["dropout_prob"]
+            for _ in range(300)} == {0.1, 0.2, 0.3, 0.4, 0.5}
     assert tuning.ray_search_space(params[3:], "exhaustive")["k"] == {"grid_search": [1, 2, 3]}
 
 
@@ -164,6 +172,19 @@ def test_a_hyperopt_search_runs_every_trial_asked_for(tmp_path, twelve_rates, mo
         assert sorted(c["learning_rate"] for c in calls) == [i / 1000 for i in range(1, 13)]
     header = (tmp_path / "out" / "x.result").read_text().splitlines()[0]  # its folder made, not missing at the end
     assert f", {n or 12} trial(s), " in header
+
+
+def test_a_hyperopt_grid_of_list_valued_choices_runs_each_point(tmp_path, monkeypatch):
+    """hyperopt reads a list option as an expression (RecBole's grid count then failed): each value is a literal."""
+    monkeypatch.chdir(tmp_path)
+    calls = fake_trials(monkeypatch)
+    params = tmp_path / "gates.test"
+    params.write_text("gate_activations choice [['silu','sigmoid'],['sigmoid','silu']]\nlearning_rate choice [0.001,0.002]\n")
+    result = tuning.tune("SIGMA", "ml-100k", params, n_trials=None, output_file="x.result")
+    assert sorted((c["gate_activations"], c["learning_rate"]) for c in calls) == [
+        (["sigmoid", "silu"], 0.001), (["sigmoid", "silu"], 0.002), (["silu", "sigmoid"], 0.001),
+        (["silu", "sigmoid"], 0.002)]
+    assert len(result.trials) == 4
 
 
 def test_a_hyperopt_search_stopped_midway_keeps_its_finished_trials_in_the_output_file(tmp_path, twelve_rates,
