@@ -305,7 +305,8 @@ def _check_metrics(config):
     valid_metric = _get(config, "valid_metric")
     computed = []
     for name in names:
-        if issubclass(registry[name.lower()], TopkMetric):
+        cls = registry[name.lower()]  # the item-list metrics (ItemCoverage, GiniIndex, ...) report at each k too
+        if issubclass(cls, TopkMetric) or {"rec.items", "rec.topk"} & set(cls.metric_need):
             computed += [f"{name.lower()}@{k}" for k in ks]
         else:
             computed.append(name.lower())

@@ -244,6 +244,19 @@ def _scan(folder, text, **keys):
     return pd.read_csv(folder / "tiny.inter", delimiter=config["field_separator"], dtype=str, engine="python")
 
 
+def test_an_item_list_metric_is_a_valid_metric_at_each_topk():
+    """ItemCoverage, GiniIndex, ... report name@k as the ranking metrics do: GiniIndex@10 is computed (and runs,
+    with the Collector fix), plain GiniIndex would be a KeyError after the first epoch."""
+    from recbole_sigma.config import checked_config
+    from recbole_sigma.errors import ConfigError
+
+    settings = {"metrics": ["Hit", "GiniIndex"], "topk": [10]}
+    assert checked_config("SASRec", "ml-100k", config_dict={**settings, "valid_metric": "GiniIndex@10"})
+    with pytest.raises(ConfigError, match="valid_metric='GiniIndex' is not one of the computed metrics; expected one "
+                                          "of hit@10, giniindex@10"):
+        checked_config("SASRec", "ml-100k", config_dict={**settings, "valid_metric": "GiniIndex"})
+
+
 def test_the_scan_splits_lines_as_recboles_reader_does(tmp_path):
     """Any line ending, and csv quoting for a one-character separator (a quoted value may hold the separator,
     a doubled quote, a line break): what RecBole reads, the scan accepts; a stray quote is one line."""
