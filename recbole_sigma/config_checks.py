@@ -441,18 +441,14 @@ def _raised_in_configurator(tb):
 
 
 def check_dataset_config(config, dataset):
-    """The keys that need the loaded dataset (before data_preparation and training): topk must
-    not ask for more items than an evaluation scores (full ranking: every item; uniN/popN: the
-    positives and N sampled negatives, so at most N + 1 is safe)."""
+    """The keys that need the loaded dataset (before data_preparation and training): topk must not ask for
+    more items than the dataset has (RecBole ranks every item, a sampled evaluation too: its unsampled
+    items score -inf)."""
     topk = config["topk"]
     ks = [topk] if isinstance(topk, int) else list(topk)
-    mode = config["eval_args"]["mode"]
-    modes = mode.values() if isinstance(mode, dict) else [mode]
-    limits = [dataset.item_num - 1]  # item 0 is padding
-    limits += [int(m[3:]) + 1 for m in modes if m[:3] in ("uni", "pop")]
-    if max(ks) > min(limits):
+    limit = dataset.item_num - 1  # item 0 is padding
+    if max(ks) > limit:
         raise ConfigError(
-            f"topk={topk!r} asks for more items than an evaluation ranks ({min(limits)}: dataset "
-            f"{config['dataset']!r} has {dataset.item_num - 1} items, eval_args mode={mode!r}); "
-            f"expected topk <= {min(limits)}"
+            f"topk={topk!r} asks for more items than an evaluation ranks ({limit}: dataset "
+            f"{config['dataset']!r} has {limit} items); expected topk <= {limit}"
         )

@@ -295,6 +295,16 @@ def test_a_missing_sequence_value_is_one_line_on_pandas_3(tmp_path):
 def test_topk_beyond_the_items_of_the_dataset(cli):
     assert_one_line(*cli("--topk=[50]", "--valid_metric=NDCG@50")[::2], "topk=[50] asks for more items",
                     "has 12 items", "expected topk <= 12")
+    # a sampled evaluation ranks every item too (the unsampled ones at -inf): topk past its N + 1 is fine
+    from types import SimpleNamespace
+
+    from recbole_sigma.config_checks import check_dataset_config
+    from recbole_sigma.errors import ConfigError
+
+    config = {"topk": [10], "eval_args": {"mode": {"valid": "uni5", "test": "full"}}, "dataset": "tiny"}
+    check_dataset_config(config, SimpleNamespace(item_num=13))
+    with pytest.raises(ConfigError, match="expected topk <= 12"):
+        check_dataset_config({**config, "topk": [13]}, SimpleNamespace(item_num=13))
 
 
 def test_users_too_short_for_the_split(cli):
