@@ -23,7 +23,9 @@ from recbole_sigma.config import check_config_file, checked_config, properties_d
 from recbole_sigma.errors import DatasetNotFoundError, EmptyDatasetError
 
 def check_dataset_available(config):
-    """Fail with a clear message, before RecBole tries (and fails) to download offline."""
+    """Fail with a clear message where the dataset's folder is missing, before RecBole tries to download it:
+    offline that fails, and online RecBole 1.2.1's download asks on stdin and then waits on a process group a
+    single process has not got. The message names the mirror's file to fetch by hand."""
     path = config["data_path"]
     if os.path.isdir(path):
         return
@@ -41,6 +43,7 @@ def check_dataset_available(config):
         urllib.request.urlopen(url, timeout=10).close()
     except OSError as e:
         raise DatasetNotFoundError(hint + f"; downloading it from RecBole's mirror failed ({e}).") from None
+    raise DatasetNotFoundError(hint + f"; RecBole's mirror has it: download {url} and unzip it into {path}.")
 
 
 @contextlib.contextmanager

@@ -81,6 +81,11 @@ def test_known_dataset_offline_is_a_clear_error_not_a_urllib_traceback(tmp_path,
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError, match="amazon-beauty.*downloading it from RecBole's mirror failed"):
         recbole_sigma.run("SIGMA", "amazon-beauty", config_dict={"data_path": str(tmp_path), **TINY})
+    # online: RecBole's own download would ask on stdin, then wait on a process group it has not got
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *args, **kwargs: io.BytesIO())
+    with pytest.raises(DatasetNotFoundError, match=r"amazon-beauty.*RecBole's mirror has it: download https://\S+ "
+                                                   "and unzip it into"):
+        recbole_sigma.run("SIGMA", "amazon-beauty", config_dict={"data_path": str(tmp_path), **TINY})
 
 
 @pytest.mark.parametrize("content, message", [("a: [1,", "is not valid YAML"), ("- 1\n- 2\n", "must hold a mapping")])
