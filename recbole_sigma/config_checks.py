@@ -185,7 +185,10 @@ def check_run_config(config):
     _check_process_keys(config)
     model = _get(config, "model")
     if _is_sequential(config):
-        _check_plain_keys(config, SEQUENCE_KEYS)
+        keys = SEQUENCE_KEYS
+        if _get(config, "benchmark_filename"):  # the files are the splits, each row its history: no time
+            keys = {k: v for k, v in SEQUENCE_KEYS.items() if k != "TIME_FIELD"}
+        _check_plain_keys(config, keys)
         _check_sequence_length(model, config, _get(config, "MAX_ITEM_LIST_LENGTH"))
     _check_metrics(config)
     _check_eval_args(config)

@@ -50,11 +50,11 @@ def atomic_files(config):
     benchmark = config["benchmark_filename"]
     if benchmark:
         files = [(os.path.join(folder, f"{token}.{name}.inter"), "inter") for name in benchmark]
-        files = [(p, s) for p, s in files if os.path.isfile(p)]
-        if not files:
+        missing = [os.path.basename(p) for p, _ in files if not os.path.isfile(p)]
+        if missing:  # RecBole reads each of them
             raise DataFileError(
-                f"none of the benchmark files {', '.join(f'{token}.{n}.inter' for n in benchmark)} "
-                f"is in {folder}; expected them there (benchmark_filename={benchmark!r})"
+                f"benchmark file(s) {', '.join(missing)} not in {folder}; expected every file of "
+                f"benchmark_filename={benchmark!r} there"
             )
     else:
         path = os.path.join(folder, f"{token}.inter")
@@ -113,7 +113,10 @@ def _required_fields(config, source):
     if iid:
         needed[iid] = "ITEM_ID_FIELD"
     eval_args = config["eval_args"] or {}
-    if time and eval_args.get("order") == "TO":
+    if config["benchmark_filename"]:  # the files are the splits, in their order: no time needed
+        if iid and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+            needed[iid + config["LIST_SUFFIX"]] = "each row's item history (benchmark files hold it)"
+    elif time and eval_args.get("order") == "TO":
         needed[time] = "TIME_FIELD (eval_args order: TO sorts by it)"
     elif time and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
         needed[time] = "TIME_FIELD (RecBole's sequential models order each user's items by it)"

@@ -257,6 +257,37 @@ def test_an_item_list_metric_is_a_valid_metric_at_each_topk():
         checked_config("SASRec", "ml-100k", config_dict={**settings, "valid_metric": "GiniIndex"})
 
 
+def test_sequential_benchmark_files_need_each_rows_history_not_a_time(tmp_path):
+    """benchmark_filename: the files are the splits and each row holds its history (item_id_list), so no
+    TIME_FIELD is needed (RecBole neither sorts nor augments them); a missing history column or file is one line."""
+    import recbole_sigma
+    from recbole_sigma.errors import DataFileError
+
+    folder = tmp_path / "seqbench"
+    folder.mkdir()
+    rows = {"train": ["u1\ti1\ti2", "u1\ti1 i2\ti3", "u2\ti3\ti1", "u2\ti3 i1\ti4", "u3\ti2\ti5"],
+            "valid": ["u1\ti1 i2 i3\ti4", "u2\ti3 i1 i4\ti2"], "test": ["u1\ti1 i2 i3 i4\ti5", "u2\ti3 i1 i4 i2\ti5"]}
+
+    def write(header="user_id:token\titem_id_list:token_seq\titem_id:token", parts=rows):
+        for part, lines in parts.items():
+            (folder / f"seqbench.{part}.inter").write_text("\n".join([header] + lines) + "\n")
+
+    settings = {"data_path": str(tmp_path), "checkpoint_dir": str(tmp_path / "saved"), "epochs": 1,
+                "benchmark_filename": ["train", "valid", "test"], "TIME_FIELD": None,
+                "load_col": {"inter": ["user_id", "item_id_list", "item_id"]}, "alias_of_item_id": ["item_id_list"],
+                "topk": [3], "valid_metric": "NDCG@3", "hidden_size": 8, "d_state": 4, "MAX_ITEM_LIST_LENGTH": 5}
+    write()
+    assert recbole_sigma.run("Mamba4Rec", "seqbench", config_dict=settings)["test_result"]
+    write(header="user_id:token\titems:token_seq\titem_id:token")
+    with pytest.raises(DataFileError, match="seqbench.train.inter, line 1: no 'item_id_list' column, which the run "
+                                            "needs as each row's item history"):
+        recbole_sigma.run("Mamba4Rec", "seqbench", config_dict={**settings, "load_col": None})
+    write()
+    (folder / "seqbench.valid.inter").unlink()
+    with pytest.raises(DataFileError, match=r"benchmark file\(s\) seqbench.valid.inter not in"):
+        recbole_sigma.run("Mamba4Rec", "seqbench", config_dict=settings)
+
+
 def test_the_scan_splits_lines_as_recboles_reader_does(tmp_path):
     """Any line ending, and csv quoting for a one-character separator (a quoted value may hold the separator,
     a doubled quote, a line break): what RecBole reads, the scan accepts; a stray quote is one line."""
