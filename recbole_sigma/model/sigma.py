@@ -65,7 +65,12 @@ That SIGMA, one G-Mamba layer on H0 (B, L, D):
 back before the gate, as the bidirectional Mambas the paper cites (Vision Mamba, Dual-path Mamba)
 do. With HEAD's fixed flip a user of n <= 45 items then predicts from a flipped branch that scanned
 the padding and then its last item, where without it the branch read only padding for n <= 22.
-With the paper's flip it changes nothing at the predicting position (the last r items stay put).
+With the paper's flip, r >= 1 and one layer it changes nothing at the predicting position (the last r
+items stay put); r = 0 moves the last item's flipped output to position 0, and a second layer reads them all.
+
+The 'same'-padded Conv1d of the DS gate and of the FE-GRU reads, at the last item, the next position:
+padding, whose H0 is the LayerNorm of the padding item's embedding (frozen at its init, as in HEAD, whose
+FE-GRU Conv1d reads it the same way); a user of L items reads the Conv1d's zeros there.
 """
 import logging
 
