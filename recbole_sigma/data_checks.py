@@ -12,7 +12,8 @@ checks: an empty file or a header-only file; a header whose columns are not ``na
 (token, token_seq, float, float_seq) or repeat a name; the field count of every line; float and
 float_seq values; empty or missing ("NA", "null", ...) ids and times; the fields the run needs
 (USER_ID_FIELD, ITEM_ID_FIELD, TIME_FIELD for ``order: TO`` and every sequential model, the
-fields named in ``load_col``; with pandas 3, no missing value in a loaded sequence column, which
+fields named in ``load_col``; with ``benchmark_filename``, no TIME_FIELD but every benchmark file and, for a
+sequential model, the item history column ``<ITEM_ID_FIELD><LIST_SUFFIX>``; with pandas 3, no missing value in a loaded sequence column, which
 RecBole 1.2.1 cannot read there). Blank lines are skipped, as RecBole does. Lines are split as
 pandas' python engine splits them for RecBole: with Python's csv reader for a one-character
 separator (a value in double quotes may hold the separator, a doubled quote or a line break; a stray

@@ -39,11 +39,13 @@ def check_dataset_available(config):
     )
     if url is None:
         raise DatasetNotFoundError(hint + f"; {name!r} is not a dataset RecBole can download.")
+    fetch = (f"download {url}, unzip it into {path} and name its files {name}.inter (and .item, .user), as "
+             "RecBole renames them")
     try:
         urllib.request.urlopen(url, timeout=10).close()
     except OSError as e:
-        raise DatasetNotFoundError(hint + f"; downloading it from RecBole's mirror failed ({e}).") from None
-    raise DatasetNotFoundError(hint + f"; RecBole's mirror has it: download {url} and unzip it into {path}.")
+        raise DatasetNotFoundError(hint + f"; RecBole's mirror cannot be reached ({e}): elsewhere, {fetch}.") from None
+    raise DatasetNotFoundError(hint + f"; RecBole's mirror has it: {fetch}.")
 
 
 @contextlib.contextmanager

@@ -79,12 +79,14 @@ def test_known_dataset_offline_is_a_clear_error_not_a_urllib_traceback(tmp_path,
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(DatasetNotFoundError, match="amazon-beauty.*downloading it from RecBole's mirror failed"):
+    with pytest.raises(DatasetNotFoundError, match="amazon-beauty.*RecBole's mirror cannot be reached .*network is "
+                                                   r"unreachable\): elsewhere, download https://\S+, unzip it into "
+                                                   r"\S+ and name its files amazon-beauty.inter"):
         recbole_sigma.run("SIGMA", "amazon-beauty", config_dict={"data_path": str(tmp_path), **TINY})
     # online: RecBole's own download would ask on stdin, then wait on a process group it has not got
     monkeypatch.setattr(urllib.request, "urlopen", lambda *args, **kwargs: io.BytesIO())
-    with pytest.raises(DatasetNotFoundError, match=r"amazon-beauty.*RecBole's mirror has it: download https://\S+ "
-                                                   "and unzip it into"):
+    with pytest.raises(DatasetNotFoundError, match=r"amazon-beauty.*RecBole's mirror has it: download https://\S+, "
+                                                   "unzip it into"):
         recbole_sigma.run("SIGMA", "amazon-beauty", config_dict={"data_path": str(tmp_path), **TINY})
 
 

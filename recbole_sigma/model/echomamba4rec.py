@@ -4,8 +4,9 @@ Reference:
     Yuda Wang, Xuxin He, Shengxin Zhu. "EchoMamba4Rec: Harmonizing Bidirectional State Space
     Models with Spectral Filtering for Advanced Sequential Recommendation." arXiv 2406.02638.
 
-Built as its authors' code (github wyd0042/EchoMamba4Rec, model.py) builds it, but for two
-departures, each a switch (README.md, "Where the defaults come from"). Per layer, on (B, L, D):
+Built as its authors' code (github wyd0042/EchoMamba4Rec, model.py) builds it, but for the departures
+README.md lists ("Where the defaults come from"), each a config key: backward_flip, glu_dropout,
+mamba_pairs, bimamba_norm_eps (below) and dropout_prob 'auto'. Per layer, on (B, L, D):
     filter:  rfft over time -> * learnable complex weight (L/2+1, D) -> irfft -> dropout,
              residual, LayerNorm
     BiMamba: forward Mamba, and a backward Mamba on the sequence reversed, its output flipped
