@@ -138,8 +138,8 @@ def _init_logger(config, quiet):
     would stay empty). A caller's handlers are set aside while it runs, then come back in place of
     RecBole's console, each with a :class:`_CallerGate`: the root logger's level drops to RecBole's
     (for its file) where that is lower, and the caller's handlers still show only what its own levels
-    let through. ``quiet`` keeps the console to warnings: RecBole's, or the caller's plain
-    ``StreamHandler``\ s. ``restored_root_logger`` puts everything back after the run."""
+    let through. ``quiet`` keeps the console to warnings: RecBole's, or the caller's plain stream
+    handlers. ``restored_root_logger`` puts everything back after the run."""
     from recbole.utils import init_logger
 
     root = logging.getLogger()
