@@ -27,7 +27,8 @@ What RecBole 1.2.1's ``run_hyper.py`` does, and what this module does instead:
   ``ray start``.
 
 A trial does not see the tuning command's ``sys.argv`` (RecBole's Config reads it:
-``recbole_sigma._recbole.process_state``); it is put back after the trial. ray and hyperopt are imported only inside the functions that use them.
+``recbole_sigma._recbole.process_state``); it is put back after the trial. ray and hyperopt are
+imported only inside the functions that use them.
 """
 import ast
 import functools
