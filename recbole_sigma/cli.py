@@ -73,22 +73,20 @@ def parse_args(argv=None):
 def _refuse_flags_that_would_be_ignored(parser, args):
     """A run's flags with --params_file (each trial is one process, trained from scratch), the tuning's without
     it, and --ray_address without --tool=ray: each would be read and then ignored."""
-    run_flags = {"--resume": args.resume is not False, "--nproc": args.nproc != 1, "--world_size": args.world_size != -1,
-                 "--ip": args.ip != "localhost", "--port": args.port != "5678", "--group_offset": args.group_offset != 0}
-    tuning_flags = {"--tool": args.tool != "hyperopt", "--algo": args.algo is not None,
-                    "--max_evals": args.max_evals is not None, "--num_samples": args.num_samples is not None,
-                    "--ray_address": args.ray_address is not None, "--output_file": args.output_file is not None}
+    def given(*flags):  # those set to other than their default
+        return [flag for flag in flags if getattr(args, flag[2:]) != parser.get_default(flag[2:])]
+
     if args.params_file:
-        given = [flag for flag, set_ in run_flags.items() if set_]
-        if given:
-            parser.error(f"{', '.join(given)} with --params_file: a tuning runs each trial as one process from "
+        run_flags = given("--resume", "--nproc", "--world_size", "--ip", "--port", "--group_offset")
+        if run_flags:
+            parser.error(f"{', '.join(run_flags)} with --params_file: a tuning runs each trial as one process from "
                          "epoch 0; drop them, or train one run without --params_file")
         if args.ray_address is not None and args.tool != "ray":
             parser.error("--ray_address joins a Ray cluster, which only --tool=ray uses; add --tool=ray or drop it")
     else:
-        given = [flag for flag, set_ in tuning_flags.items() if set_]
-        if given:
-            parser.error(f"{', '.join(given)} without --params_file: they set up a tuning; add "
+        tuning_flags = given("--tool", "--algo", "--max_evals", "--num_samples", "--ray_address", "--output_file")
+        if tuning_flags:
+            parser.error(f"{', '.join(tuning_flags)} without --params_file: they set up a tuning; add "
                          "--params_file=<file> or drop them")
 
 

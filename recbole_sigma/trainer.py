@@ -397,10 +397,8 @@ class ReliableTrainerMixin:
         state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state_all()
-        for name, data in (("train_data", self._train_data), ("valid_data", self._valid_data)):
-            generator = getattr(data, "generator", None)  # each iter() draws a worker seed from it
-            if isinstance(generator, torch.Generator):
-                state[name] = generator.get_state()
+        for name, generator in self._loader_generators():
+            state[name] = generator.get_state()
         return state
 
     def _restore_rng(self, state):
@@ -409,10 +407,16 @@ class ReliableTrainerMixin:
         torch.set_rng_state(state["torch"].cpu())
         if "cuda" in state and self.device.type == "cuda":  # as many devices as this process sees now
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"][:torch.cuda.device_count()]])
+        for name, generator in self._loader_generators():
+            if name in state:
+                generator.set_state(state[name].cpu())
+
+    def _loader_generators(self):
+        """(name, generator) of the training and validation loaders: each iter() draws a worker seed from it."""
         for name, data in (("train_data", self._train_data), ("valid_data", self._valid_data)):
             generator = getattr(data, "generator", None)
-            if name in state and isinstance(generator, torch.Generator):
-                generator.set_state(state[name].cpu())
+            if isinstance(generator, torch.Generator):
+                yield name, generator
 
 
 _RELIABLE_CLASSES = {}

@@ -203,6 +203,14 @@ def test_item_file_is_checked_when_load_col_loads_it(cli):
                     "tiny.item, line 1: no 'item_id' column, which the run needs as ITEM_ID_FIELD")
 
 
+def _scan_config(folder, **keys):
+    """What check_atomic_files reads of a Config, for tiny.inter in ``folder`` (tab-separated, ordered by time)."""
+    return {"data_path": str(folder), "dataset": "tiny", "benchmark_filename": None, "additional_feat_suffix": None,
+            "load_col": None, "unload_col": None, "field_separator": "\t", "seq_separator": " ", "encoding": None,
+            "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+            "eval_args": {"order": "TO"}, "MODEL_TYPE": None, **keys}
+
+
 def test_unloaded_columns_are_not_read_but_every_line_is_counted(tmp_path):
     """A float column load_col leaves out may hold anything (RecBole never parses it); the field
     count still holds for every line, since pandas splits every line."""
@@ -212,11 +220,7 @@ def test_unloaded_columns_are_not_read_but_every_line_is_counted(tmp_path):
     folder.mkdir()
     (folder / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\tprice:float\n"
                                        "u\ti\t1\tcheap\n\n   \nu\ti\t2\t3\n")
-    config = {"data_path": str(folder), "dataset": "tiny", "benchmark_filename": None,
-              "additional_feat_suffix": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-              "unload_col": None, "field_separator": "\t", "seq_separator": " ", "encoding": None,
-              "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
-              "eval_args": {"order": "TO"}, "MODEL_TYPE": None}
+    config = _scan_config(folder, load_col={"inter": ["user_id", "item_id", "timestamp"]})
     check_atomic_files(config)  # the blank lines (empty, or spaces only) are skipped, as pandas does
     from recbole_sigma.errors import ConfigError
 
@@ -236,10 +240,7 @@ def _scan(folder, text, **keys):
     from recbole_sigma.data_checks import check_atomic_files
 
     (folder / "tiny.inter").write_bytes(text.encode())
-    config = {"data_path": str(folder), "dataset": "tiny", "benchmark_filename": None, "additional_feat_suffix": None,
-              "load_col": None, "unload_col": None, "field_separator": "\t", "seq_separator": " ", "encoding": None,
-              "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
-              "eval_args": {"order": "TO"}, "MODEL_TYPE": None, **keys}
+    config = _scan_config(folder, **keys)
     check_atomic_files(config)
     return pd.read_csv(folder / "tiny.inter", delimiter=config["field_separator"], dtype=str, engine="python")
 
