@@ -4,7 +4,6 @@ RecBole only knows the models under ``recbole.model`` and the YAML under its own
 ``resolve_model`` and ``config_files`` pass ours.
 """
 import inspect
-import re
 import sys
 from pathlib import Path
 
@@ -106,20 +105,14 @@ def build_config(model, dataset, config_file_list=None, config_dict=None):
     return config
 
 
-def checked_config(model, dataset, config_file_list=None, config_dict=None, open_keys=()):
+def checked_config(model, dataset, config_file_list=None, config_dict=None):
     """:func:`build_config`, then every check that needs no data (``check_run_config``): a bad key is one
-    ConfigError line naming it, found before any data is read or model built. ``open_keys``: keys whose
-    values are not final here (the tuned ones, at their defaults): an error naming one is left for the
-    run that sets it."""
+    ConfigError line naming it, found before any data is read or model built."""
     from recbole_sigma.config_checks import check_run_config, recbole_config_errors
 
     with recbole_config_errors():  # RecBole's own checks, reworded in one line
         config = build_config(model, dataset, config_file_list, config_dict)
-    try:
-        check_run_config(config)
-    except ConfigError as e:
-        if not any(re.search(rf"\b{re.escape(key)}=", str(e)) for key in open_keys):
-            raise
+    check_run_config(config)
     return config
 
 

@@ -34,6 +34,7 @@ import ast
 import functools
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -299,7 +300,7 @@ class _Job:
 
 def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list, config_dict, ray_address,
              output_file, prog):
-    from recbole_sigma.config import checked_config, model_name
+    from recbole_sigma.config import model_name
     from recbole_sigma.pipeline import check_dataset_available
 
     if tool not in TOOLS:
@@ -313,8 +314,8 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"the number of trials must be >= 1, got {n_trials}")
     # fail here, in one line, rather than in every trial; CUDA_VISIBLE_DEVICES as it was, for Ray to count GPUs
-    with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"):  # the tuned keys hold their defaults: open
-        config = checked_config(model, dataset, config_file_list, fixed, open_keys=[p.name for p in params])
+    with plain_argv(), kept_env("CUDA_VISIBLE_DEVICES"):
+        config = _checked_points(model, dataset, config_file_list, fixed, params, params_file)
     check_dataset_available(config)
     if output_file:  # made now, not found missing once every trial has run
         Path(output_file).parent.mkdir(parents=True, exist_ok=True)
@@ -337,6 +338,38 @@ def _prepare(model, dataset, params_file, tool, algo, n_trials, config_file_list
         name=f"{model_name(model)}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
         config=config,
     )
+
+
+def _values_to_check(param):
+    """The values of ``param`` checked before any trial: a choice's every value, a range's two ends (as cast)."""
+    if param.kind == "choice":
+        return [param.cast(v) for v in param.args]
+    low, high = param.args[:2]
+    if param.kind == "loguniform":
+        low, high = math.exp(low), math.exp(high)
+    return [param.cast(low), param.cast(high)]
+
+
+def _checked_points(model, dataset, config_file_list, fixed, params, params_file):
+    """``checked_config`` at every tuned key's first value, then at each other value of one key (the rest at
+    their first): a bad value in the params file, or a fixed key that no trial can accept, is one ConfigError
+    line before any trial. A clash only between values of two tuned keys is left to its trials. Returns the
+    config at the first values."""
+    from recbole_sigma.config import checked_config
+
+    first = {p.name: _values_to_check(p)[0] for p in params}
+    points = [first] + [{**first, p.name: v} for p in params for v in _values_to_check(p)[1:]]
+    for i, point in enumerate(points):
+        try:
+            config = checked_config(model, dataset, config_file_list, {**fixed, **point})
+        except ConfigError as e:
+            tuned = point if i == 0 else {k: v for k, v in point.items() if v != first[k]}
+            if i == 0 and not any(re.search(rf"\b{re.escape(key)}=", str(e)) for key in tuned):
+                raise  # the fixed settings' own error
+            raise ConfigError(f"{e} (params file {str(params_file)!r} at {_params_str(tuned)})") from None
+        if i == 0:
+            first_config = config
+    return first_config
 
 
 def _better(a, b, mode):
@@ -463,10 +496,7 @@ def _extreme(params, name, value, pick):
     """The largest (``pick`` max) or smallest (min) value the search gives ``name``; ``value`` if untuned."""
     for param in params:
         if param.name == name:
-            if param.kind == "choice":
-                return pick(param.args)
-            low, high = param.args[:2]
-            return pick(math.exp(low), math.exp(high)) if param.kind == "loguniform" else pick(low, high)
+            return pick(_values_to_check(param))
     return value
 
 

@@ -46,17 +46,14 @@ def test_config_files_order_model_then_dataset():
     assert [Path(f).name for f in config_files("SASRec", "ml-100k")] == ["SASRec.yaml"]  # + length_buckets
 
 
-def test_checked_config_raises_one_line_errors_but_leaves_open_keys_to_the_run():
+def test_checked_config_raises_one_line_errors_naming_the_key():
     with pytest.raises(ConfigError, match=r"^SIGMA: dropout_prob=1.5 is invalid; expected a number in \[0, 1\)"):
         checked_config("SIGMA", "ml-100k", config_dict={"dropout_prob": 1.5})
-    # a tuned key (open: its value here is not the trial's) is each trial's to check ...
-    config = checked_config("SIGMA", "ml-100k", config_dict={"dropout_prob": 1.5}, open_keys=["dropout_prob"])
-    assert config["dropout_prob"] == 1.5
-    # ... and no other (nor a key whose name ends an open one's): an error naming it is raised
     with pytest.raises(ConfigError, match=r"^eval_step=0 is invalid"):
-        checked_config("SIGMA", "ml-100k", config_dict={"eval_step": 0}, open_keys=["dropout_prob", "step"])
+        checked_config("SIGMA", "ml-100k", config_dict={"eval_step": 0})
     with pytest.raises(ConfigError, match=r"^eval_args split=\{'XX': \[0.8\]\} is invalid"):
-        checked_config("SIGMA", "ml-100k", config_dict={"eval_args": {"split": {"XX": [0.8]}}}, open_keys=["dropout_prob"])
+        checked_config("SIGMA", "ml-100k", config_dict={"eval_args": {"split": {"XX": [0.8]}}})
+    assert checked_config("SIGMA", "ml-100k", config_dict={"dropout_prob": 0.3})["dropout_prob"] == 0.3
 
 
 def test_yaml_defaults_reach_recbole_config_and_user_keys_win():

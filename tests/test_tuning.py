@@ -223,6 +223,34 @@ def test_a_fixed_setting_that_clashes_only_with_a_tuned_keys_default_is_left_to_
     assert len(result.trials) == 2 and sorted(c["epochs"] for c in calls) == [500, 600]
 
 
+@pytest.mark.parametrize("line, message", [
+    ("dropout_prob choice [0.2,1.5]", r"^SIGMA: dropout_prob=1.5 is invalid; .* \(params file '.*bad.test' at dropout_prob:1.5\)$"),
+    ("dropout_prob uniform 0.1,1.2", r"^SIGMA: dropout_prob=1.2 is invalid; .* at dropout_prob:1.2\)$"),
+    ("num_layers quniform 0,2,1", r"^SIGMA: num_layers=0 is invalid; .* at dropout_prob:0.2, num_layers:0\)$"),
+])
+def test_a_params_file_value_no_trial_can_run_is_refused_before_any_trial(tmp_path, monkeypatch, line, message):
+    """Every value of a choice and both ends of a range are checked; the error names the value tried."""
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "bad.test"
+    params.write_text("dropout_prob choice [0.2,0.3]\n" * ("num_layers" in line) + line + "\n")
+    calls = fake_trials(monkeypatch)
+    with pytest.raises(ConfigError, match=message):
+        tuning.tune("SIGMA", "ml-100k", params)
+    assert calls == []
+
+
+def test_fixed_settings_are_checked_in_full_beside_a_tuned_key_their_default_would_fail(tmp_path, monkeypatch):
+    """eval_step 400 fails with the default epochs (300), not with the tuned ones: the checks go on past it
+    and find the bad metric."""
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "epochs.test"
+    params.write_text("epochs choice [500,600]\n")
+    calls = fake_trials(monkeypatch)
+    with pytest.raises(ConfigError, match=r"^metrics: no metric named 'Foo'"):
+        tuning.tune("SIGMA", "ml-100k", params, config_dict={"eval_step": 400, "metrics": ["Foo"]})
+    assert calls == []
+
+
 # --------------------------------------------------------------------------------------------
 # Resources and per-epoch reporting
 # --------------------------------------------------------------------------------------------
