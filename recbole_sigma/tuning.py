@@ -357,19 +357,22 @@ def _checked_points(model, dataset, config_file_list, fixed, params, params_file
     config at the first values."""
     from recbole_sigma.config import checked_config
 
-    first = {p.name: _values_to_check(p)[0] for p in params}
-    points = [first] + [{**first, p.name: v} for p in params for v in _values_to_check(p)[1:]]
-    for i, point in enumerate(points):
+    values = {p.name: _values_to_check(p) for p in params}
+    first = {name: vs[0] for name, vs in values.items()}
+
+    def checked(point, shown):  # shown: the tuned values an error names
         try:
-            config = checked_config(model, dataset, config_file_list, {**fixed, **point})
+            return checked_config(model, dataset, config_file_list, {**fixed, **point})
         except ConfigError as e:
-            tuned = point if i == 0 else {k: v for k, v in point.items() if v != first[k]}
-            if i == 0 and not any(re.search(rf"\b{re.escape(key)}=", str(e)) for key in tuned):
+            if shown is first and not any(re.search(rf"\b{re.escape(key)}=", str(e)) for key in first):
                 raise  # the fixed settings' own error
-            raise ConfigError(f"{e} (params file {str(params_file)!r} at {_params_str(tuned)})") from None
-        if i == 0:
-            first_config = config
-    return first_config
+            raise ConfigError(f"{e} (params file {str(params_file)!r} at {_params_str(shown)})") from None
+
+    config = checked(first, first)
+    for name, vs in values.items():
+        for value in vs[1:]:
+            checked({**first, name: value}, {name: value})
+    return config
 
 
 def _better(a, b, mode):
