@@ -64,7 +64,8 @@ def rename(src, dst, new_variant, why):
         record = json.loads(path.read_text())
         ran_as = record.get("renamed_from", {"name": record["name"], "variant": record["variant"]})
         reasons = [ran_as["why"]] if "why" in ran_as else []
-        record["renamed_from"] = {"name": ran_as["name"], "variant": ran_as["variant"], "why": " ".join(reasons + [why])}
+        why_all = " ".join(reasons + [why])
+        record["renamed_from"] = {"name": ran_as["name"], "variant": ran_as["variant"], "why": why_all}
         record["name"], record["variant"] = dst.name, new_variant
         atomic_write(path, lambda f: f.write(json.dumps(record, indent=2).encode()))  # as the harness writes them
 
