@@ -641,7 +641,8 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[7]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_softmax_mix")
                                      for seed in range(2020, 2027)}  # the mix, over nb_one_gate's seven seeds
     assert reports[7][reports[7].index("--against") + 1] == "nb_one_gate"
-    assert job_names(reports[8]) == {f"{model}-s{seed}" for model in ("SIGMA", "SIGMA-nb_one_gate_softmax_mix",
+    assert job_names(reports[8]) == {f"{model}-s{seed}" for model in ("SIGMA", "SIGMA-gru_cell_paper",
+                                                                      "SIGMA-nb_one_gate_softmax_mix",
                                                                       "Mamba4Rec", "EchoMamba4Rec", "SASRec")
                                      for seed in range(2020, 2025)}  # the paper's protocol: five seeds
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
