@@ -251,9 +251,11 @@ class PaperGRU(nn.Module):
         x_rz, x_n = F.linear(c, self.weight_ih, self.bias).split([2 * d, d], dim=-1)  # every step's input part
         w_rz, w_n = self.weight_hh.split([2 * d, d])
         f, out = c.new_zeros(c.shape[0], d), []
-        for t in range(c.shape[1]):
-            r, z = torch.sigmoid(x_rz[:, t] + f @ w_rz.T).chunk(2, dim=-1)  # (B, D) each
-            f = z * f + (1 - z) * torch.tanh(x_n[:, t] + (r * f) @ w_n.T)
+        # unbind, not x[:, t]: its backward stacks the steps' gradients once, where each slice's would
+        # write a zero tensor of the whole sequence (quadratic in L)
+        for x_rz_t, x_n_t in zip(x_rz.unbind(1), x_n.unbind(1)):
+            r, z = torch.sigmoid(x_rz_t + f @ w_rz.T).chunk(2, dim=-1)  # (B, D) each
+            f = z * f + (1 - z) * torch.tanh(x_n_t + (r * f) @ w_n.T)
             out.append(f)
         return torch.stack(out, dim=1)
 
