@@ -35,12 +35,12 @@ def parse_pair(text):
 
 
 def moves(folders, model, seeds, pairs):
-    """[(from dir, to dir, old variant, new variant)] in the order they must run; SystemExit if one cannot."""
+    """[(from dir, to dir, new variant)] in the order they must run; SystemExit if one cannot."""
+    if not folders[0].is_dir():
+        raise SystemExit(f"error: {folders[0]} is not a folder")
     planned = []
     for n, folder in enumerate(folders):
         present = {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
-        if n == 0 and not folder.is_dir():
-            raise SystemExit(f"error: {folder} is not a folder")
         for old, new in pairs:
             for seed in seeds:
                 src, dst = job_name(model, old, seed), job_name(model, new, seed)
@@ -51,7 +51,7 @@ def moves(folders, model, seeds, pairs):
                 if dst in present:
                     raise SystemExit(f"error: {folder / dst} exists (rename it first, in an earlier pair)")
                 present = present - {src} | {dst}
-                planned.append((folder / src, folder / dst, old, new))
+                planned.append((folder / src, folder / dst, new))
     return planned
 
 
@@ -78,7 +78,7 @@ def main(argv=None):
     p.add_argument("--rename", nargs="+", type=parse_pair, required=True, metavar="OLD=NEW")
     p.add_argument("--why", required=True, help="what moved, for renamed_from")
     args = p.parse_args(argv)
-    for src, dst, old, new in moves(args.folders, args.model, args.seeds, args.rename):
+    for src, dst, new in moves(args.folders, args.model, args.seeds, args.rename):
         rename(src, dst, new, args.why)
         print(f"{src} -> {dst.name}")
     return 0

@@ -360,15 +360,15 @@ def _checked_points(model, dataset, config_file_list, fixed, params, params_file
     values = {p.name: _values_to_check(p) for p in params}
     first = {name: vs[0] for name, vs in values.items()}
 
-    def checked(point, shown):  # shown: the tuned values an error names
+    def checked(point, shown, baseline=False):  # shown: the tuned values an error names
         try:
             return checked_config(model, dataset, config_file_list, {**fixed, **point})
         except ConfigError as e:
-            if shown is first and not any(re.search(rf"\b{re.escape(key)}=", str(e)) for key in first):
+            if baseline and not any(re.search(rf"\b{re.escape(key)}=", str(e)) for key in first):
                 raise  # the fixed settings' own error
             raise ConfigError(f"{e} (params file {str(params_file)!r} at {_params_str(shown)})") from None
 
-    config = checked(first, first)
+    config = checked(first, first, baseline=True)
     for name, vs in values.items():
         for value in vs[1:]:
             checked({**first, name: value}, {name: value})

@@ -137,23 +137,19 @@ def test_paper_gru_cell_is_eq_7_as_written(bias):
     from recbole_sigma.model.sigma import PaperGRU
 
     torch.manual_seed(0)
-    gru, c = PaperGRU(8, bias), torch.randn(3, 7, 8)
+    gru, c = PaperGRU(8, bias), torch.randn(3, 7, 8, requires_grad=True)
     (wr_i, wz_i, w_i), (wr_h, wz_h, w_h) = gru.weight_ih.chunk(3), gru.weight_hh.chunk(3)  # nn.GRU's order
     b_r, b_z, b = gru.bias.chunk(3) if bias else (torch.zeros(8),) * 3
     expected = _eq7_by_hand(c, torch.cat([wz_h, wz_i], 1), torch.cat([wr_h, wr_i], 1), torch.cat([w_h, w_i], 1),
                             b_z, b_r, b)
-    torch.testing.assert_close(gru(c), expected, rtol=0, atol=1e-6)
+    ours = gru(c)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-6)
     assert bias == any(n == "bias" for n, _ in gru.named_parameters())
     # and its gradients, through the weights and the input, are those of the transcription
-    c.requires_grad_(True)
-    weights = [p for p in gru.parameters()]
-    mine = torch.autograd.grad(gru(c).square().sum(), [c, *weights])
-    (wr_i, wz_i, w_i), (wr_h, wz_h, w_h) = gru.weight_ih.chunk(3), gru.weight_hh.chunk(3)
-    b_r, b_z, b = gru.bias.chunk(3) if bias else (torch.zeros(8),) * 3
-    by_hand = _eq7_by_hand(c, torch.cat([wz_h, wz_i], 1), torch.cat([wr_h, wr_i], 1), torch.cat([w_h, w_i], 1),
-                           b_z, b_r, b)
-    for ours, theirs in zip(mine, torch.autograd.grad(by_hand.square().sum(), [c, *weights])):
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    inputs = [c, *gru.parameters()]
+    for mine, theirs in zip(torch.autograd.grad(ours.square().sum(), inputs),
+                            torch.autograd.grad(expected.square().sum(), inputs)):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-5)
 
 
 def test_gru_cell_switch_builds_eq_7_and_torch_gru_differs_from_it(make_model):
