@@ -8,6 +8,9 @@ Synthetic mode (train steps on random full-length sequences, for long L):
 
     python benchmarks/speed.py --synthetic --max_len=200 --steps=3
 
+A model may carry config keys, ``MODEL:key=value[,key=value]``, to time a switch against the
+default in one table: ``--models SIGMA SIGMA:gru_cell=torch``.
+
 Every model runs in a fresh child process, one after another, with the same data, batch size
 and L, so that peak RSS is each model's own (the allocator keeps a process's high-water mark);
 the driver prints a table: train s/epoch (or s/step), ratio to SASRec, eval ms/batch, peak RSS.
@@ -29,9 +32,21 @@ BASELINE_KEYS = {"loss_type": "CE", "train_neg_sample_args": None, "hidden_size"
                  "length_buckets": False}
 
 
-def model_config(args, model):
+def model_spec(text):
+    """``--models`` entry ``MODEL[:key=value,...]`` -> (model, {key: value}); values as on the command line."""
+    from recbole_sigma.cli import parse_cli_value
+
+    model, colon, rest = text.partition(":")
+    pairs = [item.partition("=") for item in rest.split(",")] if colon else []
+    if not model or any(not key or not sep for key, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: write MODEL or MODEL:key=value[,key=value]")
+    return model, {key: parse_cli_value(value) for key, _, value in pairs}
+
+
+def model_config(args, spec):
     import recbole_sigma
 
+    model, overrides = model_spec(spec)
     keys = {
         "MAX_ITEM_LIST_LENGTH": args.max_len,
         "train_batch_size": args.batch,
@@ -44,7 +59,13 @@ def model_config(args, model):
         keys.update(BASELINE_KEYS)
     if args.data_path:
         keys["data_path"] = args.data_path
-    return recbole_sigma.build_config(model, args.dataset, config_dict=keys)
+    return recbole_sigma.build_config(model, args.dataset, config_dict={**keys, **overrides})
+
+
+def unknown_keys(args, spec):
+    """The keys of ``spec`` its model's config lacks: a misspelt key would time the default under its name."""
+    model, overrides = model_spec(spec)
+    return sorted(set(overrides) - set(model_config(args, model).final_config_dict)) if overrides else []
 
 
 def child_dataset(args, model):
@@ -58,7 +79,7 @@ def child_dataset(args, model):
     config = model_config(args, model)
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, test_data = data_preparation(config, create_dataset(config))
-    net = recbole_sigma.resolve_model(model)(config, train_data._dataset)
+    net = recbole_sigma.resolve_model(config["model"])(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     rss_before = peak_rss_mb()
     if args.max_batches:
@@ -101,7 +122,7 @@ def child_synthetic(args, model):
 
     config = model_config(args, model)
     torch.manual_seed(0)
-    net = recbole_sigma.resolve_model(model)(config, FakeDataset(args.n_items))
+    net = recbole_sigma.resolve_model(config["model"])(config, FakeDataset(args.n_items))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     batch = Interaction({
         net.ITEM_SEQ: torch.randint(1, args.n_items, (args.batch, args.max_len)),
@@ -156,7 +177,8 @@ def positive(text):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, metavar="MODEL[:key=value,...]",
+                   help="models to time, one child each; config keys after a colon, e.g. SIGMA:gru_cell=torch")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--data_path", default=None)
     p.add_argument("--batch", type=positive, default=2048, help="train batch size")
@@ -168,7 +190,13 @@ def parse_args():
     p.add_argument("--max_batches", type=int, default=0,
                    help="dataset: time this many batches (after a warm-up) and scale to the epoch; 0 = a full epoch")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    return p.parse_args()
+    args = p.parse_args()
+    for spec in args.models:
+        try:
+            model_spec(spec)
+        except argparse.ArgumentTypeError as e:
+            p.error(f"--models {e}")
+    return args
 
 
 def main():
@@ -180,6 +208,10 @@ def main():
         result = (child_synthetic if args.synthetic else child_dataset)(args, args.child)
         print(json.dumps(result))
         return
+    for spec in args.models:
+        unknown = unknown_keys(args, spec)
+        if unknown:
+            sys.exit(f"error: --models {spec}: {model_spec(spec)[0]} has no config key {', '.join(unknown)}")
     what = f"synthetic L={args.max_len}" if args.synthetic else f"{args.dataset} L={args.max_len}"
     if args.max_batches and not args.synthetic:
         what += f", train s/epoch = mean of {args.max_batches} batches x batches per epoch"
