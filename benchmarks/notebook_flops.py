@@ -47,8 +47,9 @@ NOTEBOOK = {
     "34-58 flip ranges (13 runs)": (900_355, 3_526_464, 11.0),
     "26 'modulize SIGMA'": (900_355, 4_140_864, 10.9),
 }
-# Our variants (benchmarks/harness/jobs.py)
-VARIANTS = ("default", "no_projection", "public_code", "nb_no_projection", "cell26", "cell26_no_conv", "nb_no_gate",
+# Our variants (benchmarks/harness/jobs.py); the paper's SIGMA as gru_cell_torch, with nn.GRU, which thop counts
+# (the default's Eq. 7 GRU is a step loop it cannot see; the notebook's SIGMAs ran nn.GRU)
+VARIANTS = ("gru_cell_torch", "no_projection", "public_code", "nb_no_projection", "cell26", "cell26_no_conv", "nb_no_gate",
             "nb_one_gate")
 
 

@@ -52,7 +52,7 @@ CASES = [
     ("SIGMA", {"sigma_variant": "public_code"}),
     ("SIGMA", {"sigma_variant": "notebook"}),
     ("SIGMA", {"flip_mode": "fixed", "flip_remain": 2}),
-    ("SIGMA", {"gru_cell": "paper"}),
+    ("SIGMA", {"gru_cell": "torch"}),
     ("EchoMamba4Rec", {}),
     ("EchoMamba4Rec", {"num_layers": 2}),
     ("EchoMamba4Rec", {"glu_dropout": "sum"}),

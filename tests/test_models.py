@@ -153,8 +153,8 @@ def test_paper_gru_cell_is_eq_7_as_written(bias):
 
 
 def test_gru_cell_switch_builds_eq_7_and_torch_gru_differs_from_it(make_model):
-    torch_block = make_model("SIGMA").layers[0].mixer.fe_gru
-    paper_block = make_model("SIGMA", gru_cell="paper").layers[0].mixer.fe_gru
+    torch_block = make_model("SIGMA", gru_cell="torch").layers[0].mixer.fe_gru
+    paper_block = make_model("SIGMA").layers[0].mixer.fe_gru  # the default: Eq. 7 as written
     gru = paper_block.gru
     assert type(torch_block.gru) is torch.nn.GRU and type(gru).__name__ == "PaperGRU"
     # nn.GRU's init, uniform(-1/4, 1/4) at D = 16, left alone by the model's normal(0, 0.02)
@@ -208,6 +208,7 @@ def test_each_ablation_removes_exactly_its_parameters(make_model, flags, removed
          "gru_bias": False, "mamba_init": "public_code"},
         {"num_layers": 2, "loss_type": "BPR"},
         {"sigma_variant": "notebook"},
+        {"gru_cell": "torch"},
         {"gru_cell": "paper", "gru_bias": False},
     ],
 )

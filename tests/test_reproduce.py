@@ -17,12 +17,13 @@ from recbole_sigma import grouped_eval
 from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
 from recbole_sigma.config import build_config
 from benchmarks.harness.cli import parse_args
-from benchmarks.harness.jobs import (VARIANTS, config_mismatch, effective_config, job_name, job_state, plan_jobs,
-                                     variant_overrides)
+from benchmarks.harness.jobs import (KEYS_ADDED, VARIANTS, config_mismatch, effective_config, job_name, job_state,
+                                     plan_jobs, variant_overrides)
 from benchmarks.harness.paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from benchmarks.harness.plots import plot_curves
 from benchmarks.harness.report import (against_the_paper, paired_seeds, seeds_table, significance,
                                       variant_lines, variants_against_default)
+from benchmarks.harness.stats import fmt_change
 from benchmarks.harness.results import epoch_summary, load_result, read_epochs
 from benchmarks.harness.runner import REPRODUCE_SCRIPT as SCRIPT, record_lost_attempt, wait_with_heartbeat
 from benchmarks.harness.stats import fmt_p, paired_p, welch_p
@@ -226,6 +227,22 @@ def test_variants_can_be_set_against_another_variant_of_their_model_than_the_def
                       ).against == "nb_one_gate_no_flip"
 
 
+def test_against_a_sigma_variant_other_models_keep_their_default_and_the_paper_keeps_its_sigma():
+    """--against gru_cell_torch (the paper's SIGMA with the GRU its variants ran with): Mamba4Rec, which has no
+    such variant, sets its variants against its default; the paper's column sets Table 4's rows against the
+    paper's SIGMA, which has no row for the baseline."""
+    results = {("SIGMA", "gru_cell_torch"): _runs([0.020]), ("SIGMA", "no_flip"): _runs([0.021]),
+               ("SIGMA", "default"): _runs([0.022]), ("Mamba4Rec", "default"): _runs([0.040]),
+               ("Mamba4Rec", "cell68"): _runs([0.036])}
+    lines = variants_against_default(results, PAPER["amazon-beauty"], against="gru_cell_torch")
+    assert lines[0] == "## Variants against their `gru_cell_torch`"
+    paper = PAPER["amazon-beauty"]
+    table4 = fmt_change(paper[("SIGMA", "no_flip")][1], paper[("SIGMA", "default")][1])
+    assert table4 == "-3.0 %" and f"| SIGMA (no_flip, = r >= L) | +5.0 % | +5.0 % | {table4} |" in "\n".join(lines)
+    assert "| SIGMA | +10.0 % | +10.0 % | - |" in "\n".join(lines)  # the default, with no paper row to set
+    assert "| Mamba4Rec (cell68) | -10.0 % | -10.0 % | - |" in "\n".join(lines)  # against Mamba4Rec's default
+
+
 def _runs(ndcgs, hit=0.08):
     return [{"test": {"hit@10": hit, "ndcg@10": x, "mrr@10": x / 2},
              "best_valid": {"hit@10": 2 * hit, "ndcg@10": 2 * x, "mrr@10": x}} for x in ndcgs]
@@ -236,7 +253,7 @@ def test_each_variant_is_listed_once_with_the_models_it_ran_and_its_overrides():
             ("Mamba4Rec", "default")]
     assert variant_lines(keys) == [
         '- variant `dropout02` (EchoMamba4Rec): `{"dropout_prob": 0.2}`',
-        '- variant `dropout04` (SIGMA): `{"dropout_prob": 0.4}`',
+        '- variant `dropout04` (SIGMA): `{"dropout_prob": 0.4, "gru_cell": "torch"}`',
         '- variant `r0` (SIGMA): `{"flip_remain": 0}`',
     ]
 
@@ -548,7 +565,10 @@ def test_the_walk_goes_from_the_public_codes_sigma_to_the_papers_one_change_a_st
     for before, after in zip(steps, steps[1:]):
         changed = [key for key in head if after[key] != before[key]]
         assert len(changed) == 1 and after[changed[0]] == paper[changed[0]], changed
-    assert [key for key in head if steps[-1][key] != paper[key]] == ["gru_bias"]
+    # the walk ends at the paper's SIGMA with torch's GRU (gru_cell_torch; the default has Eq. 7's): the biases
+    assert [key for key in head if steps[-1][key] != paper[key]] == ["gru_bias", "gru_cell"]
+    assert [key for key in head if steps[-1][key] != {**paper, **variant_overrides("SIGMA", "gru_cell_torch")}[key]] \
+        == ["gru_bias"]
     # every step at the dropout of the authors' runs, as public_code: the walk changes the model alone
     authors_dropout = variant_overrides("SIGMA", "public_code")["dropout_prob"]
     assert authors_dropout == 0.2 and {step["dropout_prob"] for step in steps[1:]} == {authors_dropout}
@@ -582,11 +602,15 @@ def test_the_notebook_variants_are_heads_sigma_with_what_cells_26_and_66_print()
     assert variant_overrides("SIGMA", "nb_one_gate_flip_back") == {
         **variant_overrides("SIGMA", "nb_one_gate"), "flip_back": True}
     assert variant_overrides("SIGMA", "cell26_no_conv") == {**base, **cell26, "gru_conv_kernel": 0}
-    assert variant_overrides("SIGMA", "no_projection") == {"output_projection": False}  # on the paper's SIGMA
-    assert variant_overrides("SIGMA", "no_projection_dropout04") == {"output_projection": False, "dropout_prob": 0.4}
-    assert variant_overrides("SIGMA", "no_projection_no_gru_conv") == {"output_projection": False, "gru_conv_kernel": 0}
+    # on the paper's SIGMA, with the GRU it ran with (torch's; gru_cell_torch)
+    torch_gru = {"gru_cell": "torch"}
+    assert variant_overrides("SIGMA", "no_projection") == {"output_projection": False, **torch_gru}
+    assert variant_overrides("SIGMA", "no_projection_dropout04") == {"output_projection": False, "dropout_prob": 0.4,
+                                                                     **torch_gru}
+    assert variant_overrides("SIGMA", "no_projection_no_gru_conv") == {"output_projection": False, "gru_conv_kernel": 0,
+                                                                       **torch_gru}
     assert variant_overrides("SIGMA", "no_projection_no_gru_conv_dropout04") == {
-        "output_projection": False, "gru_conv_kernel": 0, "dropout_prob": 0.4}
+        "output_projection": False, "gru_conv_kernel": 0, "dropout_prob": 0.4, **torch_gru}
     assert variant_overrides("Mamba4Rec", "cell26") is None
     assert variant_overrides("Mamba4Rec", "cell68") == {"dropout_prob": 0.2}
     assert variant_overrides("SIGMA", "cell68") is None
@@ -622,18 +646,22 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     reported = set().union(*map(job_names, reports))
     assert set().union(*trained) == reported  # nothing trained goes unreported, nothing unplanned is pending
     main = job_names(reports[0])
-    for model in ("SIGMA", "SIGMA-public_code", "SIGMA-dropout04", "SIGMA-no_projection", "SIGMA-nb_one_gate",
-                  "SIGMA-no_projection_no_gru_conv", "Mamba4Rec", "SASRec"):  # three seeds each
+    for model in ("SIGMA", "SIGMA-gru_cell_torch", "SIGMA-public_code", "SIGMA-dropout04", "SIGMA-no_projection",
+                  "SIGMA-nb_one_gate", "SIGMA-no_projection_no_gru_conv", "Mamba4Rec", "SASRec"):  # three seeds each
         assert {f"{model}-s{seed}" for seed in (2020, 2021, 2022)} <= set().union(*trained) & main
     assert job_names(reports[1]) <= set().union(*trained)  # the walk, both ends included
-    assert {"SIGMA-s2020", "SIGMA-no_flip-s2020", "SIGMA-no_gate-s2020", "SIGMA-no_gru-s2020"} <= job_names(reports[3])
+    # Table 4's ablations, set against the model they ablate: the paper's SIGMA with the GRU they ran (torch's)
+    assert {f"SIGMA-{v}-s2020" for v in ("gru_cell_torch", "no_flip", "no_gate", "no_gru")} | {"SIGMA-s2020"} \
+        == job_names(reports[3])
+    # every SIGMA variant ran with torch's GRU: the reports that hold the default set them against gru_cell_torch
+    assert all(reports[i][reports[i].index("--against") + 1] == "gru_cell_torch" for i in (0, 1, 3, 4, 8))
     notebook = ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations", "nb_gate_dropout",
                 "nb_no_gate", "nb_one_gate", "cell26_no_conv", "no_projection", "no_projection_dropout04",
                 "no_projection_no_gru_conv", "no_projection_no_gru_conv_dropout04", "nb_one_gate_softmax_mix",
                 "nb_one_gate_no_gate", "nb_one_gate_no_flip", "nb_one_gate_length_aware_flip", "nb_one_gate_flip_back")
     # the notebook's, from HEAD's
-    assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-s2020", "Mamba4Rec-s2020", "Mamba4Rec-cell68-s2020"} == \
-        job_names(reports[4])
+    assert {f"SIGMA-{v}-s2020" for v in notebook} | {"SIGMA-gru_cell_torch-s2020", "SIGMA-s2020", "Mamba4Rec-s2020",
+                                                     "Mamba4Rec-cell68-s2020"} == job_names(reports[4])
     assert job_names(reports[5]) == {f"SIGMA-nb_one_gate-s{seed}" for seed in range(2020, 2027)}  # the preset's spread
     assert job_names(reports[6]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_no_flip", "_softmax_mix")
                                      for seed in range(2020, 2025)}  # the flip, over five paired seeds
@@ -641,7 +669,7 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert job_names(reports[7]) == {f"SIGMA-nb_one_gate{v}-s{seed}" for v in ("", "_softmax_mix")
                                      for seed in range(2020, 2027)}  # the mix, over nb_one_gate's seven seeds
     assert reports[7][reports[7].index("--against") + 1] == "nb_one_gate"
-    assert job_names(reports[8]) == {f"{model}-s{seed}" for model in ("SIGMA", "SIGMA-gru_cell_paper",
+    assert job_names(reports[8]) == {f"{model}-s{seed}" for model in ("SIGMA", "SIGMA-gru_cell_torch",
                                                                       "SIGMA-nb_one_gate_softmax_mix",
                                                                       "Mamba4Rec", "EchoMamba4Rec", "SASRec")
                                      for seed in range(2020, 2025)}  # the paper's protocol: five seeds
@@ -665,11 +693,14 @@ def test_each_committed_record_is_its_jobs_name_and_ran_with_its_variants_settin
         # a record renamed when a default moved onto its settings says what it ran as, in both files
         assert job.get("renamed_from") == result.get("renamed_from")
         renamed[record.name] = job.get("renamed_from", {}).get("name")
-        ran_with = effective_config(job["config"], job["yaml_defaults"])
+        # a key the YAML gained after the job ran held the value that computes what the job computed
+        ran_with = {**KEYS_ADDED.get(job["model"], {}), **effective_config(job["config"], job["yaml_defaults"])}
         for key, value in (variant_overrides(job["model"], job["variant"]) or {}).items():
             assert ran_with.get(key) == value, (record.name, key)
     assert renamed["EchoMamba4Rec-s2020"] == "EchoMamba4Rec-dropout04-s2020"  # 0.4, ECHO's default ('auto') now
     assert renamed["EchoMamba4Rec-dropout02-s2020"] == "EchoMamba4Rec-s2020"  # 0.2, its default when it ran
+    assert renamed["SIGMA-s2020"] == "SIGMA-gru_cell_paper-s2020"  # Eq. 7's GRU, SIGMA's default now
+    assert renamed["SIGMA-gru_cell_torch-s2020"] == "SIGMA-s2020"  # torch's, its default when it ran
 
 
 def test_todays_defaults_take_every_committed_beauty_record_as_finished():
@@ -703,11 +734,17 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert config["SIGMA-no_flip-s1"]["use_partial_flip"] is False
     assert config["SIGMA-no_gate-s1"]["use_ds_gate"] is False
     assert config["SIGMA-no_gru-s1"]["use_fe_gru"] is False
-    assert variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4}
+    assert variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4, "gru_cell": "torch"}
     assert variant_overrides("Mamba4Rec", "dropout04") is None  # its default is the paper's per-domain rule
     assert variant_overrides("EchoMamba4Rec", "dropout04") is None  # its default 'auto' gives 0.4 on Amazon
     assert variant_overrides("EchoMamba4Rec", "dropout02") == {"dropout_prob": 0.2}  # its authors' code
-    assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code", "dropout_prob": 0.2}
+    assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code", "dropout_prob": 0.2,
+                                                         "gru_cell": "torch"}  # the GRU its runs were matched with
+    # every SIGMA variant keeps the GRU it ran with; the default takes Eq. 7's, gru_cell_torch is torch's
+    assert all(overrides["gru_cell"] == "torch" for models, overrides in VARIANTS.values()
+               if models and "SIGMA" in models)
+    assert variant_overrides("SIGMA", "default") == {}
+    assert variant_overrides("SIGMA", "gru_cell_torch") == {"gru_cell": "torch"}
     assert variant_overrides("SIGMA", "public_gate_mix")["mix_weights"] == "frozen_softmax"
     assert config["SIGMA-r0-s1"]["flip_remain"] == 0 and config["SIGMA-r50-s1"]["flip_remain"] == 50
     assert "use_partial_flip" not in config["SIGMA-s1"] and config["SIGMA-s2"]["seed"] == 2
@@ -767,9 +804,15 @@ def test_a_started_job_is_compared_on_its_effective_settings_yaml_defaults_inclu
     # a variant override and a YAML default with the same value are the same setting
     store(dropout04)
     dropout04_under_new_yaml = dict(dropout04, config=sigma["config"],
-                                    yaml_defaults={**sigma["yaml_defaults"], "dropout_prob": 0.4})
+                                    yaml_defaults={**sigma["yaml_defaults"], "dropout_prob": 0.4, "gru_cell": "torch"})
     assert config_mismatch(dropout04_under_new_yaml) == []
-    assert config_mismatch(dict(dropout04, config=sigma["config"])) == ["dropout_prob"]
+    assert config_mismatch(dict(dropout04, config=sigma["config"])) == ["dropout_prob", "gru_cell"]
+    # the default's runs with torch's GRU (the YAML's gru_cell then) are gru_cell_torch's now, not the default's
+    store(sigma, gru_cell="torch")
+    assert sigma["yaml_defaults"]["gru_cell"] == "paper" and config_mismatch(sigma) == ["gru_cell"]
+    torch_gru = plan_jobs(parse_args(["--dataset", "amazon-beauty", "--models", "SIGMA", "--variants", "gru_cell_torch",
+                                      "--runs-dir", str(tmp_path)]))[0]
+    assert config_mismatch(dict(torch_gru, dir=sigma["dir"])) == []
     # where the job lives is not a setting
     store(mamba)
     moved = dict(mamba, config={**mamba["config"], "data_path": "/elsewhere", "checkpoint_dir": "/elsewhere/c"})

@@ -223,11 +223,12 @@ def assert_same_model(a, b):
 
 
 PUBLIC_CODE_SWITCHES = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code",
-                        "mix_weights": "public_code", "gru_bias": False, "mamba_init": "public_code"}
+                        "mix_weights": "public_code", "gru_bias": False, "gru_cell": "torch",
+                        "mamba_init": "public_code"}
 
 
-def test_preset_is_the_six_switches(make_model):
-    """sigma_variant: public_code builds the model the six public-code switches build, weight for weight;
+def test_preset_is_the_seven_switches(make_model):
+    """sigma_variant: public_code builds the model the seven public-code switches build, weight for weight;
     the keys it sets that hold the paper's values (SIGMA.yaml's) take HEAD's, a key set otherwise keeps it."""
     by_hand = make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, **PUBLIC_CODE_SWITCHES)
     assert_same_model(public_code(make_model), by_hand)
@@ -246,7 +247,7 @@ def test_a_preset_says_what_it_set_and_what_it_kept(make_model, caplog):
         make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, sigma_variant="notebook", gate_dropout=0.5)
     lines = [r.getMessage() for r in caplog.records if r.name == "recbole_sigma.model.sigma"]
     assert lines == ["sigma_variant 'notebook' sets share_mamba=True, flip_mode='fixed', gate_mode='public_code', "
-                     "mix_weights='frozen_softmax', gru_bias=False, gate_activations=('sigmoid', 'silu'), "
+                     "mix_weights='frozen_softmax', gru_bias=False, gru_cell='torch', gate_activations=('sigmoid', 'silu'), "
                      "output_projection=False, gate_flip='shared', gru_conv_kernel=0; "
                      "keeps gate_dropout=0.5 (set away from the paper's 0.2)"]
     caplog.clear()
@@ -286,7 +287,8 @@ def test_the_paper_values_a_preset_replaces_are_sigma_yamls_defaults():
     assert {key: yaml[key] for key in PAPER} == {k: list(v) if isinstance(v, tuple) else v for k, v in PAPER.items()}
 
 
-# The paper's SIGMA (the default) as it was before sigma_variant existed: its parameters, in order.
+# The paper's SIGMA (the default) as it was before sigma_variant existed, with torch's GRU (the default's until
+# gru_cell: paper): its parameters, in order.
 PAPER_PARAMETERS = [
     ("item_embedding.weight", (30, 16)), ("LayerNorm.weight", (16,)), ("LayerNorm.bias", (16,)),
     *[(f"layers.0.mixer.{m}.{k}", s) for m in ("mamba", "mamba_flip") for k, s in (
@@ -309,9 +311,16 @@ PAPER_PARAMETERS = [
 
 
 def test_paper_variant_keeps_its_parameters(make_model):
-    model = make_model("SIGMA", sigma_variant="paper")
+    model = make_model("SIGMA", sigma_variant="paper", gru_cell="torch")
     assert sorted((n, tuple(p.shape)) for n, p in model.named_parameters()) == sorted(PAPER_PARAMETERS)
     assert sum(p.numel() for p in model.parameters()) == 11138
+    # Eq. 7's GRU as written (the default): one bias a gate, so 3 D fewer parameters
+    gru = "layers.0.mixer.fe_gru.gru."
+    paper_gru = [(gru + "weight_ih", (48, 16)), (gru + "weight_hh", (48, 16)), (gru + "bias", (48,))]
+    expected = [(n, s) for n, s in PAPER_PARAMETERS if not n.startswith(gru)] + paper_gru
+    model = make_model("SIGMA", sigma_variant="paper")
+    assert sorted((n, tuple(p.shape)) for n, p in model.named_parameters()) == sorted(expected)
+    assert sum(p.numel() for p in model.parameters()) == 11138 - 48
 
 
 def test_a_config_without_the_key_is_a_missing_key_error(make_model):
@@ -342,7 +351,7 @@ CELL_26 = {"gate_activations": ["sigmoid", "gelu"], "gate_dropout": 0.3, "output
 
 def cell_26(make_model, **overrides):
     switches = {"share_mamba": True, "flip_mode": "fixed", "gate_mode": "public_code", "mix_weights": "public_code",
-                "gru_bias": False}
+                "gru_bias": False, "gru_cell": "torch"}
     return make_model("SIGMA", MAX_ITEM_LIST_LENGTH=L, hidden_size=D, **switches, **CELL_26, **overrides)
 
 

@@ -39,9 +39,6 @@ VARIANTS = {
     # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py), at the
     # dropout of their Beauty runs (RecMamba.ipynb), whatever SIGMA's default.
     "public_code": (("SIGMA",), {"sigma_variant": "public_code", "dropout_prob": 0.2}),
-    # Eq. 7's GRU as the paper writes it (the reset gate before W's product), where the default runs torch's
-    # nn.GRU as HEAD does: the one place the default departs from the paper's text (does it matter?)
-    "gru_cell_paper": (("SIGMA",), {"gru_cell": "paper"}),
     # ECHO with its authors' code's backward flip (the whole padded sequence), GLU dropout (on the sum,
     # residual included), nesting (the same at one layer) and eps after the Mamba pairs, at our dropout: the
     # structural departures of the default (do they cost it?)
@@ -122,6 +119,13 @@ VARIANTS.update({
     "no_projection_no_gru_conv_dropout04": (("SIGMA",), {"output_projection": False, "gru_conv_kernel": 0,
                                                          "dropout_prob": 0.4}),
 })
+# Every SIGMA variant above ran while SIGMA's default GRU was torch's nn.GRU (HEAD's), before the default
+# took Eq. 7's as the paper writes it (gru_cell: paper; README.md, "Where the defaults come from"): each keeps
+# the GRU it ran with. gru_cell_torch is the paper's SIGMA with torch's GRU: the default's runs before the move.
+for _models, _overrides in VARIANTS.values():
+    if _models and "SIGMA" in _models:
+        _overrides.setdefault("gru_cell", "torch")
+VARIANTS["gru_cell_torch"] = (("SIGMA",), {"gru_cell": "torch"})
 # Variants that a shipped ``sigma_variant`` preset builds weight for weight (tests/test_sigma_public_code.py
 # checks nb_one_gate_softmax_mix against 'notebook', which built nb_one_gate before its mix moved to
 # frozen_softmax): variant -> preset.

@@ -295,16 +295,22 @@ def variants_against_default(results, paper, against="default"):
     """Table 4 read the paper's way: each variant's NDCG@10 relative to its model's default (or to its
     variant ``against``), on test and on valid in this run and in the paper (its numbers are validation
     numbers; where it has both), with the one-sided Welch p-value of "the variant is ahead" over seeds and
-    the bar for switching a default, on test and on best-valid NDCG@10. Written for any dataset, with
-    or without the paper's numbers."""
+    the bar for switching a default, on test and on best-valid NDCG@10. A model that the variant ``against``
+    does not apply to has its variants set against its default. The paper's column sets the paper's
+    variant against its row for ``against``, or where it has none against its model (Table 4 sets its
+    ablations against its SIGMA). Written for any dataset, with or without the paper's numbers."""
     ndcg = METRICS.index("ndcg@10")
     means, valid = split_means(results, "test"), split_means(results, "best_valid")
-    variants = [key for key in means if key[1] != against and (key[0], against) in means]
+
+    def baseline_of(model):
+        return (model, "default") if variant_overrides(model, against) is None else (model, against)
+
+    variants = [key for key in means if key != baseline_of(key[0]) and baseline_of(key[0]) in means]
     if not variants:
         return []
 
     def samples(key, split):  # the variant's and its baseline's NDCG@10 over seeds on ``split``
-        return ndcg_values(results[key], split), ndcg_values(results[(key[0], against)], split)
+        return ndcg_values(results[key], split), ndcg_values(results[baseline_of(key[0])], split)
 
     def p_ahead(key, split):
         return fmt_p(welch_p(*samples(key, split)))
@@ -318,9 +324,10 @@ def variants_against_default(results, paper, against="default"):
         return " / ".join(cells)
 
     base = "default" if against == "default" else f"`{against}`"  # what the variants are set against
+    others = "" if against == "default" else "its default for a model without one; "
     lines = [f"## Variants against their {base}", "",
-             f"Each variant's NDCG@10 relative to its model's {base} (Table 4 read the paper's way), on test and "
-             "on valid, beside the same in the paper (validation numbers: compare with the valid column); the "
+             f"Each variant's NDCG@10 relative to its model's {base} ({others}Table 4 read the paper's way), on "
+             "test and on valid, beside the same in the paper (validation numbers: compare with the valid column); the "
              f"one-sided Welch p-value of \"the variant's mean is higher than the {base}'s\" over seeds (\"-\" "
              "where either has fewer than 2 seeds); and whether every seed of the variant is ahead of every seed "
              f"of the {base} (its lowest NDCG@10 above the {base}'s highest), on test and on valid (\"-\" there "
@@ -329,7 +336,8 @@ def variants_against_default(results, paper, against="default"):
              "| p ahead, test NDCG@10 | p ahead, valid NDCG@10 | every seed ahead, test / valid |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key in variants:
-        baseline, theirs, paper_baseline = (key[0], against), paper.get(key), paper.get((key[0], against))
+        baseline, theirs = baseline_of(key[0]), paper.get(key)
+        paper_baseline = paper.get(baseline) or (paper.get((key[0], "default")) if key[1] != "default" else None)
         in_paper = fmt_change(theirs[ndcg], paper_baseline[ndcg]) if theirs and paper_baseline else "-"
         lines.append(f"| {label_of(*key)} | {fmt_change(means[key][ndcg], means[baseline][ndcg])} "
                      f"| {fmt_change(valid[key][ndcg], valid[baseline][ndcg])} | {in_paper} "

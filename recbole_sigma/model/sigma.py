@@ -17,14 +17,14 @@ One G-Mamba layer, on H0 = LayerNorm(dropout(embedding)) of shape (B, L, D):
 Where the paper is silent (README.md, "Where the defaults come from"): a1 and a2 start at 0.5, as the
 two weights HEAD keeps commented out, and are not normalised; the DS gate's Conv1d has kernel 3, its
 padding 'same', as HEAD's FE-GRU Conv1d (HEAD's gate has none); one G1 gates both directions, as
-Eq. 3 writes it (HEAD has a dense per direction: gate_flip 'own'). One departure where the paper speaks:
-Eq. 7's GRU is torch's nn.GRU, as in HEAD (its reset gate acts after the hidden state's matrix
-product); ``gru_cell: paper`` is Eq. 7 as written (:class:`PaperGRU`).
+Eq. 3 writes it (HEAD has a dense per direction: gate_flip 'own'). Eq. 7's GRU is the paper's, Cho et
+al.'s (:class:`PaperGRU`); ``gru_cell: torch`` is torch's nn.GRU, as in HEAD (its reset gate acts after
+the hidden state's matrix product).
 
 Ablations (Table 4): ``use_partial_flip``, ``use_ds_gate``, ``use_fe_gru``; a switched-off part
 creates no parameters. The public code's departures from the paper are switches too
-(``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``mamba_init``);
-README.md lists them. ``sigma_variant: public_code`` sets all six to the public code's values
+(``share_mamba``, ``flip_mode``, ``gate_mode``, ``mix_weights``, ``gru_bias``, ``gru_cell``, ``mamba_init``);
+README.md lists them. ``sigma_variant: public_code`` sets all seven to the public code's values
 (and the five notebook switches below, and flip_back, to HEAD's) where the config leaves them at the
 paper's values (:data:`PAPER`, SIGMA.yaml's defaults); a key set to another value keeps it, so
 ``sigma_variant: public_code`` with ``gate_dropout: 0.3`` is HEAD's SIGMA with that gate dropout
@@ -95,6 +95,7 @@ PUBLIC_CODE = {
     "gate_mode": "public_code",
     "mix_weights": "public_code",
     "gru_bias": False,
+    "gru_cell": "torch",
     "mamba_init": "public_code",
     # HEAD's gate: its two activations, its dropout (a constant there, whatever dropout_prob says),
     # and Eq. 9's projection after the mix.
@@ -118,13 +119,13 @@ PRESETS = {"public_code": PUBLIC_CODE, "notebook": NOTEBOOK}
 # The paper's values of the keys a preset sets (SIGMA.yaml's defaults; a test checks they agree): a
 # preset sets only the keys that hold them.
 PAPER = {"share_mamba": False, "flip_mode": "length_aware", "gate_mode": "paper", "mix_weights": "trainable",
-         "gru_bias": True, "mamba_init": "public_code", "gate_activations": ("silu", "sigmoid"),
+         "gru_bias": True, "gru_cell": "paper", "mamba_init": "public_code", "gate_activations": ("silu", "sigmoid"),
          "gate_dropout": 0.2, "output_projection": True, "gate_dense_act": "none", "gate_flip": "own",
          "flip_back": False, "gru_conv_kernel": 3}
 # What the G-Mamba blocks (and the init of their Mamba blocks) read from the config.
 BLOCK_KEYS = (
     "use_partial_flip", "use_ds_gate", "use_fe_gru", "flip_remain", "gate_conv_kernel", "gru_conv_kernel",
-    "gru_cell", *PUBLIC_CODE,
+    *PUBLIC_CODE,
 )
 
 
@@ -264,7 +265,7 @@ class FeatureExtractGRU(nn.Module):
     """Eq. 7: C = Conv1d(H0) (length-preserving), F0 = GRU(C); ``kernel_size`` 0: F0 = GRU(H0).
     ``cell``: 'torch' (nn.GRU, as HEAD) or 'paper' (:class:`PaperGRU`)."""
 
-    def __init__(self, d_model, kernel_size, bias=True, cell="torch"):
+    def __init__(self, d_model, kernel_size, bias=True, cell="paper"):
         super().__init__()
         self.conv1d = nn.Conv1d(d_model, d_model, kernel_size, padding="same") if kernel_size else None
         if cell == "paper":
