@@ -17,8 +17,8 @@ from recbole_sigma import grouped_eval
 from recbole_sigma.grouped_eval import GROUP_NAMES, assign_groups, group_metrics, history_lengths, per_user_metrics
 from recbole_sigma.config import build_config
 from benchmarks.harness.cli import parse_args
-from benchmarks.harness.jobs import (KEYS_ADDED, VARIANTS, config_mismatch, effective_config, job_name, job_state,
-                                     plan_jobs, variant_overrides)
+from benchmarks.harness.jobs import (VARIANTS, config_mismatch, job_name, job_state, plan_jobs, stored_settings,
+                                     variant_overrides)
 from benchmarks.harness.paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from benchmarks.harness.plots import plot_curves
 from benchmarks.harness.report import (against_the_paper, paired_seeds, seeds_table, significance,
@@ -694,7 +694,7 @@ def test_each_committed_record_is_its_jobs_name_and_ran_with_its_variants_settin
         assert job.get("renamed_from") == result.get("renamed_from")
         renamed[record.name] = job.get("renamed_from", {}).get("name")
         # a key the YAML gained after the job ran held the value that computes what the job computed
-        ran_with = {**KEYS_ADDED.get(job["model"], {}), **effective_config(job["config"], job["yaml_defaults"])}
+        ran_with = stored_settings(job["model"], job)
         for key, value in (variant_overrides(job["model"], job["variant"]) or {}).items():
             assert ran_with.get(key) == value, (record.name, key)
     assert renamed["EchoMamba4Rec-s2020"] == "EchoMamba4Rec-dropout04-s2020"  # 0.4, ECHO's default ('auto') now

@@ -256,6 +256,13 @@ def effective_config(config, yaml_values):
     return {k: v for k, v in merged.items() if k not in PATH_KEYS}
 
 
+def stored_settings(model, stored):
+    """The effective settings a stored job of ``model`` (its job.json) ran with; a key the model's YAML
+    gained since holds the value that computes what the job computed (``KEYS_ADDED``)."""
+    return {**KEYS_ADDED.get(model, {}),
+            **effective_config(stored.get("config", {}), stored.get("yaml_defaults"))}
+
+
 def config_mismatch(job):
     """Keys whose effective value differs between the stored job.json and this invocation.
 
@@ -268,8 +275,7 @@ def config_mismatch(job):
         return []
     if stored.get("dataset", job["dataset"]) != job["dataset"]:  # another dataset's job of the same name
         return ["dataset"]
-    old = {**KEYS_ADDED.get(job["model"], {}),
-           **effective_config(stored.get("config", {}), stored.get("yaml_defaults"))}
+    old = stored_settings(job["model"], stored)
     new = effective_config(job["config"], job["yaml_defaults"])
     mismatch = differing_keys(old, new)
     if "dropout_prob" in mismatch and "auto" in (old.get("dropout_prob"), new.get("dropout_prob")):
