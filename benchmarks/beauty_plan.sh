@@ -12,9 +12,9 @@
 # --records), and that folder is copied into $RUNS first, so jobs finished on another machine are
 # skipped here. Run it again
 # after a stop: finished jobs are skipped, an interrupted one resumes from its last epoch.
-# About 60 hours on 2 CPU cores (the 73 jobs finished by December 6 took 50 h; SIGMA 60-100 s an epoch,
-# Mamba4Rec ~30 s, SASRec 30-50 s, as busy as the machine is; SIGMA at dropout 0.4 trains about 105
-# epochs, 2-3 h; ECHO padded, code_structure, 2-3 h a seed).
+# About 65 hours on 2 CPU cores (the 82 jobs finished by December 7 ran 68 h, attempts cut short
+# included; SIGMA 60-100 s an epoch, Mamba4Rec ~30 s, SASRec 30-50 s, as busy as the machine is; SIGMA
+# at dropout 0.4 trains about 105 epochs, 2-3 h; ECHO padded, code_structure, 2-3 h a seed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
