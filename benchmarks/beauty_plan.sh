@@ -14,7 +14,8 @@
 # after a stop: finished jobs are skipped, an interrupted one resumes from its last epoch.
 # About 65 hours on 2 CPU cores (the 82 jobs finished by December 7 ran 68 h, attempts cut short
 # included; SIGMA 60-100 s an epoch, Mamba4Rec ~30 s, SASRec 30-50 s, as busy as the machine is; SIGMA
-# at dropout 0.4 trains about 105 epochs, 2-3 h; ECHO padded, code_structure, 2-3 h a seed).
+# at dropout 0.4 trains about 105 epochs, 2-3 h; ECHO's code_structure, its backward scans reading the
+# padding, 90 s an epoch and about 2 h a seed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -186,9 +187,10 @@ train --models SIGMA --seeds 2023 2024
 train --models SIGMA --variants gru_cell_torch --seeds 2020 2021 2022 2023 2024
 # ECHO's default departs from its authors' code in two places (the backward Mamba reads each user's items
 # reversed, the code the whole padded sequence; the GLU's dropout): by the rule the default is to move to the
-# code's unless it measures worse. One seed first (padded, so slower: 2-3 h), then two more. The bar, set
-# before the first finished: the default moves unless ours (EchoMamba4Rec-s2020..s2022) is ahead over the
-# three seeds (one-sided Welch p < 0.05 on valid or test NDCG@10), as for SIGMA's GRU above
+# code's unless it measures worse. One seed first (its backward scans read the padding, so slower: about
+# 2 h), then two more. The bar, set before the first finished: the default moves unless ours
+# (EchoMamba4Rec-s2020..s2022) is ahead over the three seeds (one-sided Welch p < 0.05 on valid or test
+# NDCG@10), as for SIGMA's GRU above
 train --models EchoMamba4Rec --variants code_structure --seeds 2020
 train --models EchoMamba4Rec --variants code_structure --seeds 2021 2022
 reports

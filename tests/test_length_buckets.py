@@ -70,6 +70,36 @@ def test_bucketed_forward_and_backward_equal_the_padded_ones(make_model, name, o
     )
 
 
+ECHO_PADDED_FLIP = [
+    {"backward_flip": "padded"},
+    {"backward_flip": "padded", "num_layers": 2},
+    {"backward_flip": "padded", "num_layers": 2, "mamba_pairs": "num_layers"},
+    # the harness's code_structure: every structural switch at the authors' code's value
+    {"backward_flip": "padded", "glu_dropout": "sum", "mamba_pairs": "num_layers", "bimamba_norm_eps": 1e-5},
+]
+
+
+@pytest.mark.parametrize("overrides", ECHO_PADDED_FLIP)
+def test_echo_padded_flip_buckets_each_scan_and_equals_the_padded_batch(make_model, overrides, monkeypatch):
+    """ECHO's 'padded' backward flip reads the padded tail, so the stack has no look-ahead; its last
+    pair computes the last valid item's output alone, each direction's scan in its own length buckets:
+    the same outputs and gradients as the padded batch, on fewer positions."""
+    model = make_model("EchoMamba4Rec", **overrides).double().eval()
+    assert model.lookahead() is None
+    seq, lengths = padded_batch(LENGTHS)
+    padded = outputs_and_grads(model, seq, lengths, buckets=False)
+    pair = [model.layers[-1].bimamba, *model.layers[-1].nested][-1]
+    widths = {"fwd": [], "bwd": []}
+    for direction in widths:
+        mamba = getattr(pair, f"mamba_{direction}")
+        monkeypatch.setattr(mamba, "forward", lambda x, f=mamba.forward, d=direction: widths[d].append(x.shape) or f(x))
+    assert_same_outputs_and_grads(outputs_and_grads(model, seq, lengths, buckets=True), padded)
+    # rows by length: the forward scan reads each row's n items (groups 1, 2, 3-4, 5-8, 9-16), the backward
+    # one its 13 - n positions from the end down to its last item (groups by 13 - n): 194 positions, not 312
+    assert widths["fwd"] == [(2, 1, 16), (1, 2, 16), (2, 4, 16), (4, 8, 16), (4, 12, 16)]
+    assert widths["bwd"] == [(2, 1, 16), (2, 4, 16), (4, 8, 16), (5, 12, 16)]
+
+
 @pytest.mark.parametrize("name,overrides", CASES)
 def test_forward_is_the_plain_layer_stack(make_model, name, overrides):
     """Splitting the stack (stack_padded, stack) and bucketing change nothing: forward equals the
@@ -100,7 +130,7 @@ def test_a_short_lookahead_would_change_the_outputs(make_model):
 
 @pytest.mark.parametrize(
     "name,overrides", [("SIGMA", {"flip_mode": "fixed", "num_layers": 2}), ("Mamba4Rec", {"length_buckets": False}),
-                       ("EchoMamba4Rec", {"backward_flip": "padded"})]
+                       ("EchoMamba4Rec", {"backward_flip": "padded", "length_buckets": False})]
 )
 def test_without_a_lookahead_or_with_buckets_off_the_stack_runs_padded(make_model, name, overrides, monkeypatch):
     model = make_model(name, **overrides).eval()

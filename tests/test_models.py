@@ -347,7 +347,7 @@ def test_echo_with_every_switch_at_its_authors_code_computes_that_codes_forward(
         make_model("EchoMamba4Rec", bimamba_norm_eps=0)
 
 
-def test_echo_with_the_authors_structure_trains_every_parameter_and_runs_padded(make_model):
+def test_echo_with_the_authors_structure_trains_every_parameter(make_model):
     model = make_model("EchoMamba4Rec", backward_flip="padded", glu_dropout="sum")
     assert model.lookahead() is None
     seq, lengths = padded_batch([12, 5, 1, 8])

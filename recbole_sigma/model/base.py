@@ -97,15 +97,19 @@ class MambaSequentialRecommender(SequentialRecommender):
     def forward(self, item_seq, item_seq_len):
         """(B, L) item ids, (B,) lengths -> (B, D) representation at the last valid position."""
         h = self.LayerNorm(self.dropout(self.item_embedding(item_seq)))  # (B, L, D)
-        h = self.stack_padded(h, item_seq_len)
+        return self.last_output(self.stack_padded(h, item_seq_len), item_seq_len)
+
+    def last_output(self, h, item_seq_len):
+        """``stack``'s output at each row's last valid item, (B, L, D) -> (B, D): in length buckets
+        when ``lookahead()`` allows it, else on the whole batch."""
         lookahead = self.lookahead() if self.length_buckets else None
 
-        def last_output(h, lengths):
+        def last(h, lengths):
             return self.gather_indexes(self.stack(h, lengths), lengths - 1)
 
         if lookahead is None:
-            return last_output(h, item_seq_len)
-        return in_length_buckets(last_output, h, item_seq_len, lookahead)
+            return last(h, item_seq_len)
+        return in_length_buckets(last, h, item_seq_len, lookahead)
 
     def stack_padded(self, h, item_seq_len):
         """The part of the layer stack that must see the whole padded batch: none by default."""

@@ -29,12 +29,16 @@ Length buckets: the spectral filter mixes every position of the padded sequence,
 included, so every layer but the last, and the last layer's filter, run on the padded batch
 (``stack_padded``); with 'valid_items' the last layer's BiMamba and GLU read only each sequence's
 items (forward scan up to the item, backward scan over the items after it) and run
-length-bucketed; with 'padded' the whole stack runs on the padded batch.
+length-bucketed. With 'padded' the last pair's backward scan reads the padded tail, so only its
+output at the last valid item is computed (``last_output``): the forward scan over the n items up to
+it and the backward scan over the L - n + 1 positions from the end down to it, each in its own
+length buckets, then the LayerNorms and the GLU on that one position (about half the work of the
+padded batch on Beauty; ``length_buckets: False`` runs everything padded).
 """
 import torch
 import torch.nn as nn
 
-from recbole_sigma.model.base import MambaSequentialRecommender
+from recbole_sigma.model.base import MambaSequentialRecommender, in_length_buckets
 from recbole_sigma.model.layers import partial_flip
 from recbole_sigma.ops.dropout import Dropout
 
@@ -74,6 +78,20 @@ class BidirectionalMamba(nn.Module):
         fwd = self.LayerNorm_fwd(self.dropout(self.mamba_fwd(x)) + x)
         bwd = self.LayerNorm_bwd(self.dropout(self.backward_direction(x, item_seq_len)) + x)
         return fwd + bwd
+
+    def last_output(self, x, item_seq_len):  # (B, L, D), (B,) -> (B, D)
+        """``forward(x)`` at each row's last valid item, for the 'padded' flip, each scan in length
+        buckets: the forward one over the n items, the backward one over positions L-1 .. n-1."""
+        assert self.flip_padded, "with 'valid_items' the stack's own length buckets serve"
+        tail = x.shape[1] - item_seq_len + 1  # (B,) positions the backward scan reads
+        fwd = in_length_buckets(lambda x, n: last_position(self.mamba_fwd(x), n), x, item_seq_len, 0)
+        bwd = in_length_buckets(lambda x, m: last_position(self.mamba_bwd(x), m), x.flip(1), tail, 0)
+        x = last_position(x, item_seq_len)  # (B, D)
+        return self.LayerNorm_fwd(self.dropout(fwd) + x) + self.LayerNorm_bwd(self.dropout(bwd) + x)
+
+
+def last_position(x, lengths):  # (B, L, D), (B,) -> (B, D): each row at position lengths - 1
+    return x[torch.arange(len(lengths), device=x.device), lengths - 1]
 
 
 class GatedLinearUnit(nn.Module):
@@ -127,8 +145,17 @@ class EchoMamba4Rec(MambaSequentialRecommender):
 
     def lookahead(self):
         if self.layers[-1].bimamba.flip_padded:
-            return None  # its backward scan reads every padded position: the stack runs padded
+            return None  # its backward scan reads every padded position: last_output buckets each scan
         return 0  # stack() is the last layer's BiMamba (valid items only) and its position-wise GLU
+
+    def last_output(self, h, item_seq_len):  # (B, L, D) after stack_padded, (B,) -> (B, D)
+        last = self.layers[-1]
+        if not (self.length_buckets and last.bimamba.flip_padded):
+            return super().last_output(h, item_seq_len)
+        pairs = [last.bimamba, *last.nested]
+        for pair in pairs[:-1]:
+            h = pair(h, item_seq_len)  # every position: the next pair's backward scan reads them all
+        return last.glu(pairs[-1].last_output(h, item_seq_len))  # the GLU is position-wise
 
     def stack_padded(self, h, item_seq_len):
         for layer in self.layers[:-1]:
