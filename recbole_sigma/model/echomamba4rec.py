@@ -32,8 +32,8 @@ items (forward scan up to the item, backward scan over the items after it) and r
 length-bucketed. With 'padded' the last pair's backward scan reads the padded tail, so only its
 output at the last valid item is computed (``last_output``): the forward scan over the n items up to
 it and the backward scan over the L - n + 1 positions from the end down to it, each in its own
-length buckets, then the LayerNorms and the GLU on that one position (about half the work of the
-padded batch on Beauty; ``length_buckets: False`` runs everything padded).
+length buckets, then the LayerNorms and the GLU on that one position (0.6 times the padded batch's
+training time on Beauty, docs/performance.md; ``length_buckets: False`` runs everything padded).
 """
 import torch
 import torch.nn as nn
