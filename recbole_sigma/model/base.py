@@ -105,7 +105,7 @@ class MambaSequentialRecommender(SequentialRecommender):
         lookahead = self.lookahead() if self.length_buckets else None
 
         def last(h, lengths):
-            return self.gather_indexes(self.stack(h, lengths), lengths - 1)
+            return last_position(self.stack(h, lengths), lengths)
 
         if lookahead is None:
             return last(h, item_seq_len)
@@ -140,6 +140,13 @@ class MambaSequentialRecommender(SequentialRecommender):
     def full_sort_predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return seq_output @ self.item_embedding.weight.t()  # (B, n_items)
+
+
+def last_position(x, lengths):  # (B, L, D), (B,) -> (B, D): each row at position lengths - 1
+    """RecBole's ``gather_indexes(x, lengths - 1)`` (the same gather, so a length of 0 is an error, not
+    the last position), callable from a layer as well as a model."""
+    index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, x.shape[-1])
+    return x.gather(dim=1, index=index).squeeze(1)
 
 
 def in_length_buckets(fn, x, item_seq_len, lookahead):

@@ -38,7 +38,7 @@ training time on Beauty, docs/performance.md; ``length_buckets: False`` runs eve
 import torch
 import torch.nn as nn
 
-from recbole_sigma.model.base import MambaSequentialRecommender, in_length_buckets
+from recbole_sigma.model.base import MambaSequentialRecommender, in_length_buckets, last_position
 from recbole_sigma.model.layers import partial_flip
 from recbole_sigma.ops.dropout import Dropout
 
@@ -88,10 +88,6 @@ class BidirectionalMamba(nn.Module):
         bwd = in_length_buckets(lambda x, m: last_position(self.mamba_bwd(x), m), x.flip(1), tail, 0)
         x = last_position(x, item_seq_len)  # (B, D)
         return self.LayerNorm_fwd(self.dropout(fwd) + x) + self.LayerNorm_bwd(self.dropout(bwd) + x)
-
-
-def last_position(x, lengths):  # (B, L, D), (B,) -> (B, D): each row at position lengths - 1
-    return x[torch.arange(len(lengths), device=x.device), lengths - 1]
 
 
 class GatedLinearUnit(nn.Module):
