@@ -63,7 +63,7 @@ def rename(src, dst, new_variant, why):
             continue
         record = json.loads(path.read_text())
         ran_as = record.get("renamed_from", {"name": record["name"], "variant": record["variant"]})
-        reasons = [ran_as["why"]] if "why" in ran_as else []
+        reasons = [ran_as["why"].rstrip(".") + "."] if "why" in ran_as else []  # one sentence each
         why_all = " ".join(reasons + [why])
         record["renamed_from"] = {"name": ran_as["name"], "variant": ran_as["variant"], "why": why_all}
         record["name"], record["variant"] = dst.name, new_variant

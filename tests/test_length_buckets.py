@@ -53,10 +53,12 @@ CASES = [
     ("SIGMA", {"sigma_variant": "notebook"}),
     ("SIGMA", {"flip_mode": "fixed", "flip_remain": 2}),
     ("SIGMA", {"gru_cell": "torch"}),
-    ("EchoMamba4Rec", {}),
-    ("EchoMamba4Rec", {"num_layers": 2}),
-    ("EchoMamba4Rec", {"glu_dropout": "sum"}),
-    ("EchoMamba4Rec", {"num_layers": 2, "mamba_pairs": "num_layers"}),
+    # ECHO with each user's items reversed for its backward Mamba (its default until 7 December 2026, item_flip)
+    ("EchoMamba4Rec", {"backward_flip": "valid_items"}),
+    ("EchoMamba4Rec", {"backward_flip": "valid_items", "num_layers": 2}),
+    ("EchoMamba4Rec", {"backward_flip": "valid_items", "glu_dropout": "branch", "mamba_pairs": "one",
+                       "bimamba_norm_eps": 1e-12}),
+    ("EchoMamba4Rec", {"backward_flip": "valid_items", "num_layers": 2, "mamba_pairs": "one"}),
 ]
 
 
@@ -71,11 +73,10 @@ def test_bucketed_forward_and_backward_equal_the_padded_ones(make_model, name, o
 
 
 ECHO_PADDED_FLIP = [
-    {"backward_flip": "padded"},
-    {"backward_flip": "padded", "num_layers": 2},
-    {"backward_flip": "padded", "num_layers": 2, "mamba_pairs": "num_layers"},
-    # the harness's code_structure: every structural switch at the authors' code's value
-    {"backward_flip": "padded", "glu_dropout": "sum", "mamba_pairs": "num_layers", "bimamba_norm_eps": 1e-5},
+    {},  # the default: every structural switch at the authors' code's value
+    {"num_layers": 2},  # two pairs nested in each of the two layers, as that code
+    {"num_layers": 2, "mamba_pairs": "one"},
+    {"glu_dropout": "branch", "bimamba_norm_eps": 1e-12},
 ]
 
 

@@ -52,7 +52,7 @@ def test_two_names_swap_in_the_records_and_the_runs_folder_metrics_and_settings_
 
 
 def test_a_record_renamed_before_keeps_the_name_it_ran_as_and_both_reasons(tmp_path):
-    before = {"name": "SIGMA-dropout04-s2020", "variant": "dropout04", "why": "first move."}
+    before = {"name": "SIGMA-dropout04-s2020", "variant": "dropout04", "why": "first move"}  # no full stop
     make_job(tmp_path, "SIGMA-s2020", "default", 0.04, renamed_from=before)
     proc = rename(tmp_path, "--model", "SIGMA", "--seeds", 2020, "--rename", "default=old", "--why", "second move.")
     assert proc.returncode == 0, proc.stderr

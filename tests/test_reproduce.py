@@ -252,7 +252,8 @@ def test_each_variant_is_listed_once_with_the_models_it_ran_and_its_overrides():
     keys = [("SIGMA", "default"), ("SIGMA", "dropout04"), ("EchoMamba4Rec", "dropout02"), ("SIGMA", "r0"),
             ("Mamba4Rec", "default")]
     assert variant_lines(keys) == [
-        '- variant `dropout02` (EchoMamba4Rec): `{"dropout_prob": 0.2}`',
+        '- variant `dropout02` (EchoMamba4Rec): `{"dropout_prob": 0.2, "backward_flip": "valid_items", '
+        '"glu_dropout": "branch", "mamba_pairs": "one", "bimamba_norm_eps": 1e-12}`',
         '- variant `dropout04` (SIGMA): `{"dropout_prob": 0.4, "gru_cell": "torch"}`',
         '- variant `r0` (SIGMA): `{"flip_remain": 0}`',
     ]
@@ -671,11 +672,13 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
     assert reports[7][reports[7].index("--against") + 1] == "nb_one_gate"
     assert job_names(reports[8]) == {f"{model}-s{seed}" for model in ("SIGMA", "SIGMA-gru_cell_torch",
                                                                       "SIGMA-nb_one_gate_softmax_mix",
-                                                                      "Mamba4Rec", "EchoMamba4Rec", "SASRec")
+                                                                      "Mamba4Rec", "EchoMamba4Rec",
+                                                                      "EchoMamba4Rec-item_flip", "SASRec")
                                      for seed in range(2020, 2025)}  # the paper's protocol: five seeds
     assert [t for t in trained if "SIGMA-dropout04-s2020" in t] == [{"SIGMA-dropout04-s2020"}]
-    echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02") for seed in (2020, 2021, 2022)}
-    assert echo <= set().union(*trained) & main  # ECHO at both dropouts (default 'auto': 0.4 here), three seeds each
+    echo = {f"EchoMamba4Rec{v}-s{seed}" for v in ("", "-dropout02", "-item_flip") for seed in (2020, 2021, 2022)}
+    # ECHO at both dropouts (default 'auto': 0.4 here) and with its structure before its code's: three seeds each
+    assert echo <= set().union(*trained) & main
     assert {"GRU4Rec-s2020"} <= main and not {"GRU4Rec-s2021", "GRU4Rec-s2022"} & main  # GRU4Rec: one seed
     calls.unlink()
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "beauty_plan.sh"), "report"], env=env, timeout=60)
@@ -697,8 +700,9 @@ def test_each_committed_record_is_its_jobs_name_and_ran_with_its_variants_settin
         ran_with = stored_settings(job["model"], job)
         for key, value in (variant_overrides(job["model"], job["variant"]) or {}).items():
             assert ran_with.get(key) == value, (record.name, key)
-    assert renamed["EchoMamba4Rec-s2020"] == "EchoMamba4Rec-dropout04-s2020"  # 0.4, ECHO's default ('auto') now
+    assert renamed["EchoMamba4Rec-item_flip-s2020"] == "EchoMamba4Rec-dropout04-s2020"  # 0.4, ECHO's default ('auto')
     assert renamed["EchoMamba4Rec-dropout02-s2020"] == "EchoMamba4Rec-s2020"  # 0.2, its default when it ran
+    assert renamed["EchoMamba4Rec-s2020"] == "EchoMamba4Rec-code_structure-s2020"  # its authors' code's structure
     assert renamed["SIGMA-s2020"] == "SIGMA-gru_cell_paper-s2020"  # Eq. 7's GRU, SIGMA's default now
     assert renamed["SIGMA-gru_cell_torch-s2020"] == "SIGMA-s2020"  # torch's, its default when it ran
 
@@ -737,7 +741,10 @@ def test_variants_map_to_sigma_overrides_and_other_models_run_their_default(tmp_
     assert variant_overrides("SIGMA", "dropout04") == {"dropout_prob": 0.4, "gru_cell": "torch"}
     assert variant_overrides("Mamba4Rec", "dropout04") is None  # its default is the paper's per-domain rule
     assert variant_overrides("EchoMamba4Rec", "dropout04") is None  # its default 'auto' gives 0.4 on Amazon
-    assert variant_overrides("EchoMamba4Rec", "dropout02") == {"dropout_prob": 0.2}  # its authors' code
+    # its authors' code's dropout, with the structure its default had when it ran (item_flip)
+    assert variant_overrides("EchoMamba4Rec", "dropout02") == {"dropout_prob": 0.2, **VARIANTS["item_flip"][1]}
+    assert variant_overrides("EchoMamba4Rec", "item_flip") == {"backward_flip": "valid_items", "glu_dropout": "branch",
+                                                              "mamba_pairs": "one", "bimamba_norm_eps": 1e-12}
     assert variant_overrides("SIGMA", "public_code") == {"sigma_variant": "public_code", "dropout_prob": 0.2,
                                                          "gru_cell": "torch"}  # the GRU its runs were matched with
     # every SIGMA variant keeps the GRU it ran with; the default takes Eq. 7's, gru_cell_torch is torch's

@@ -39,11 +39,6 @@ VARIANTS = {
     # The authors' SIGMA as their repository computes it at HEAD (recbole_sigma/model/sigma.py), at the
     # dropout of their Beauty runs (RecMamba.ipynb), whatever SIGMA's default.
     "public_code": (("SIGMA",), {"sigma_variant": "public_code", "dropout_prob": 0.2}),
-    # ECHO with its authors' code's backward flip (the whole padded sequence), GLU dropout (on the sum,
-    # residual included), nesting (the same at one layer) and eps after the Mamba pairs, at our dropout: the
-    # structural departures of the default (do they cost it?)
-    "code_structure": (("EchoMamba4Rec",), {"backward_flip": "padded", "glu_dropout": "sum",
-                                            "mamba_pairs": "num_layers", "bimamba_norm_eps": 1e-5}),
 }
 # From the public code's SIGMA to the paper's, one change at a time, each step keeping those before
 # it (which step loses?): the paper's length-aware flip, two Mamba blocks, the paper's DS gate, the
@@ -126,6 +121,17 @@ for _models, _overrides in VARIANTS.values():
     if _models and "SIGMA" in _models:
         _overrides.setdefault("gru_cell", "torch")
 VARIANTS["gru_cell_torch"] = (("SIGMA",), {"gru_cell": "torch"})
+# Every ECHO variant above ran with the structure ECHO's default had until it took its authors' code's (7 December
+# 2026; README.md, "Where the defaults come from"): each keeps it. item_flip is ECHO with that structure, the
+# default's runs before the move: its backward Mamba on each user's items reversed (the code's reads the whole
+# padded sequence reversed), dropout on the GLU's branch (the code's on the sum), one Mamba pair a layer (the same
+# at one layer), LayerNorm eps 1e-12 after the pairs (the code's 1e-5). The code's structure ran as code_structure.
+_ITEM_FLIP = {"backward_flip": "valid_items", "glu_dropout": "branch", "mamba_pairs": "one", "bimamba_norm_eps": 1e-12}
+for _models, _overrides in VARIANTS.values():
+    if _models and "EchoMamba4Rec" in _models:
+        for _key, _value in _ITEM_FLIP.items():
+            _overrides.setdefault(_key, _value)
+VARIANTS["item_flip"] = (("EchoMamba4Rec",), dict(_ITEM_FLIP))
 # Variants that a shipped ``sigma_variant`` preset builds weight for weight (tests/test_sigma_public_code.py
 # checks nb_one_gate_softmax_mix against 'notebook', which built nb_one_gate before its mix moved to
 # frozen_softmax): variant -> preset.

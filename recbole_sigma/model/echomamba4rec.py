@@ -4,26 +4,27 @@ Reference:
     Yuda Wang, Xuxin He, Shengxin Zhu. "EchoMamba4Rec: Harmonizing Bidirectional State Space
     Models with Spectral Filtering for Advanced Sequential Recommendation." arXiv 2406.02638.
 
-Built as its authors' code (github wyd0042/EchoMamba4Rec, model.py) builds it, but for the departures
-README.md lists ("Where the defaults come from"), each a config key: backward_flip, glu_dropout,
-mamba_pairs, bimamba_norm_eps (below) and dropout_prob 'auto'. Per layer, on (B, L, D):
+Built as its authors' code (github wyd0042/EchoMamba4Rec, model.py) builds it, but for dropout_prob
+'auto', the departure README.md lists ("Where the defaults come from"). Per layer, on (B, L, D):
     filter:  rfft over time -> * learnable complex weight (L/2+1, D) -> irfft -> dropout,
              residual, LayerNorm
     BiMamba: forward Mamba, and a backward Mamba on the sequence reversed, its output flipped
              back; each direction dropout + residual + its own LayerNorm; the two are summed
     GLU:     Linear D->2D, value * sigmoid(gate), Linear D->D, dropout, residual, LayerNorm
 
-``backward_flip``: 'valid_items' (default) reverses each sequence's valid items, padding staying
-at the end; the authors' code ('padded') reverses the whole padded tensor, so the backward scan
-reads the padded positions (after the filter, mixtures of every item) before the user's items.
+Four keys switch to the structure that was the default until 7 December 2026 (the harness's
+``item_flip``; on Beauty level with the code's, README.md):
+``backward_flip``: 'padded' (default), as the authors' code, reverses the whole padded tensor, so the
+backward scan reads the padded positions (after the filter, mixtures of every item) before the
+user's items; 'valid_items' reverses each sequence's valid items, padding staying at the end.
 With 'valid_items', at the last valid position, which predicts, the backward scan has read only
 that one item, so the last layer's backward A_log gets no gradient from the next-item loss.
-``glu_dropout``: 'branch' (default) drops the GLU's output before the residual; the authors'
-code ('sum') drops the sum, residual included: LayerNorm(dropout(Linear(g) + x)).
-``mamba_pairs``: 'one' (default) Mamba pair a layer; with ``num_layers`` N > 1 the authors' code
-('num_layers') nests N pairs in a row inside each of its N layers (one filter and one GLU a layer).
-``bimamba_norm_eps``: 1e-12 (default), as every other LayerNorm here and there; the authors' code
-keeps torch's 1e-5 for the two after the directions.
+``glu_dropout``: 'sum' (default), as the authors' code, drops the sum, residual included:
+LayerNorm(dropout(Linear(g) + x)); 'branch' drops the GLU's output before the residual.
+``mamba_pairs``: 'num_layers' (default), as the authors' code, nests N pairs in a row inside each of
+its N layers (one filter and one GLU a layer); 'one' Mamba pair a layer. The same at one layer.
+``bimamba_norm_eps``: 1e-5 (default), torch's, as the authors' code keeps for the two LayerNorms
+after the directions; 1e-12, as every other LayerNorm here and in that code.
 
 Length buckets: the spectral filter mixes every position of the padded sequence, padding
 included, so every layer but the last, and the last layer's filter, run on the padded batch
@@ -58,7 +59,7 @@ class SpectralFilter(nn.Module):
 
 
 class BidirectionalMamba(nn.Module):
-    def __init__(self, make_mamba, d_model, dropout, flip="valid_items", norm_eps=1e-12):
+    def __init__(self, make_mamba, d_model, dropout, flip="padded", norm_eps=1e-5):
         super().__init__()
         self.mamba_fwd = make_mamba()
         self.mamba_bwd = make_mamba()
@@ -91,7 +92,7 @@ class BidirectionalMamba(nn.Module):
 
 
 class GatedLinearUnit(nn.Module):
-    def __init__(self, d_model, dropout, drop_sum=False):
+    def __init__(self, d_model, dropout, drop_sum=True):
         super().__init__()
         self.w_in = nn.Linear(d_model, 2 * d_model)
         self.w_out = nn.Linear(d_model, d_model)
@@ -106,8 +107,8 @@ class GatedLinearUnit(nn.Module):
 
 
 class EchoLayer(nn.Module):
-    def __init__(self, make_mamba, max_len, d_model, dropout, backward_flip="valid_items", glu_dropout="branch",
-                 pairs=1, norm_eps=1e-12):
+    def __init__(self, make_mamba, max_len, d_model, dropout, backward_flip="padded", glu_dropout="sum",
+                 pairs=1, norm_eps=1e-5):
         super().__init__()
         self.filter = SpectralFilter(max_len, d_model, dropout)
 
