@@ -114,7 +114,7 @@ def test_ds_gate_is_silu_plus_sigmoid_of_its_pre_activation(make_model):
     # default's (its authors' code's) reads the padded tail first.
     ("EchoMamba4Rec", {"backward_flip": "valid_items"}, ["layers.0.bimamba.mamba_bwd.A_log"]),
 ])
-def test_every_parameter_gets_a_gradient_in_the_default_config(make_model, name, overrides, expected):
+def test_every_parameter_gets_a_gradient(make_model, name, overrides, expected):
     model = make_model(name, **overrides)
     seq, lengths = padded_batch([12, 5, 1, 8])
     interaction = {"item_id_list": seq, "item_length": lengths, "item_id": torch.tensor([3, 4, 5, 6])}
@@ -289,8 +289,8 @@ def test_echo_backward_direction_reads_the_future_of_each_position(make_model):
 
 
 def test_echo_padded_backward_flip_is_the_authors_whole_sequence_reversal(make_model):
-    """backward_flip 'padded' (the default), as the authors' code: Mamba on torch.flip(x, [1]), flipped back, so each
-    position reads the padded tail too (after the filter, not constant)."""
+    """backward_flip 'padded' (the default), as the authors' code: Mamba on torch.flip(x, [1]), flipped back,
+    so each position reads the padded tail too (after the filter, not constant)."""
     bimamba = make_model("EchoMamba4Rec").layers[0].bimamba  # the default
     x, lengths = torch.randn(2, 12, 16), torch.tensor([5, 12])
     expected = torch.flip(bimamba.mamba_bwd(torch.flip(x, [1])), [1])

@@ -114,23 +114,21 @@ VARIANTS.update({
     "no_projection_no_gru_conv_dropout04": (("SIGMA",), {"output_projection": False, "gru_conv_kernel": 0,
                                                          "dropout_prob": 0.4}),
 })
-# Every SIGMA variant above ran while SIGMA's default GRU was torch's nn.GRU (HEAD's), before the default
-# took Eq. 7's as the paper writes it (gru_cell: paper; README.md, "Where the defaults come from"): each keeps
-# the GRU it ran with. gru_cell_torch is the paper's SIGMA with torch's GRU: the default's runs before the move.
-for _models, _overrides in VARIANTS.values():
-    if _models and "SIGMA" in _models:
-        _overrides.setdefault("gru_cell", "torch")
-VARIANTS["gru_cell_torch"] = (("SIGMA",), {"gru_cell": "torch"})
-# Every ECHO variant above ran with the structure ECHO's default had until it took its authors' code's (7 December
-# 2026; README.md, "Where the defaults come from"): each keeps it. item_flip is ECHO with that structure, the
-# default's runs before the move: its backward Mamba on each user's items reversed (the code's reads the whole
-# padded sequence reversed), dropout on the GLU's branch (the code's on the sum), one Mamba pair a layer (the same
-# at one layer), LayerNorm eps 1e-12 after the pairs (the code's 1e-5). The code's structure ran as code_structure.
+# Defaults that moved after the variants above had run, each pinned in them at the value they ran with
+# (README.md, "Where the defaults come from"). Every SIGMA variant ran while SIGMA's default GRU was torch's
+# nn.GRU (HEAD's), before it took Eq. 7's as the paper writes it (gru_cell: paper); every ECHO variant with the
+# structure ECHO's default had until it took its authors' code's (7 December 2026): its backward Mamba on each
+# user's items reversed (the code's reads the whole padded sequence reversed), dropout on the GLU's branch (the
+# code's on the sum), one Mamba pair a layer (the same at one layer), LayerNorm eps 1e-12 after the pairs (the
+# code's 1e-5). gru_cell_torch and item_flip are the defaults as they were: the default's runs before each move
+# (the code's structure ran as code_structure).
 _ITEM_FLIP = {"backward_flip": "valid_items", "glu_dropout": "branch", "mamba_pairs": "one", "bimamba_norm_eps": 1e-12}
+_RAN_WITH = {"SIGMA": {"gru_cell": "torch"}, "EchoMamba4Rec": _ITEM_FLIP}
 for _models, _overrides in VARIANTS.values():
-    if _models and "EchoMamba4Rec" in _models:
-        for _key, _value in _ITEM_FLIP.items():
+    for _model in _models or ():
+        for _key, _value in _RAN_WITH.get(_model, {}).items():
             _overrides.setdefault(_key, _value)
+VARIANTS["gru_cell_torch"] = (("SIGMA",), dict(_RAN_WITH["SIGMA"]))
 VARIANTS["item_flip"] = (("EchoMamba4Rec",), dict(_ITEM_FLIP))
 # Variants that a shipped ``sigma_variant`` preset builds weight for weight (tests/test_sigma_public_code.py
 # checks nb_one_gate_softmax_mix against 'notebook', which built nb_one_gate before its mix moved to
@@ -138,8 +136,8 @@ VARIANTS["item_flip"] = (("EchoMamba4Rec",), dict(_ITEM_FLIP))
 PRESET_OF = {"nb_one_gate_softmax_mix": "notebook"}
 # Keys a model's YAML gained after jobs had run, each at the value that computes what those jobs
 # computed: a record without the key ran with that value (config_mismatch).
-KEYS_ADDED = {"EchoMamba4Rec": {"backward_flip": "valid_items", "glu_dropout": "branch", "mamba_pairs": "one",
-                                "bimamba_norm_eps": 1e-12},
+# ECHO's four structural keys came with its default structure of then (item_flip's).
+KEYS_ADDED = {"EchoMamba4Rec": dict(_ITEM_FLIP),
               "SIGMA": {"gate_activations": ["silu", "sigmoid"], "gate_dropout": 0.2, "output_projection": True,
                         "gate_dense_act": "none", "gate_flip": "own", "flip_back": False, "gru_cell": "torch"}}
 DEFAULT_MODELS = ["SIGMA", "Mamba4Rec", "EchoMamba4Rec", "SASRec", "GRU4Rec", "BERT4Rec", "FEARec"]
