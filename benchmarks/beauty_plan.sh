@@ -24,10 +24,11 @@ RUNS=${RUNS:-../runs/amazon-beauty}
 RECORDS=${RECORDS:-docs/results/runs/amazon-beauty}
 # Every SIGMA variant ran with torch's GRU (the default's until it took Eq. 7's), so each report sets SIGMA's
 # variants against the paper's SIGMA with that GRU, gru_cell_torch; the default is one of them. ECHO's variants
-# are set against its default (its authors' code's structure; item_flip is the structure before)
+# ran with the structure its default had until it took its authors' code's (item_flip), so they are set against
+# item_flip, as is its default
 MAIN=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec GRU4Rec --variants default gru_cell_torch public_code dropout04
       dropout02 no_projection nb_one_gate nb_one_gate_softmax_mix no_projection_no_gru_conv item_flip
-      --seeds 2020 2021 2022 --one-seed GRU4Rec --against gru_cell_torch)
+      --seeds 2020 2021 2022 --one-seed GRU4Rec --against gru_cell_torch item_flip)
 WALK=(--models SIGMA --variants public_code walk1_flip walk2_two_mambas walk3_gate walk4_mix gru_cell_torch default
       --seeds 2020 --against gru_cell_torch)
 OTHERS=(--models BERT4Rec FEARec --seeds 2020 --set epochs=60)
@@ -58,7 +59,7 @@ MIX=(--models SIGMA --variants nb_one_gate nb_one_gate_softmax_mix --seeds 2020 
 # torch's), and the notebook preset against the three multi-seed baselines (ECHO also with the structure its
 # default had until 7 December 2026, item_flip), over seeds 2020-2024
 FIVE=(--models SIGMA Mamba4Rec EchoMamba4Rec SASRec --variants default gru_cell_torch nb_one_gate_softmax_mix item_flip
-      --seeds 2020 2021 2022 2023 2024 --against gru_cell_torch)
+      --seeds 2020 2021 2022 2023 2024 --against gru_cell_torch item_flip)
 
 harness() {
     echo "=== $(date -u +%FT%TZ) $*"

@@ -210,7 +210,7 @@ def test_variants_can_be_set_against_another_variant_of_their_model_than_the_def
     base, flip = [0.0285, 0.0287, 0.0283], [0.0288, 0.0290, 0.0284]
     results = {("SIGMA", "nb_one_gate_no_flip"): _runs(base), ("SIGMA", "nb_one_gate"): _runs(flip),
                ("SIGMA", "default"): _runs([0.020, 0.021])}
-    lines = variants_against_default(results, PAPER["amazon-beauty"], against="nb_one_gate_no_flip")
+    lines = variants_against_default(results, PAPER["amazon-beauty"], against=["nb_one_gate_no_flip"])
     assert lines[0] == "## Variants against their `nb_one_gate_no_flip`"
     assert "| variant | test NDCG@10 vs `nb_one_gate_no_flip` | valid NDCG@10 vs `nb_one_gate_no_flip` |" in lines[4]
     p = welch_p(flip, base)
@@ -220,11 +220,11 @@ def test_variants_can_be_set_against_another_variant_of_their_model_than_the_def
                        f"| {p:.3f} | no / no |")
     # the paper's default is a variant here, and the paper has no row of the baseline: no paper column
     assert rows[1].startswith("| SIGMA | -28.1 % | -28.1 % | - |") and len(rows) == 2
-    assert variants_against_default(results, {}, against="cell66") == []  # no such row
+    assert variants_against_default(results, {}, against=["cell66"]) == []  # no such row
     with pytest.raises(SystemExit):
         parse_args(["--models", "SIGMA", "--variants", "nb_one_gate", "--against", "nb_one_gate_no_flip"])
     assert parse_args(["--variants", "nb_one_gate", "nb_one_gate_no_flip", "--against", "nb_one_gate_no_flip"]
-                      ).against == "nb_one_gate_no_flip"
+                      ).against == ["nb_one_gate_no_flip"]
 
 
 def test_against_a_sigma_variant_other_models_keep_their_default_and_the_paper_keeps_its_sigma():
@@ -234,13 +234,53 @@ def test_against_a_sigma_variant_other_models_keep_their_default_and_the_paper_k
     results = {("SIGMA", "gru_cell_torch"): _runs([0.020]), ("SIGMA", "no_flip"): _runs([0.021]),
                ("SIGMA", "default"): _runs([0.022]), ("Mamba4Rec", "default"): _runs([0.040]),
                ("Mamba4Rec", "cell68"): _runs([0.036])}
-    lines = variants_against_default(results, PAPER["amazon-beauty"], against="gru_cell_torch")
+    lines = variants_against_default(results, PAPER["amazon-beauty"], against=["gru_cell_torch"])
     assert lines[0] == "## Variants against their `gru_cell_torch`"
     paper = PAPER["amazon-beauty"]
     table4 = fmt_change(paper[("SIGMA", "no_flip")][1], paper[("SIGMA", "default")][1])
     assert table4 == "-3.0 %" and f"| SIGMA (no_flip, = r >= L) | +5.0 % | +5.0 % | {table4} |" in "\n".join(lines)
     assert "| SIGMA | +10.0 % | +10.0 % | - |" in "\n".join(lines)  # the default, with no paper row to set
     assert "| Mamba4Rec (cell68) | -10.0 % | -10.0 % | - |" in "\n".join(lines)  # against Mamba4Rec's default
+
+
+def test_each_model_is_set_against_the_one_of_several_against_variants_that_applies_to_it(capsys):
+    """--against gru_cell_torch item_flip (the main report's): SIGMA's variants against gru_cell_torch, ECHO's
+    (dropout02 and its default) against item_flip, the structure dropout02 ran with, Mamba4Rec's against its
+    default; the paired seeds pair each variant with its own model's."""
+    def seeded(ndcgs):
+        return [dict(run, seed=seed) for run, seed in zip(_runs(ndcgs), (2020, 2021))]
+
+    results = {("SIGMA", "gru_cell_torch"): seeded([0.020, 0.021]), ("SIGMA", "default"): seeded([0.022, 0.022]),
+               ("EchoMamba4Rec", "item_flip"): seeded([0.040, 0.042]),
+               ("EchoMamba4Rec", "dropout02"): seeded([0.036, 0.0378]),
+               ("EchoMamba4Rec", "default"): seeded([0.044, 0.042]),
+               ("Mamba4Rec", "default"): seeded([0.040]), ("Mamba4Rec", "cell68"): seeded([0.036])}
+    against = ["gru_cell_torch", "item_flip"]
+    lines = variants_against_default(results, {}, against=against)
+    assert lines[0] == "## Variants against their `gru_cell_torch` / `item_flip`"
+    assert "(the one of them it has, its default for a model without one; " in lines[2]
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ") and "%" in line}
+    assert rows["SIGMA"].startswith("| SIGMA | +7.3 % | +7.3 % |")  # 0.022 against 0.0205
+    assert rows["EchoMamba4Rec (dropout02)"].startswith("| EchoMamba4Rec (dropout02) | -10.0 % |")  # vs 0.041
+    assert rows["EchoMamba4Rec"].startswith("| EchoMamba4Rec | +4.9 % |")  # 0.043 against item_flip's 0.041
+    assert rows["Mamba4Rec (cell68)"].startswith("| Mamba4Rec (cell68) | -10.0 % |")  # against its default
+    assert set(rows) == {"SIGMA", "EchoMamba4Rec (dropout02)", "EchoMamba4Rec", "Mamba4Rec (cell68)"}
+    paired = paired_seeds(results, against)
+    assert paired[0] == "## Paired seeds against `gru_cell_torch` / `item_flip`"
+    assert paired[2].startswith("A variant's baseline is the one of `gru_cell_torch` / `item_flip` that its model "
+                                "has. A seed gives a variant and its baseline the same data order")
+    assert [line for line in paired if line.startswith("**")] == [
+        "**SIGMA** minus `gru_cell_torch`:", "**EchoMamba4Rec (dropout02)** minus `item_flip`:",
+        "**EchoMamba4Rec** minus `item_flip`:"]  # Mamba4Rec is set against its default: no pairs asked for
+    assert "| 2021 | -0.0084 | -0.0042 | - | - | - |" in paired  # dropout02's seed 2021 minus item_flip's
+    args = parse_args(["--models", "SIGMA", "EchoMamba4Rec", "--variants", "gru_cell_torch", "item_flip",
+                       "--against", "gru_cell_torch", "item_flip"])
+    assert args.against == against
+    for variants in (["gru_cell_torch", "dropout04"], ["default", "gru_cell_torch"]):  # two baselines for SIGMA
+        with pytest.raises(SystemExit):
+            parse_args(["--models", "SIGMA", "--variants", *variants, "--against", *variants])
+        assert f"--against names 2 variants of SIGMA ({variants[0]}, {variants[1]}); name one a model" \
+            in capsys.readouterr().err
 
 
 def _runs(ndcgs, hit=0.08):
@@ -309,7 +349,7 @@ def test_paired_seeds_sets_each_seed_of_a_variant_against_the_same_seed_of_its_b
                run(2023, 0.0600, 0.0500, (1.0, 1.0, 1.0), 97)]  # no 2023 in the baseline: no pair
     results = {("SIGMA", "nb_one_gate"): base, ("SIGMA", "nb_one_gate_softmax_mix"): variant,
                ("SIGMA", "nb_one_gate_no_flip"): [base[0]]}  # one pair only: no table
-    lines = paired_seeds(results, "nb_one_gate")
+    lines = paired_seeds(results, ["nb_one_gate"])
     assert lines[0] == "## Paired seeds against `nb_one_gate`"
     assert ("**SIGMA (nb_one_gate_softmax_mix, = sigma_variant: notebook)** minus `nb_one_gate` "
             "(parameters: 97 / 100):") in lines
@@ -325,8 +365,8 @@ def test_paired_seeds_sets_each_seed_of_a_variant_against_the_same_seed_of_its_b
     assert f"| paired p, higher | {p_valid:.3f} | 0 (no spread) | {p_loss0:.3f} | 0 (no spread) | " \
            f"{fmt_p(paired_p([421.0, 419.0], [420.0, 419.0]))} |" in lines
     assert not any("nb_one_gate_no_flip" in line for line in lines)
-    assert paired_seeds(results, "default") == []  # no --against: no pairs asked for
-    assert paired_seeds({("SIGMA", "nb_one_gate"): base}, "nb_one_gate") == []  # nothing to set against it
+    assert paired_seeds(results, ["default"]) == []  # no --against: no pairs asked for
+    assert paired_seeds({("SIGMA", "nb_one_gate"): base}, ["nb_one_gate"]) == []  # nothing to set against it
 
 
 def test_seeds_table_and_significance():
@@ -656,6 +696,9 @@ def test_the_beauty_plan_carries_the_records_trains_what_its_reports_show_and_th
         == job_names(reports[3])
     # every SIGMA variant ran with torch's GRU: the reports that hold the default set them against gru_cell_torch
     assert all(reports[i][reports[i].index("--against") + 1] == "gru_cell_torch" for i in (0, 1, 3, 4, 8))
+    # ECHO's variants ran with the structure its default had before (item_flip): the reports that hold ECHO set
+    # its rows against that
+    assert all(reports[i][reports[i].index("--against") + 2] == "item_flip" for i in (0, 8))
     notebook = ("public_code", "cell26", "cell66", "nb_no_projection", "nb_gate_activations", "nb_gate_dropout",
                 "nb_no_gate", "nb_one_gate", "cell26_no_conv", "no_projection", "no_projection_dropout04",
                 "no_projection_no_gru_conv", "no_projection_no_gru_conv_dropout04", "nb_one_gate_softmax_mix",

@@ -5,7 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .jobs import DEFAULT_MODELS, VARIANTS, plan_jobs, plan_lines, refuse_changed_jobs
+from .jobs import DEFAULT_MODELS, VARIANTS, plan_jobs, plan_lines, refuse_changed_jobs, variant_overrides
 from .machine import ROOT
 
 # Keys that say where a job's files are: each job keeps its own, so --set may not point them all at one.
@@ -35,9 +35,9 @@ def parser():
                    help=f"{', '.join(VARIANTS)} or r<N> (SIGMA flip_remain = N); non-default ones apply to SIGMA")
     p.add_argument("--set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
                    help="config key for every job (highest priority), e.g. --set epochs=1 hidden_size=16")
-    p.add_argument("--against", default="default", metavar="VARIANT",
-                   help="the report sets each other variant of a model against this one of --variants (default: "
-                        "default)")
+    p.add_argument("--against", nargs="+", default=["default"], metavar="VARIANT",
+                   help="the report sets each other variant of a model against the one of these (each one of "
+                        "--variants) that applies to it, its default where none does (default: default)")
     p.add_argument("--config_files", "--config-files", nargs="+", default=[], help="extra YAML for every job")
     p.add_argument("--runs-dir", type=Path, help="job folders (default: runs/<dataset>)")
     p.add_argument("--output", type=Path, help="the Markdown report (default: docs/results/<dataset>[...].md)")
@@ -61,8 +61,13 @@ def parse_args(argv=None):
         return args
     if args.rerun and args.report_only:
         p.error("--rerun redoes jobs and --report-only runs none; drop one")
-    if args.against not in args.variants + ["default"]:
-        p.error(f"--against {args.against} is not one of --variants")
+    for variant in args.against:
+        if variant not in args.variants + ["default"]:
+            p.error(f"--against {variant} is not one of --variants")
+    for model in args.models:  # one baseline a model: a second would be left unused without a word
+        both = [v for v in args.against if variant_overrides(model, v) is not None]
+        if len(both) > 1:
+            p.error(f"--against names {len(both)} variants of {model} ({', '.join(both)}); name one a model")
     for flag, values in (("--models", args.models), ("--seeds", args.seeds), ("--variants", args.variants)):
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:  # the same job twice would count its result twice in every mean, std and p-value

@@ -291,19 +291,31 @@ def split_means(results, split):
             for key, rows in results.items() if rows}
 
 
-def variants_against_default(results, paper, against="default"):
+def baseline_variant(model, against):
+    """The variant of ``model`` that the report sets its others against: the one of ``against`` (the
+    variants of ``--against``) that applies to it, or its default."""
+    return next((v for v in against if variant_overrides(model, v) is not None), "default")
+
+
+def against_label(against):
+    """``--against`` in a heading: its variants, or "default"."""
+    named = [f"`{v}`" for v in against if v != "default"]
+    return " / ".join(named) or "default"
+
+
+def variants_against_default(results, paper, against=("default",)):
     """Table 4 read the paper's way: each variant's NDCG@10 relative to its model's default (or to its
-    variant ``against``), on test and on valid in this run and in the paper (its numbers are validation
+    variant among ``against``), on test and on valid in this run and in the paper (its numbers are validation
     numbers; where it has both), with the one-sided Welch p-value of "the variant is ahead" over seeds and
-    the bar for switching a default, on test and on best-valid NDCG@10. A model that the variant ``against``
-    does not apply to has its variants set against its default. The paper's column sets the paper's
-    variant against its row for ``against``, or where it has none against its model (Table 4 sets its
-    ablations against its SIGMA). Written for any dataset, with or without the paper's numbers."""
+    the bar for switching a default, on test and on best-valid NDCG@10. A model that none of ``against``
+    applies to has its variants set against its default. The paper's column sets the paper's
+    variant against its row for the model's baseline, or where it has none against its model (Table 4 sets
+    its ablations against its SIGMA). Written for any dataset, with or without the paper's numbers."""
     ndcg = METRICS.index("ndcg@10")
     means, valid = split_means(results, "test"), split_means(results, "best_valid")
 
     def baseline_of(model):
-        return (model, "default") if variant_overrides(model, against) is None else (model, against)
+        return model, baseline_variant(model, against)
 
     variants = [key for key in means if key != baseline_of(key[0]) and baseline_of(key[0]) in means]
     if not variants:
@@ -323,8 +335,9 @@ def variants_against_default(results, paper, against="default"):
             cells.append(("yes" if min(ours) > max(base) else "no") if known else "-")
         return " / ".join(cells)
 
-    base = "default" if against == "default" else f"`{against}`"  # what the variants are set against
-    others = "" if against == "default" else "its default for a model without one; "
+    base, named = against_label(against), sum(v != "default" for v in against)  # what the variants are set against
+    others = ("" if not named else "its default for a model without one; " if named == 1
+              else "the one of them it has, its default for a model without one; ")
     lines = [f"## Variants against their {base}", "",
              f"Each variant's NDCG@10 relative to its model's {base} ({others}Table 4 read the paper's way), on "
              "test and on valid, beside the same in the paper (validation numbers: compare with the valid column); the "
@@ -349,28 +362,27 @@ LOSS_EPOCHS = (0, 2, 12)  # early, past the first turn, mid-run: where the noteb
 
 
 def paired_seeds(results, against):
-    """With ``--against``: each seed that a variant and its model's ``against`` both ran is a pair (the
-    same data order; the same initial weights where the two build the same modules). Per seed, the
-    variant minus ``against`` on best-valid and test NDCG@10 and on the training loss after the epochs
+    """With ``--against``: each seed that a variant and its model's variant among ``against`` both ran is a
+    pair (the same data order; the same initial weights where the two build the same modules). Per seed,
+    the variant minus that baseline on best-valid and test NDCG@10 and on the training loss after the epochs
     of :data:`LOSS_EPOCHS`; then the mean difference, the seeds where the variant is higher, and the
-    one-sided paired t-test p of "the variant is higher"."""
-    if against == "default":
-        return []
+    one-sided paired t-test p of "the variant is higher". A model set against its default has no pairs."""
     columns = [("valid NDCG@10", lambda r: r.get("best_valid", {}).get("ndcg@10"), 4),
                ("test NDCG@10", lambda r: r.get("test", {}).get("ndcg@10"), 4)]
     columns += [(f"loss, epoch {e}", lambda r, e=e: r.get("loss_curve", {}).get(e), 1) for e in LOSS_EPOCHS]
     tables = []
     for key, rows in results.items():
-        base = {r.get("seed"): r for r in results.get((key[0], against), [])}
+        baseline = baseline_variant(key[0], against)
+        base = {r.get("seed"): r for r in results.get((key[0], baseline), [])}
         pairs = [(r, base[r["seed"]]) for r in rows if r.get("seed") in base]
-        if key[1] == against or len(pairs) < 2:
+        if baseline == "default" or key[1] == baseline or len(pairs) < 2:
             continue
         sides = [([get(a) for a, _ in pairs], [get(b) for _, b in pairs]) for _, get, _ in columns]
         diffs = [[None if None in (x, y) else x - y for x, y in zip(*side)] for side in sides]  # by column
         params = {(a.get("parameters"), b.get("parameters")) for a, b in pairs}
         counts = ", ".join(f"{x:,} each" if x == y else f"{x:,} / {y:,}" for x, y in sorted(params, key=str)
                            if x is not None and y is not None)
-        tables += ["", f"**{label_of(*key)}** minus `{against}`" + (f" (parameters: {counts})" if counts else "") + ":",
+        tables += ["", f"**{label_of(*key)}** minus `{baseline}`" + (f" (parameters: {counts})" if counts else "") + ":",
                    "",
                    "| seed | " + " | ".join(name for name, _, _ in columns) + " |",
                    "| --- |" + " ---: |" * len(columns)]
@@ -385,13 +397,16 @@ def paired_seeds(results, against):
         tables.append("| paired p, higher | " + " | ".join(fmt_p(paired_p(*side)) for side in sides) + " |")
     if not tables:
         return []
-    epochs = ", ".join(map(str, LOSS_EPOCHS))
-    return [f"## Paired seeds against `{against}`", "",
-            f"A seed gives a variant and `{against}` the same data order, and the same initial weights where the "
+    epochs, label = ", ".join(map(str, LOSS_EPOCHS)), against_label(against)
+    several = sum(v != "default" for v in against) > 1  # then each table names the one it subtracts
+    base = "its baseline" if several else label
+    return [f"## Paired seeds against {label}", "",
+            (f"A variant's baseline is the one of {label} that its model has. " if several else "") +
+            f"A seed gives a variant and {base} the same data order, and the same initial weights where the "
             "two build the same modules (their two runs then differ only in what the variant computes), so each "
-            f"seed both ran is a pair. Per seed: the variant's best-valid and test NDCG@10 minus `{against}`'s, "
+            f"seed both ran is a pair. Per seed: the variant's best-valid and test NDCG@10 minus {base}'s, "
             f"and its training loss (summed over the epoch's batches, as RecBole logs it) after epochs {epochs} "
-            f"(counted from 0) minus `{against}`'s; then the mean difference, the seeds where the variant's is "
+            f"(counted from 0) minus {base}'s; then the mean difference, the seeds where the variant's is "
             "higher, and the one-sided paired t-test p-value of \"the variant's is higher\" "
             "(`scipy.stats.ttest_rel(alternative='greater')`; a small p on a loss says the variant fits the "
             "training data less closely)."] + tables + [""]
