@@ -65,9 +65,9 @@ def parse_args(argv=None):
         if variant not in args.variants + ["default"]:
             p.error(f"--against {variant} is not one of --variants")
     for model in args.models:  # one baseline a model: a second would be left unused without a word
-        both = [v for v in args.against if variant_overrides(model, v) is not None]
-        if len(both) > 1:
-            p.error(f"--against names {len(both)} variants of {model} ({', '.join(both)}); name one a model")
+        named = [v for v in args.against if variant_overrides(model, v) is not None]
+        if len(named) > 1:
+            p.error(f"--against names {len(named)} variants of {model} ({', '.join(named)}); name one a model")
     for flag, values in (("--models", args.models), ("--seeds", args.seeds), ("--variants", args.variants)):
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:  # the same job twice would count its result twice in every mean, std and p-value

@@ -382,7 +382,8 @@ def paired_seeds(results, against):
         params = {(a.get("parameters"), b.get("parameters")) for a, b in pairs}
         counts = ", ".join(f"{x:,} each" if x == y else f"{x:,} / {y:,}" for x, y in sorted(params, key=str)
                            if x is not None and y is not None)
-        tables += ["", f"**{label_of(*key)}** minus `{baseline}`" + (f" (parameters: {counts})" if counts else "") + ":",
+        tables += ["", f"**{label_of(*key)}** minus `{baseline}`"
+                   + (f" (parameters: {counts})" if counts else "") + ":",
                    "",
                    "| seed | " + " | ".join(name for name, _, _ in columns) + " |",
                    "| --- |" + " ---: |" * len(columns)]
