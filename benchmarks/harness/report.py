@@ -297,10 +297,14 @@ def baseline_variant(model, against):
     return next((v for v in against if variant_overrides(model, v) is not None), "default")
 
 
+def named_baselines(against):
+    """The variants of ``--against`` other than the default."""
+    return [v for v in against if v != "default"]
+
+
 def against_label(against):
     """``--against`` in a heading: its variants, or "default"."""
-    named = [f"`{v}`" for v in against if v != "default"]
-    return " / ".join(named) or "default"
+    return " / ".join(f"`{v}`" for v in named_baselines(against)) or "default"
 
 
 def variants_against_default(results, paper, against=("default",)):
@@ -335,7 +339,7 @@ def variants_against_default(results, paper, against=("default",)):
             cells.append(("yes" if min(ours) > max(base) else "no") if known else "-")
         return " / ".join(cells)
 
-    base, named = against_label(against), sum(v != "default" for v in against)  # what the variants are set against
+    base, named = against_label(against), len(named_baselines(against))  # what the variants are set against
     others = ("" if not named else "its default for a model without one; " if named == 1
               else "the one of them it has, its default for a model without one; ")
     lines = [f"## Variants against their {base}", "",
@@ -399,7 +403,7 @@ def paired_seeds(results, against):
     if not tables:
         return []
     epochs, label = ", ".join(map(str, LOSS_EPOCHS)), against_label(against)
-    several = sum(v != "default" for v in against) > 1  # then each table names the one it subtracts
+    several = len(named_baselines(against)) > 1  # then each table names the one it subtracts
     base = "its baseline" if several else label
     return [f"## Paired seeds against {label}", "",
             (f"A variant's baseline is the one of {label} that its model has. " if several else "") +
