@@ -22,7 +22,7 @@ from benchmarks.harness.jobs import (VARIANTS, config_mismatch, job_name, job_st
 from benchmarks.harness.paper import AUTHORS_CURVES, AUTHORS_RUNS, PAPER
 from benchmarks.harness.plots import plot_curves
 from benchmarks.harness.report import (against_the_paper, paired_seeds, seeds_table, significance,
-                                      variant_lines, variants_against_default)
+                                      variant_lines, variants_against_default, version_lines)
 from benchmarks.harness.stats import fmt_change
 from benchmarks.harness.results import epoch_summary, load_result, read_epochs
 from benchmarks.harness.runner import REPRODUCE_SCRIPT as SCRIPT, record_lost_attempt, wait_with_heartbeat
@@ -297,6 +297,27 @@ def test_each_variant_is_listed_once_with_the_models_it_ran_and_its_overrides():
         '- variant `dropout04` (SIGMA): `{"dropout_prob": 0.4, "gru_cell": "torch"}`',
         '- variant `r0` (SIGMA): `{"flip_remain": 0}`',
     ]
+
+
+def test_the_versions_are_printed_once_a_set_with_the_commits_that_ran_on_them():
+    """Jobs that differ only in their git commit share one line naming the commits in the order first
+    started; a dirty run marks its commit, and another torch gets a line of its own."""
+    packages = {"python": "3.11.7", "torch": "2.13.0+cpu", "recbole": "1.2.1", "numba": "0.68.1",
+                "numpy": "2.4.6", "recbole_sigma": "0.1.0", "mamba_ssm": None, "causal_conv1d": None}
+
+    def job(started, git, dirty=False, **changed):
+        return {"started": started, "versions": {**packages, **changed, "git": git, "git_dirty": dirty}}
+
+    done = [job("2026-12-03", "bbbbbbb"), job("2026-12-01", "aaaaaaa"), job("2026-12-02", "bbbbbbb", True),
+            job("2026-12-04", "ccccccc", None), job("2026-12-05", "aaaaaaa", torch="2.13.0+cu126"),
+            job("2026-12-06", None)]
+    shared = ("python 3.11.7, torch {}, recbole 1.2.1, numba 0.68.1, numpy 2.4.6, recbole_sigma 0.1.0, "
+              "mamba_ssm None, causal_conv1d None")
+    assert version_lines(done) == [
+        "- versions: " + shared.format("2.13.0+cpu") + "; git aaaaaaa, bbbbbbb (dirty), ccccccc (dirty unknown)",
+        "- versions: " + shared.format("2.13.0+cu126") + "; git aaaaaaa",
+    ]
+    assert version_lines([job("2026-12-01", None)]) == ["- versions: " + shared.format("2.13.0+cpu")]
 
 
 def test_welch_p_is_the_one_sided_welch_test():

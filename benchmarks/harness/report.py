@@ -19,6 +19,9 @@ from .stats import fmt, fmt_change, fmt_p, grouped_means, mean_std, one_more_see
 # the interval for one more seed is too wide to say anything (t(2) = 4.3 at 95 %).
 SPREAD_SEEDS = 5
 
+# The versions a job records besides its git commit, in the order the report prints them.
+PACKAGES = ("python", "torch", "recbole", "numba", "numpy", "recbole_sigma", "mamba_ssm", "causal_conv1d")
+
 # What a variant's row is also known as (tests/test_models.py and tests/test_sigma_public_code.py show
 # the equivalences).
 ALSO_KNOWN_AS = {"no_flip": "= r >= L", **{v: f"= sigma_variant: {p}" for v, p in PRESET_OF.items()}}
@@ -51,15 +54,29 @@ def run_lines(done):
         m = json.loads(m)
         lines.append(f"- machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
                      f"{m['memory_gb']} GB RAM, GPU {m['gpu'] or 'none'}; {m['os']}")
-    for v in sorted({json.dumps(r["versions"], sort_keys=True) for r in done}):
-        v = json.loads(v)
-        lines.append("- versions: " + ", ".join(f"{k} {v[k]}" for k in
-                                                ("python", "torch", "recbole", "numba", "numpy", "recbole_sigma",
-                                                 "mamba_ssm", "git", "git_dirty") if k in v))
+    lines += version_lines(done)
     d = done[0]["data"]
     lines.append(f"- data: {d['users']} users, {d['items']} items, {d['interactions']} interactions; "
                  f"MAX_ITEM_LIST_LENGTH {d['max_item_list_length']}; eval_args {d['eval_args']}")
     return lines
+
+
+def version_lines(done):
+    """One line per set of package versions the finished jobs ran with, naming the git commits they ran at
+    in the order first started; a commit that a job ran with uncommitted changes is marked dirty, one
+    whose state git could not tell, dirty unknown."""
+    commits = {}  # the packages' versions -> {commit: the set of git_dirty values its jobs recorded}
+    for r in sorted(done, key=lambda r: r["started"]):
+        v = r["versions"]
+        ran = commits.setdefault(", ".join(f"{k} {v[k]}" for k in PACKAGES if k in v), {})
+        if v.get("git"):
+            ran.setdefault(v["git"], set()).add(v.get("git_dirty"))
+
+    def mark(dirty):
+        return " (dirty)" if True in dirty else " (dirty unknown)" if None in dirty else ""
+
+    return [f"- versions: {packages}" + ("; git " + ", ".join(c + mark(d) for c, d in ran.items()) if ran else "")
+            for packages, ran in sorted(commits.items())]
 
 
 def header(args, command, results, pending, paper):
